@@ -1,0 +1,359 @@
+"""Differential conformance fixtures: every test body runs against simamqp AND RabbitMQ.
+
+The ``env`` fixture is parametrised over the two brokers. A test only talks to the broker through
+``env`` (connections, channels, unique names, waiting) and asserts what a client observes, so the
+same assertion pins RabbitMQ's behaviour and checks simamqp's.
+
+RabbitMQ is asynchronous where simamqp is not (dead-lettering, expiry, deliveries to consumers on
+other channels). Helpers here absorb that without fixed sleeps: ``env.get`` retries ``basic_get``
+for a bounded time when a message is expected, ``env.drain`` drains until a predicate holds, and
+``env.eventually`` polls a value until it matches. On simamqp each of these runs the broker until
+idle and looks once, so a simamqp run never sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import amqp
+import kombu
+import pytest
+from amqp import spec
+
+RABBITMQ_URL = os.environ.get("SIMAMQP_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+#: How long the RabbitMQ side keeps retrying for something it expects to happen.
+EVENTUALLY_TIMEOUT = 3.0
+
+_rabbitmq_unreachable: list[str | None] = []
+
+
+def rabbitmq_unreachable_reason() -> str | None:
+    """None when RabbitMQ answers at RABBITMQ_URL, else why not (checked once per process)."""
+    if not _rabbitmq_unreachable:
+        conn = kombu.Connection(RABBITMQ_URL, connect_timeout=2)
+        try:
+            conn.connect()
+        except Exception as exc:
+            _rabbitmq_unreachable.append(f"RabbitMQ not reachable at {RABBITMQ_URL}: {exc!r}")
+        else:
+            _rabbitmq_unreachable.append(None)
+        finally:
+            with contextlib.suppress(Exception):
+                conn.release()
+    return _rabbitmq_unreachable[0]
+
+
+def require_rabbitmq() -> None:
+    """Skip (visibly) when RabbitMQ is down; in CI a missing RabbitMQ is a failure."""
+    reason = rabbitmq_unreachable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set: the RabbitMQ side must run)")
+        pytest.skip(reason)
+
+
+def _quiet_close(conn: Any) -> None:
+    with contextlib.suppress(Exception):
+        conn.release()
+
+
+class Confirms:
+    """Publisher confirms and basic.return events of one channel.
+
+    RabbitMQ may coalesce confirms (``multiple=True``); ``outcomes`` expands them per publish
+    sequence number so tests never depend on the coalescing.
+    """
+
+    def __init__(self, ch: amqp.Channel) -> None:
+        self.outcomes: dict[int, str] = {}
+        self.returned: list[tuple[int, str, str, str, amqp.Message]] = []
+        #: "return" and "ack"/"nack" in arrival order (a return precedes its publish's ack).
+        self.order: list[str] = []
+        ch.confirm_select()
+        ch.events["basic_ack"].add(lambda tag, multiple: self._settle("ack", tag, multiple))
+        ch.events["basic_nack"].add(lambda tag, multiple: self._settle("nack", tag, multiple))
+        ch.events["basic_return"].add(self._on_return)
+
+    def _settle(self, kind: str, tag: int, multiple: bool) -> None:
+        first = 1 if multiple else tag
+        for seq in range(first, tag + 1):
+            if seq not in self.outcomes:
+                self.outcomes[seq] = kind
+                self.order.append(kind)
+
+    def _on_return(self, exc: Any, exchange: str, routing_key: str, msg: amqp.Message) -> None:
+        self.returned.append((exc.reply_code, exc.reply_text, exchange, routing_key, msg))
+        self.order.append("return")
+
+    def settled(self, n: int) -> Callable[[], bool]:
+        """A predicate for env.drain: publishes 1..n have been acked or nacked."""
+        return lambda: all(seq in self.outcomes for seq in range(1, n + 1))
+
+    def results(self, n: int) -> list[str]:
+        return [self.outcomes.get(seq, "pending") for seq in range(1, n + 1)]
+
+
+class BrokerEnv:
+    """One broker under test, as a client sees it."""
+
+    kind: str
+    url: str
+
+    def __init__(self, kind: str, url: str, token: str) -> None:
+        self.kind = kind
+        self.url = url
+        self._token = token
+        self._counter = itertools.count(1)
+        self._connections: list[kombu.Connection] = []
+        self._shared: kombu.Connection | None = None
+        self.declared: list[str] = []
+
+    # -- connections and channels -------------------------------------------------------------
+
+    def connection(self, **kwargs: Any) -> kombu.Connection:
+        """A connected kombu Connection, closed at teardown."""
+        conn = kombu.Connection(self.url, **kwargs)
+        conn.connect()
+        self._connections.append(conn)
+        return conn
+
+    @property
+    def conn(self) -> kombu.Connection:
+        """The shared connection that ``channel()`` opens channels on."""
+        if self._shared is None:
+            self._shared = self.connection()
+        return self._shared
+
+    def channel(self, conn: kombu.Connection | None = None) -> amqp.Channel:
+        """A fresh py-amqp channel (on the shared connection unless ``conn`` is given)."""
+        return (conn or self.conn).channel()
+
+    # -- names ----------------------------------------------------------------------------------
+
+    def name(self, prefix: str = "x") -> str:
+        """A name unique to this test run; tracked so the RabbitMQ side cleans it up."""
+        name = f"conf.{prefix}.{self._token}.{next(self._counter)}"
+        self.declared.append(name)
+        return name
+
+    def track(self, name: str) -> str:
+        """Clean up a server-generated name too."""
+        self.declared.append(name)
+        return name
+
+    # -- time and asynchrony --------------------------------------------------------------------
+
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` of broker time pass."""
+        raise NotImplementedError
+
+    def settle(self) -> None:
+        """Let the broker finish what is already due (no time passes)."""
+
+    def drain(
+        self,
+        conn: Any = None,
+        timeout: float = EVENTUALLY_TIMEOUT,
+        until: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Dispatch incoming frames until ``until()`` holds (True) or ``timeout`` (False).
+
+        Without ``until`` it drains for the whole ``timeout`` and returns True.
+        """
+        conn = conn or self.conn
+        self.settle()
+        deadline = time.monotonic() + timeout
+        while True:
+            if until is not None and until():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return until is None
+            try:
+                conn.drain_events(timeout=min(remaining, 0.25))
+            except TimeoutError:
+                if self.kind == "simamqp" and until is None:
+                    return True
+
+    def eventually(
+        self, probe: Callable[[], Any], expected: Any, timeout: float = EVENTUALLY_TIMEOUT
+    ) -> Any:
+        """Poll ``probe()`` until it equals ``expected``; return the last value seen."""
+        self.settle()
+        value = probe()
+        deadline = time.monotonic() + timeout
+        while value != expected and self.kind == "rabbitmq" and time.monotonic() < deadline:
+            time.sleep(0.01)
+            value = probe()
+        return value
+
+    def get(
+        self, ch: amqp.Channel, queue: str, no_ack: bool = True, timeout: float = EVENTUALLY_TIMEOUT
+    ) -> amqp.Message | None:
+        """basic_get, retried for a bounded time on RabbitMQ while the queue is empty."""
+        self.settle()
+        msg = ch.basic_get(queue, no_ack=no_ack)
+        deadline = time.monotonic() + timeout
+        while msg is None and self.kind == "rabbitmq" and time.monotonic() < deadline:
+            time.sleep(0.005)
+            msg = ch.basic_get(queue, no_ack=no_ack)
+        return msg
+
+    def get_none(self, ch: amqp.Channel, queue: str) -> amqp.Message | None:
+        """basic_get once (after settling): for asserting that a queue is empty."""
+        self.settle()
+        return ch.basic_get(queue, no_ack=True)
+
+    def bodies(self, ch: amqp.Channel, queue: str) -> list[bytes]:
+        """Empty ``queue`` with basic_get (no_ack); return the bodies in order."""
+        self.settle()
+        out = []
+        while (msg := ch.basic_get(queue, no_ack=True)) is not None:
+            out.append(msg.body)
+        return out
+
+    def count(self, queue: str, ch: amqp.Channel | None = None) -> int:
+        """Ready-message count from a passive queue.declare."""
+        self.settle()
+        ch = ch or self.conn.default_channel
+        return ch.queue_declare(queue, passive=True).message_count
+
+    def eventually_count(self, queue: str, expected: int, ch: amqp.Channel | None = None) -> int:
+        return self.eventually(lambda: self.count(queue, ch), expected)
+
+    # -- declaring and publishing ------------------------------------------------------------
+
+    def queue(self, ch: amqp.Channel, prefix: str = "q", **kwargs: Any) -> str:
+        """Declare a uniquely named queue; return its name."""
+        name = self.name(prefix)
+        kwargs.setdefault("auto_delete", False)  # py-amqp defaults to True
+        ch.queue_declare(name, **kwargs)
+        return name
+
+    def exchange(self, ch: amqp.Channel, type: str, prefix: str = "x", **kwargs: Any) -> str:
+        """Declare a uniquely named exchange; return its name."""
+        name = self.name(prefix)
+        kwargs.setdefault("auto_delete", False)  # py-amqp defaults to True
+        ch.exchange_declare(name, type, **kwargs)
+        return name
+
+    def internal_exchange(self, ch: amqp.Channel, type: str) -> str:
+        """Declare an internal exchange (py-amqp's exchange_declare cannot set the bit)."""
+        name = self.name("internal")
+        ch.send_method(
+            spec.Exchange.Declare,
+            "BssbbbbbF",
+            (0, name, type, False, False, False, True, False, {}),
+            wait=spec.Exchange.DeclareOk,
+        )
+        return name
+
+    @staticmethod
+    def publish(
+        ch: amqp.Channel,
+        body: bytes | str,
+        exchange: str = "",
+        routing_key: str = "",
+        mandatory: bool = False,
+        **properties: Any,
+    ) -> None:
+        ch.basic_publish(amqp.Message(body, **properties), exchange, routing_key, mandatory)
+
+    @staticmethod
+    def consume(ch: amqp.Channel, queue: str, **kwargs: Any) -> tuple[str, list[amqp.Message]]:
+        """basic_consume collecting deliveries into a list; return (consumer_tag, list)."""
+        received: list[amqp.Message] = []
+        tag = ch.basic_consume(queue, callback=received.append, **kwargs)
+        return tag, received
+
+    def confirms(self, ch: amqp.Channel) -> Confirms:
+        """Put ``ch`` in confirm mode and record acks, nacks and returns in arrival order."""
+        return Confirms(ch)
+
+    # -- teardown -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for conn in reversed(self._connections):
+            _quiet_close(conn)
+        self._connections.clear()
+        self._shared = None
+
+
+class RabbitEnv(BrokerEnv):
+    def wait(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def close(self) -> None:
+        super().close()
+        if not self.declared:
+            return
+        admin = kombu.Connection(self.url)
+        try:
+            ch = admin.channel()
+            for name in self.declared:
+                for delete in (ch.queue_delete, ch.exchange_delete):
+                    try:
+                        delete(name)
+                    except amqp.exceptions.ChannelError:
+                        ch = admin.channel()
+        finally:
+            _quiet_close(admin)
+
+
+class SimEnv(BrokerEnv):
+    def __init__(self, broker: Any, registered_as: str, token: str) -> None:
+        super().__init__("simamqp", broker.url, token)
+        self.broker = broker
+        self.registered_as = registered_as
+
+    def wait(self, seconds: float) -> None:
+        self.broker.clock.advance(seconds)
+        self.broker.run_until_idle()
+
+    def settle(self) -> None:
+        self.broker.run_until_idle()
+
+    def close(self) -> None:
+        super().close()
+        import simamqp
+
+        simamqp.unregister(self.registered_as)
+
+
+def make_sim_env(nodeid: str) -> SimEnv:
+    import simamqp
+
+    seed = zlib.crc32(nodeid.encode())
+    broker = simamqp.Broker(seed=seed, clock=simamqp.VirtualClock())
+    registered_as = f"conformance-{seed:08x}-{uuid.uuid4().hex[:6]}"
+    simamqp.register(registered_as, broker)
+    return SimEnv(broker, registered_as, token="sim")
+
+
+def make_rabbit_env() -> RabbitEnv:
+    require_rabbitmq()
+    return RabbitEnv("rabbitmq", RABBITMQ_URL, token=uuid.uuid4().hex[:10])
+
+
+@pytest.fixture(
+    params=["simamqp", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)],
+)
+def env(request: pytest.FixtureRequest) -> Iterator[BrokerEnv]:
+    """The broker under test: simamqp or RabbitMQ, with the same client-side API."""
+    broker_env: BrokerEnv
+    if request.param == "rabbitmq":
+        broker_env = make_rabbit_env()
+    else:
+        broker_env = make_sim_env(request.node.nodeid)
+    try:
+        yield broker_env
+    finally:
+        broker_env.close()
