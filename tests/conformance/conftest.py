@@ -257,6 +257,14 @@ class BrokerEnv:
         return name
 
     @staticmethod
+    def nack(ch: amqp.Channel, delivery_tag: int, multiple: bool, requeue: bool) -> None:
+        """basic.nack (py-amqp has no basic_nack method; it sends the frame itself)."""
+        if hasattr(ch, "basic_nack"):
+            ch.basic_nack(delivery_tag, multiple=multiple, requeue=requeue)
+        else:
+            ch.send_method(spec.Basic.Nack, "Lbb", (delivery_tag, multiple, requeue))
+
+    @staticmethod
     def publish(
         ch: amqp.Channel,
         body: bytes | str,
