@@ -75,7 +75,7 @@ class Confirms:
     def __init__(self, ch: amqp.Channel) -> None:
         self.outcomes: dict[int, str] = {}
         self.returned: list[tuple[int, str, str, str, amqp.Message]] = []
-        #: "return" and "ack"/"nack" in arrival order (a return precedes its publish's ack).
+        #: "return" and "ack:SEQ"/"nack:SEQ" in arrival order (a return precedes its publish's ack).
         self.order: list[str] = []
         ch.confirm_select()
         ch.events["basic_ack"].add(lambda tag, multiple: self._settle("ack", tag, multiple))
@@ -87,7 +87,7 @@ class Confirms:
         for seq in range(first, tag + 1):
             if seq not in self.outcomes:
                 self.outcomes[seq] = kind
-                self.order.append(kind)
+                self.order.append(f"{kind}:{seq}")
 
     def _on_return(self, exc: Any, exchange: str, routing_key: str, msg: amqp.Message) -> None:
         self.returned.append((exc.reply_code, exc.reply_text, exchange, routing_key, msg))

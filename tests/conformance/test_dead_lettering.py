@@ -278,7 +278,7 @@ def test_bcc_header_routes_and_is_removed(env):
 def test_x_death_routing_keys_include_cc(env):
     """rabbitmq.com/dlx.html#effects: routing-keys lists the routing key and CC keys."""
     ch = env.channel()
-    dlx, src, dead = dlx_setup(env, ch)
+    _, src, dead = dlx_setup(env, ch)
     ch.queue_bind(src, "amq.direct", "main")
     env.publish(ch, b"m", "amq.direct", "main", application_headers={"CC": ["main", "other"]})
     ch.basic_reject(env.get(ch, src, no_ack=False).delivery_tag, requeue=False)

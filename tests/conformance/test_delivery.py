@@ -375,7 +375,7 @@ def test_requeued_message_redelivered_to_consumer(env):
     """rabbitmq.com/confirms.html#consumer-nacks-requeue: redelivered=true on the next delivery."""
     ch = env.channel()
     q = env.queue(ch)
-    tag, got = env.consume(ch, q)
+    _, got = env.consume(ch, q)
     env.publish(ch, b"again", "", q)
     assert env.drain(until=lambda: len(got) == 1)
     ch.basic_reject(got[0].delivery_tag, requeue=True)

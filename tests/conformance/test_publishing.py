@@ -1,0 +1,171 @@
+"""Publishing: mandatory returns, publisher confirms, sender-visible errors, direct reply-to."""
+
+from __future__ import annotations
+
+import amqp
+import pytest
+from amqp.exceptions import ChannelError, NotFound, PreconditionFailed
+
+REPLY_TO = "amq.rabbitmq.reply-to"
+
+
+def test_unroutable_without_mandatory_is_dropped(env):
+    """rabbitmq.com/publishers.html#unroutable: without mandatory the message is discarded."""
+    ch = env.channel()
+    confirms = env.confirms(ch)
+    ex = env.exchange(ch, "direct")
+    env.publish(ch, b"lost", ex, "nowhere")
+    assert env.drain(until=confirms.settled(1))
+    assert (confirms.results(1), confirms.returned) == (["ack"], [])
+
+
+def test_mandatory_unroutable_is_returned(env):
+    """rabbitmq.com/publishers.html#unroutable: basic.return 312 NO_ROUTE with the message."""
+    ch = env.channel()
+    confirms = env.confirms(ch)
+    ex = env.exchange(ch, "topic")
+    env.publish(ch, b"back", ex, "no.such.key", mandatory=True, correlation_id="c-9")
+    assert env.drain(until=confirms.settled(1))
+    [(code, text, exchange, routing_key, msg)] = confirms.returned
+    assert (code, text, exchange, routing_key) == (312, "NO_ROUTE", ex, "no.such.key")
+    assert confirms.order == ["return", "ack:1"]
+    assert (msg.body, msg.properties["correlation_id"]) == (b"back", "c-9")
+
+
+def test_mandatory_return_precedes_ack(env):
+    """rabbitmq.com/confirms.html#when-publishes-are-confirmed: basic.return before basic.ack."""
+    ch = env.channel()
+    confirms = env.confirms(ch)
+    q = env.queue(ch)
+    env.publish(ch, b"routed", "", q, mandatory=True)
+    env.publish(ch, b"unroutable", "", env.name("missing"), mandatory=True)
+    assert env.drain(until=confirms.settled(2))
+    assert confirms.results(2) == ["ack", "ack"]
+    # the unroutable publish is returned before it is acked; the routed one may be acked later
+    assert confirms.order.index("return") < confirms.order.index("ack:2")
+    assert [r[4].body for r in confirms.returned] == [b"unroutable"]
+
+
+def test_mandatory_routed_message_not_returned(env):
+    """rabbitmq.com/amqp-0-9-1-reference.html#basic.publish.mandatory: routed means no return."""
+    ch = env.channel()
+    confirms = env.confirms(ch)
+    q = env.queue(ch)
+    env.publish(ch, b"fine", "", q, mandatory=True)
+    assert env.drain(until=confirms.settled(1))
+    assert confirms.returned == []
+    assert env.get(ch, q).body == b"fine"
+
+
+def test_mandatory_return_without_handler_raises_from_next_call(env):
+    """rabbitmq.com/publishers.html#unroutable: py-amqp raises 312 when nobody listens."""
+    ch = env.channel()
+    q = env.queue(ch)
+    env.publish(ch, b"x", "amq.direct", env.name("nowhere"), mandatory=True)
+    with pytest.raises(ChannelError) as exc:
+        ch.queue_declare(q, passive=True)
+    assert (exc.value.reply_code, exc.value.reply_text) == (312, "NO_ROUTE")
+    assert ch.is_open
+    env.publish(ch, b"still-open", "", q)
+    assert env.get(ch, q).body == b"still-open"
+
+
+def test_confirms_ack_every_publish_in_sequence(env):
+    """rabbitmq.com/confirms.html#publisher-confirms: sequence numbers start at 1."""
+    ch = env.channel()
+    confirms = env.confirms(ch)
+    q = env.queue(ch)
+    for i in range(5):
+        env.publish(ch, b"%d" % i, "", q)
+    assert env.drain(until=confirms.settled(5))
+    assert confirms.results(5) == ["ack"] * 5
+    assert sorted(confirms.outcomes) == [1, 2, 3, 4, 5]
+
+
+def test_confirm_select_is_idempotent(env):
+    """rabbitmq.com/confirms.html#publisher-confirms: confirm.select twice is fine."""
+    ch = env.channel()
+    confirms = env.confirms(ch)
+    ch.confirm_select()
+    q = env.queue(ch)
+    env.publish(ch, b"a", "", q)
+    assert env.drain(until=confirms.settled(1))
+    assert confirms.results(1) == ["ack"]
+
+
+def test_confirms_for_publish_to_several_queues(env):
+    """rabbitmq.com/confirms.html#when-publishes-are-confirmed: acked once all queues have it."""
+    ch = env.channel()
+    confirms = env.confirms(ch)
+    ex = env.exchange(ch, "fanout")
+    queues = [env.queue(ch) for _ in range(3)]
+    for q in queues:
+        ch.queue_bind(q, ex, "")
+    env.publish(ch, b"fan", ex, "")
+    assert env.drain(until=confirms.settled(1))
+    other = env.channel()  # once confirmed, every queue has it, whichever channel looks
+    assert [env.get_none(other, q).body for q in queues] == [b"fan"] * 3
+
+
+def test_basic_publish_confirm_blocks_until_ack(env):
+    """rabbitmq.com/confirms.html#publisher-confirms: py-amqp basic_publish_confirm."""
+    ch = env.channel()
+    q = env.queue(ch)
+    ch.basic_publish_confirm(amqp.Message(b"confirmed"), "", q)
+    assert env.get_none(env.channel(), q).body == b"confirmed"
+
+
+def test_publish_to_missing_exchange_closes_channel(env):
+    """rabbitmq.com/amqp-0-9-1-reference.html#basic.publish.exchange: 404, asynchronously."""
+    ch = env.channel()
+    q = env.queue(ch)
+    ex = env.name("missing")
+    env.publish(ch, b"x", ex, "k")
+    with pytest.raises(NotFound) as exc:
+        ch.queue_declare(q, passive=True)
+    assert (exc.value.reply_text, exc.value.method_sig) == (
+        f"NOT_FOUND - no exchange '{ex}' in vhost '/'",
+        (60, 40),
+    )
+
+
+def test_direct_reply_to_round_trip(env):
+    """rabbitmq.com/direct-reply-to.html: replies reach the pseudo-queue's consumer."""
+    client = env.channel()
+    server = env.channel()
+    requests = env.queue(server)
+    _, replies = env.consume(client, REPLY_TO, no_ack=True)
+    env.publish(client, b"request", "", requests, reply_to=REPLY_TO, correlation_id="r1")
+    request = env.get(server, requests)
+    reply_to = request.properties["reply_to"]
+    assert reply_to.startswith(REPLY_TO + ".")
+    assert reply_to != REPLY_TO + "."
+    env.publish(server, b"reply", "", reply_to, correlation_id="r1")
+    assert env.drain(until=lambda: len(replies) == 1)
+    msg = replies[0]
+    assert (msg.body, msg.properties["correlation_id"]) == (b"reply", "r1")
+    assert (msg.delivery_info["exchange"], msg.delivery_info["routing_key"]) == ("", reply_to)
+
+
+def test_direct_reply_to_requires_consumer(env):
+    """rabbitmq.com/direct-reply-to.html#usage: publish with reply_to needs a consumer first."""
+    ch = env.channel()
+    q = env.queue(ch)
+    env.publish(ch, b"request", "", q, reply_to=REPLY_TO)
+    with pytest.raises(PreconditionFailed) as exc:
+        ch.queue_declare(q, passive=True)
+    assert exc.value.reply_text == "PRECONDITION_FAILED - fast reply consumer does not exist"
+
+
+def test_direct_reply_to_consumer_must_be_no_ack(env):
+    """rabbitmq.com/direct-reply-to.html#usage: the reply consumer must use automatic acks."""
+    ch = env.channel()
+    with pytest.raises(PreconditionFailed) as exc:
+        env.consume(ch, REPLY_TO, no_ack=False)
+    assert exc.value.reply_text == "PRECONDITION_FAILED - reply consumer cannot acknowledge"
+
+
+def test_direct_reply_to_passive_declare(env):
+    """rabbitmq.com/direct-reply-to.html: the pseudo-queue can be declared passively."""
+    ch = env.channel()
+    assert tuple(ch.queue_declare(REPLY_TO, passive=True)) == (REPLY_TO, 0, 1)
