@@ -1,0 +1,767 @@
+"""Channels and consumers: the method surface a client talks to.
+
+Method names and arguments follow py-amqp's ``amqp.Channel`` so the kombu transport maps them
+one to one. The order of checks in each method follows rabbit_channel's ``handle_method``
+clauses, because the order decides which error a client sees when several things are wrong.
+
+Errors: a synchronous method raises the ``AMQPError``; the channel (soft error) or connection
+(hard error) is closed first, as the broker would. Asynchronous methods (basic.publish,
+basic.ack, basic.reject, basic.nack) have no reply in AMQP, so their errors close the channel
+and arrive later as a ``ChannelClose`` frame in the connection's outbox, exactly when a real
+client would read them.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import methods as M
+from . import replies
+from .arguments import (
+    EQUIVALENCE_CHECKED_EXCHANGE_ARGS,
+    EQUIVALENCE_CHECKED_QUEUE_ARGS,
+    QueueArgs,
+    inequivalent_args,
+)
+from .errors import (
+    AccessRefused,
+    AMQPError,
+    AMQPNotImplemented,
+    CommandInvalid,
+    NotAllowed,
+    NotFound,
+    PreconditionFailed,
+    ResourceLocked,
+)
+from .exchanges import Binding, Exchange, exchange_class
+from .frames import BasicDeliver, GetOk
+from .message import QueuedMessage
+from .queues import Queue
+
+if TYPE_CHECKING:
+    from .broker import Broker, VHost
+    from .connection import Connection
+
+__all__ = ["DIRECT_REPLY_TO", "Channel", "ChannelClosedError", "Consumer"]
+
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+_REPLY_PREFIX = DIRECT_REPLY_TO + "."
+
+T = TypeVar("T")
+
+
+class ChannelClosedError(Exception):
+    """A method was called on a channel (or connection) that is closed.
+
+    This is a client-side error (py-amqp raises ``RecoverableConnectionError``), not an AMQP
+    reply; ``reason`` is the error that closed the channel, if the broker closed it.
+    """
+
+    def __init__(self, message: str, reason: AMQPError | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Consumer:
+    __slots__ = ("arguments", "channel", "exclusive", "no_ack", "prefetch", "queue", "tag", "unacked")
+
+    def __init__(
+        self,
+        channel: Channel,
+        queue: Queue,
+        tag: str,
+        *,
+        no_ack: bool,
+        exclusive: bool,
+        prefetch: int,
+        arguments: Mapping[str, Any],
+    ) -> None:
+        self.channel = channel
+        self.queue = queue
+        self.tag = tag
+        self.no_ack = no_ack
+        self.exclusive = exclusive
+        #: Per-consumer prefetch (basic.qos global=false), fixed when the consumer was created.
+        self.prefetch = prefetch
+        self.arguments = dict(arguments)
+        self.unacked = 0
+
+    def can_take(self) -> bool:
+        if self.no_ack:
+            return self.channel.flow_active
+        channel = self.channel
+        if self.prefetch and self.unacked >= self.prefetch:
+            return False
+        if channel.global_prefetch and channel.global_unacked >= channel.global_prefetch:
+            return False
+        return channel.flow_active
+
+    def __repr__(self) -> str:
+        return f"<Consumer {self.tag!r} on {self.queue.name!r} unacked={self.unacked}>"
+
+
+class _Unacked:
+    __slots__ = ("consumer", "entry", "queue")
+
+    def __init__(self, queue: Queue, entry: QueuedMessage, consumer: Consumer | None) -> None:
+        self.queue = queue
+        self.entry = entry
+        self.consumer = consumer
+
+
+class Channel:
+    def __init__(self, connection: Connection, channel_id: int) -> None:
+        self.connection = connection
+        self.broker: Broker = connection.broker
+        self.id = channel_id
+        self.is_open = True
+        self.close_reason: AMQPError | None = None
+        self.consumers: dict[str, Consumer] = {}
+        self.unacked: dict[int, _Unacked] = {}
+        self._next_delivery_tag = 1
+        self.consumer_prefetch = 0
+        self.global_prefetch = 0
+        self.global_unacked = 0
+        self.confirm = False
+        self._publish_seq = 0
+        self.flow_active = True
+        self.last_queue: str | None = None
+        #: Direct reply-to: (consumer tag, reply address) while a reply consumer exists.
+        self.reply_consumer: tuple[str, str] | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else "closed"
+        return f"<Channel {self.id} of {self.connection.name} {state}>"
+
+    @property
+    def vhost(self) -> VHost:
+        return self.connection.vhost
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if not self.is_open:
+            raise ChannelClosedError("channel is closed", self.close_reason)
+        if not self.connection.is_open:
+            raise ChannelClosedError("connection is closed", self.connection.close_reason)
+
+    def _sync(self, method: tuple[int, int], fn: Callable[[], T]) -> T:
+        """Run a synchronous method; on an AMQP error close what the broker closes, re-raise."""
+        self._check_open()
+        self.broker._tick()
+        try:
+            return fn()
+        except AMQPError as err:
+            if err.method == (0, 0):
+                err.method = method
+            self._fail(err)
+            raise
+
+    def _async(self, method: tuple[int, int], fn: Callable[[], None]) -> None:
+        """Run an asynchronous method; an AMQP error closes the channel via the outbox."""
+        self._check_open()
+        self.broker._tick()
+        try:
+            fn()
+        except AMQPError as err:
+            if err.method == (0, 0):
+                err.method = method
+            self._fail(err, notify=True)
+
+    def _fail(self, err: AMQPError, *, notify: bool = False) -> None:
+        self.broker._emit(
+            "error", connection=self.connection.id, channel=self.id, code=err.reply_code,
+            text=err.reply_text, method=list(err.method), scope="channel" if err.soft else "connection",
+        )
+        if err.soft:
+            self._teardown(err, notify=notify)
+        else:
+            self.connection._teardown(err, notify=notify)
+
+    def _teardown(self, reason: AMQPError | None, *, notify: bool) -> None:
+        """Close the channel: cancel its consumers, requeue its unacked messages."""
+        if not self.is_open:
+            return
+        self.is_open = False
+        self.close_reason = reason
+        self.reply_consumer = None
+        # rabbit_amqqueue_process handle_ch_down: consumers go, unacked messages are requeued,
+        # and only then may an auto-delete queue go away (with what was requeued).
+        by_queue: dict[int, tuple[Queue, list[QueuedMessage]]] = {}
+        for unacked in self.unacked.values():
+            bucket = by_queue.setdefault(id(unacked.queue), (unacked.queue, []))
+            bucket[1].append(unacked.entry)
+        self.unacked.clear()
+        consumers = list(self.consumers.values())
+        self.consumers.clear()
+        for consumer in consumers:
+            consumer.queue.remove_consumer(consumer)
+        for queue, entries in by_queue.values():
+            entries.sort(key=lambda e: e.seq)
+            self.broker._emit("requeue", queue=queue.name, msgs=[e.message.id for e in entries])
+            queue.requeue(entries)
+        for consumer in consumers:
+            self.broker._maybe_auto_delete_queue(consumer.queue)
+        self.connection._channel_closed(self, reason, notify=notify)
+
+    def close(self) -> None:
+        """Client-initiated channel.close."""
+        if not self.is_open:
+            return
+        self.broker._tick()
+        self.broker._emit("channel-close", connection=self.connection.id, channel=self.id)
+        self._teardown(None, notify=False)
+
+    # -- names ------------------------------------------------------------------------------
+
+    def _queue_name(self, name: str) -> str:
+        """An empty queue name means the channel's last declared queue (AMQP 0-9-1 1.7.2)."""
+        if name:
+            return name
+        if self.last_queue is None:
+            raise NotFound("no previously declared queue")
+        return self.last_queue
+
+    def _lookup_queue(self, name: str, *, exclusive_check: bool = True) -> Queue:
+        queue = self.vhost.queues.get(name)
+        if queue is None:
+            raise NotFound(replies.no_queue(name, self.vhost.name))
+        if exclusive_check:
+            self._check_exclusive(queue)
+        return queue
+
+    def _check_exclusive(self, queue: Queue) -> None:
+        owner = queue.exclusive_owner
+        if owner is not None and owner is not self.connection:
+            raise ResourceLocked(replies.exclusive_locked(queue.name, queue.vhost))
+
+    def _lookup_exchange(self, name: str) -> Exchange:
+        exchange = self.vhost.exchanges.get(name)
+        if exchange is None:
+            raise NotFound(replies.no_exchange(name, self.vhost.name))
+        return exchange
+
+    # -- exchange class ---------------------------------------------------------------------
+
+    def exchange_declare(
+        self,
+        exchange: str,
+        type: str = "direct",
+        passive: bool = False,
+        durable: bool = False,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        def run() -> None:
+            vhost = self.vhost
+            if passive:
+                if exchange == "":
+                    raise AccessRefused(replies.default_exchange_op())
+                self._lookup_exchange(exchange)
+                return
+            cls = exchange_class(type)
+            if cls is None:
+                raise CommandInvalid(replies.unknown_exchange_type(type))
+            if exchange == "":
+                raise AccessRefused(replies.default_exchange_op())
+            args = dict(arguments or {})
+            existing = vhost.exchanges.get(exchange)
+            if existing is None:
+                if exchange.startswith("amq."):
+                    raise AccessRefused(replies.reserved_prefix("exchange", exchange))
+                self.broker._declare_exchange(
+                    vhost, cls(
+                        exchange, vhost.name, durable=durable, auto_delete=auto_delete,
+                        internal=internal, arguments=args,
+                    )
+                )
+                return
+            for flag, new, old in (
+                ("type", type, existing.type_name),
+                ("durable", durable, existing.durable),
+                ("auto_delete", auto_delete, existing.auto_delete),
+                ("internal", internal, existing.internal),
+            ):
+                if new != old:
+                    raise PreconditionFailed(
+                        replies.inequivalent_flag(
+                            flag, "exchange", exchange, vhost.name, _flag(new), _flag(old)
+                        )
+                    )
+            diff = inequivalent_args(args, existing.arguments, EQUIVALENCE_CHECKED_EXCHANGE_ARGS)
+            if diff is not None:
+                raise PreconditionFailed(
+                    replies.inequivalent_arg(diff[0], "exchange", exchange, vhost.name, diff[1], diff[2])
+                )
+
+        self._sync(M.EXCHANGE_DECLARE, run)
+
+    def exchange_delete(self, exchange: str, if_unused: bool = False) -> None:
+        def run() -> None:
+            vhost = self.vhost
+            if exchange == "":
+                raise AccessRefused(replies.default_exchange_op())
+            if exchange.startswith("amq."):
+                raise AccessRefused(replies.system_exchange_deletion(exchange, vhost.name))
+            existing = vhost.exchanges.get(exchange)
+            if existing is None:
+                return
+            if if_unused and existing.bindings:
+                raise PreconditionFailed(replies.exchange_in_use(exchange, vhost.name))
+            self.broker._delete_exchange(vhost, existing)
+
+        self._sync(M.EXCHANGE_DELETE, run)
+
+    def exchange_bind(
+        self,
+        destination: str,
+        source: str,
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        def run() -> None:
+            if destination == "" or source == "":
+                raise AccessRefused(replies.default_exchange_op())
+            src = self._lookup_exchange(source)
+            dest = self._lookup_exchange(destination)
+            self.broker._bind(self.vhost, src, dest, routing_key, arguments or {})
+
+        self._sync(M.EXCHANGE_BIND, run)
+
+    def exchange_unbind(
+        self,
+        destination: str,
+        source: str,
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        def run() -> None:
+            if destination == "" or source == "":
+                raise AccessRefused(replies.default_exchange_op())
+            src = self.vhost.exchanges.get(source)
+            dest = self.vhost.exchanges.get(destination)
+            if src is not None and dest is not None:
+                self.broker._unbind(self.vhost, src, dest, routing_key, arguments or {})
+
+        self._sync(M.EXCHANGE_UNBIND, run)
+
+    # -- queue class ------------------------------------------------------------------------
+
+    def queue_declare(
+        self,
+        queue: str = "",
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> tuple[str, int, int]:
+        def run() -> tuple[str, int, int]:
+            vhost = self.vhost
+            if queue == DIRECT_REPLY_TO or queue.startswith(_REPLY_PREFIX):
+                return self._declare_reply_to(queue)
+            if passive:
+                name = queue
+                existing = self._lookup_queue(name)
+                existing.touch()
+                self.last_queue = name
+                return name, existing.message_count, existing.consumer_count
+            if queue == "":
+                name = self.broker._generate_name("amq.gen")
+            elif queue.startswith("amq."):
+                raise AccessRefused(replies.reserved_prefix("queue", queue))
+            else:
+                name = queue
+            args = dict(arguments or {})
+            is_durable = durable and not exclusive
+            existing = vhost.queues.get(name)
+            if existing is not None:
+                owner = self.connection if exclusive else None
+                if existing.exclusive_owner is not owner:
+                    raise ResourceLocked(replies.exclusive_locked(name, vhost.name))
+                for flag, new, old in (
+                    ("durable", is_durable, existing.durable),
+                    ("auto_delete", auto_delete, existing.auto_delete),
+                ):
+                    if new != old:
+                        raise PreconditionFailed(
+                            replies.inequivalent_flag(
+                                flag, "queue", name, vhost.name, _flag(new), _flag(old)
+                            )
+                        )
+                diff = inequivalent_args(args, existing.arguments, EQUIVALENCE_CHECKED_QUEUE_ARGS)
+                if diff is not None:
+                    raise PreconditionFailed(
+                        replies.inequivalent_arg(diff[0], "queue", name, vhost.name, diff[1], diff[2])
+                    )
+                existing.touch()
+                self.last_queue = name
+                return name, existing.message_count, existing.consumer_count
+            qargs = QueueArgs(args, name, vhost.name)
+            self.broker._declare_queue(
+                vhost,
+                Queue(
+                    self.broker, vhost.name, name, durable=is_durable,
+                    exclusive_owner=self.connection if exclusive else None,
+                    auto_delete=auto_delete, arguments=args, args=qargs,
+                ),
+            )
+            self.last_queue = name
+            return name, 0, 0
+
+        return self._sync(M.QUEUE_DECLARE, run)
+
+    def _declare_reply_to(self, name: str) -> tuple[str, int, int]:
+        if name == DIRECT_REPLY_TO:
+            return name, 0, 1
+        if self.broker._reply_channel(name) is None:
+            raise NotFound(replies.no_queue(name, self.vhost.name))
+        return name, 0, 1
+
+    def queue_bind(
+        self,
+        queue: str,
+        exchange: str = "",
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        def run() -> None:
+            name = self._queue_name(queue)
+            if exchange == "":
+                raise AccessRefused(replies.default_exchange_op())
+            src = self._lookup_exchange(exchange)
+            dest = self._lookup_queue(name)
+            self.broker._bind(self.vhost, src, dest, routing_key, arguments or {})
+
+        self._sync(M.QUEUE_BIND, run)
+
+    def queue_unbind(
+        self,
+        queue: str,
+        exchange: str = "",
+        routing_key: str = "",
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        def run() -> None:
+            name = self._queue_name(queue)
+            if exchange == "":
+                raise AccessRefused(replies.default_exchange_op())
+            src = self.vhost.exchanges.get(exchange)
+            dest = self.vhost.queues.get(name)
+            if src is None or dest is None:
+                return
+            probe = Binding(src, dest, routing_key, arguments or {})
+            if probe.key not in src.bindings:
+                return
+            self._check_exclusive(dest)
+            self.broker._unbind(self.vhost, src, dest, routing_key, arguments or {})
+
+        self._sync(M.QUEUE_UNBIND, run)
+
+    def queue_purge(self, queue: str = "") -> int:
+        def run() -> int:
+            q = self._lookup_queue(self._queue_name(queue))
+            count = q.purge()
+            self.broker._emit("purge", queue=q.name, vhost=q.vhost, count=count)
+            return count
+
+        return self._sync(M.QUEUE_PURGE, run)
+
+    def queue_delete(self, queue: str = "", if_unused: bool = False, if_empty: bool = False) -> int:
+        def run() -> int:
+            name = self._queue_name(queue)
+            q = self.vhost.queues.get(name)
+            if q is None:
+                return 0
+            self._check_exclusive(q)
+            if if_unused and q.consumer_count:
+                raise PreconditionFailed(replies.queue_in_use(name, q.vhost))
+            if if_empty and q.message_count:
+                raise PreconditionFailed(replies.queue_not_empty(name, q.vhost))
+            count = q.message_count
+            self.broker._delete_queue(q, reason="deleted")
+            return count
+
+        return self._sync(M.QUEUE_DELETE, run)
+
+    # -- basic class: consuming -------------------------------------------------------------
+
+    def basic_qos(self, prefetch_size: int = 0, prefetch_count: int = 0, a_global: bool = False) -> None:
+        def run() -> None:
+            if prefetch_size:
+                raise AMQPNotImplemented(replies.prefetch_size_unsupported(prefetch_size))
+            if a_global:
+                self.global_prefetch = prefetch_count
+                self._dispatch_all()
+            else:
+                self.consumer_prefetch = prefetch_count
+
+        self._sync(M.BASIC_QOS, run)
+
+    def basic_consume(
+        self,
+        queue: str = "",
+        consumer_tag: str = "",
+        no_local: bool = False,
+        no_ack: bool = False,
+        exclusive: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> str:
+        def run() -> str:
+            if consumer_tag and (
+                consumer_tag in self.consumers
+                or (self.reply_consumer is not None and self.reply_consumer[0] == consumer_tag)
+            ):
+                raise NotAllowed(replies.reuse_consumer_tag(consumer_tag))
+            if queue == DIRECT_REPLY_TO:
+                return self._consume_reply_to(consumer_tag, no_ack)
+            q = self._lookup_queue(self._queue_name(queue))
+            tag = consumer_tag or self.broker._generate_name("amq.ctag")
+            if (exclusive and q.consumer_order) or any(c.exclusive for c in q.consumer_order):
+                raise AccessRefused(replies.exclusive_consume(q.name, q.vhost))
+            consumer = Consumer(
+                self, q, tag, no_ack=no_ack, exclusive=exclusive,
+                prefetch=self.consumer_prefetch, arguments=arguments or {},
+            )
+            self.consumers[tag] = consumer
+            self.broker._emit(
+                "consume", connection=self.connection.id, channel=self.id, queue=q.name,
+                consumer_tag=tag, no_ack=no_ack,
+            )
+            q.add_consumer(consumer)
+            return tag
+
+        return self._sync(M.BASIC_CONSUME, run)
+
+    def _consume_reply_to(self, consumer_tag: str, no_ack: bool) -> str:
+        if not no_ack:
+            raise PreconditionFailed(replies.direct_reply_consume_ack())
+        if self.reply_consumer is not None:
+            raise PreconditionFailed(replies.reply_consumer_already_set())
+        tag = consumer_tag or self.broker._generate_name("amq.ctag")
+        address = self.broker._register_reply_channel(self)
+        self.reply_consumer = (tag, address)
+        self.broker._emit(
+            "consume", connection=self.connection.id, channel=self.id, queue=DIRECT_REPLY_TO,
+            consumer_tag=tag, no_ack=True,
+        )
+        return tag
+
+    def basic_cancel(self, consumer_tag: str) -> None:
+        def run() -> None:
+            if self.reply_consumer is not None and self.reply_consumer[0] == consumer_tag:
+                self.broker._unregister_reply_channel(self.reply_consumer[1])
+                self.reply_consumer = None
+                return
+            consumer = self.consumers.pop(consumer_tag, None)
+            if consumer is None:
+                return  # RabbitMQ answers cancel-ok for an unknown tag
+            self.broker._emit(
+                "cancel", connection=self.connection.id, channel=self.id, consumer_tag=consumer_tag
+            )
+            consumer.queue.remove_consumer(consumer)
+            self.broker._maybe_auto_delete_queue(consumer.queue)
+
+        self._sync(M.BASIC_CANCEL, run)
+
+    def basic_get(self, queue: str = "", no_ack: bool = False) -> GetOk | None:
+        def run() -> GetOk | None:
+            q = self._lookup_queue(self._queue_name(queue))
+            entry = q.fetch()
+            if entry is None:
+                self.broker._emit("get-empty", channel=self.id, queue=q.name)
+                return None
+            tag = self._next_delivery_tag
+            self._next_delivery_tag = tag + 1
+            message = entry.message
+            if no_ack:
+                pass
+            else:
+                self.unacked[tag] = _Unacked(q, entry, None)
+                q.unacked += 1
+            self.broker._emit(
+                "get", connection=self.connection.id, channel=self.id, queue=q.name,
+                delivery_tag=tag, msg=message.id, redelivered=entry.redelivered,
+            )
+            return GetOk(
+                tag, entry.redelivered, message.exchange, message.routing_key,
+                q.message_count, message,
+            )
+
+        return self._sync(M.BASIC_GET, run)
+
+    def _deliver(self, consumer: Consumer, queue: Queue, entry: QueuedMessage) -> None:
+        """Called by a queue: push one message to a consumer of this channel."""
+        tag = self._next_delivery_tag
+        self._next_delivery_tag = tag + 1
+        if not consumer.no_ack:
+            self.unacked[tag] = _Unacked(queue, entry, consumer)
+            consumer.unacked += 1
+            self.global_unacked += 1
+            queue.unacked += 1
+        message = entry.message
+        broker = self.broker
+        if broker._tracing:
+            broker._emit(
+                "deliver", connection=self.connection.id, channel=self.id, queue=queue.name,
+                consumer_tag=consumer.tag, delivery_tag=tag, msg=message.id,
+                redelivered=entry.redelivered,
+            )
+        self.connection._push(
+            BasicDeliver(
+                self.id, consumer.tag, tag, entry.redelivered, message.exchange,
+                message.routing_key, message,
+            )
+        )
+
+    # -- basic class: settling --------------------------------------------------------------
+
+    def _collect(self, delivery_tag: int, multiple: bool) -> list[_Unacked]:
+        """The deliveries an ack/nack/reject refers to (rabbit_channel:collect_acks)."""
+        unacked = self.unacked
+        if multiple:
+            if delivery_tag == 0:
+                out = list(unacked.values())
+                unacked.clear()
+                return out
+            if delivery_tag not in unacked:
+                raise PreconditionFailed(replies.unknown_delivery_tag(delivery_tag))
+            tags = [t for t in unacked if t <= delivery_tag]
+            return [unacked.pop(t) for t in tags]
+        found = unacked.pop(delivery_tag, None)
+        if found is None:
+            raise PreconditionFailed(replies.unknown_delivery_tag(delivery_tag))
+        return [found]
+
+    def _release(self, settled: Iterable[_Unacked]) -> list[Queue]:
+        """Account for settled deliveries; the queues that may now deliver more."""
+        queues: dict[int, Queue] = {}
+        for item in settled:
+            consumer = item.consumer
+            if consumer is not None:
+                consumer.unacked -= 1
+                self.global_unacked -= 1
+                queues[id(consumer.queue)] = consumer.queue
+        if self.global_prefetch:
+            for consumer in self.consumers.values():
+                queues[id(consumer.queue)] = consumer.queue
+        return list(queues.values())
+
+    def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        def run() -> None:
+            settled = self._collect(delivery_tag, multiple)
+            broker = self.broker
+            for item in settled:
+                item.queue.settle()
+                if broker._tracing:
+                    broker._emit(
+                        "ack", connection=self.connection.id, channel=self.id,
+                        queue=item.queue.name, msg=item.entry.message.id,
+                    )
+            for queue in self._release(settled):
+                queue.dispatch()
+
+        self._async(M.BASIC_ACK, run)
+
+    def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
+        self._async(M.BASIC_REJECT, lambda: self._negative(delivery_tag, False, requeue, "reject"))
+
+    def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
+        self._async(M.BASIC_NACK, lambda: self._negative(delivery_tag, multiple, requeue, "nack"))
+
+    def _negative(self, delivery_tag: int, multiple: bool, requeue: bool, kind: str) -> None:
+        settled = self._collect(delivery_tag, multiple)
+        self._settle_negative(settled, requeue, kind)
+
+    def _settle_negative(self, settled: list[_Unacked], requeue: bool, kind: str) -> None:
+        broker = self.broker
+        by_queue: dict[int, tuple[Queue, list[QueuedMessage]]] = {}
+        for item in settled:
+            broker._emit(
+                kind, connection=self.connection.id, channel=self.id, queue=item.queue.name,
+                msg=item.entry.message.id, requeue=requeue,
+            )
+            if requeue:
+                by_queue.setdefault(id(item.queue), (item.queue, []))[1].append(item.entry)
+            else:
+                item.queue.settle()
+                if not item.queue.deleted:
+                    broker._dead_letter(item.queue, item.entry.message, "rejected")
+        released = self._release(settled)
+        for queue, entries in by_queue.values():
+            entries.sort(key=lambda e: e.seq)
+            queue.requeue(entries)
+        for queue in released:
+            queue.dispatch()
+
+    def basic_recover(self, requeue: bool = True) -> None:
+        def run() -> None:
+            if not requeue:
+                raise AMQPNotImplemented(replies.recover_no_requeue())
+            settled = list(self.unacked.values())
+            self.unacked.clear()
+            self.broker._emit("recover", connection=self.connection.id, channel=self.id)
+            self._settle_negative(settled, True, "recover-requeue")
+
+        self._sync(M.BASIC_RECOVER, run)
+
+    # -- basic class: publishing ------------------------------------------------------------
+
+    def confirm_select(self) -> None:
+        def run() -> None:
+            self.confirm = True
+
+        self._sync(M.CONFIRM_SELECT, run)
+
+    def flow(self, active: bool) -> None:
+        def run() -> None:
+            if not active:
+                raise AMQPNotImplemented(replies.flow_unsupported())
+
+        self._sync(M.CHANNEL_FLOW, run)
+
+    def basic_publish(
+        self,
+        body: bytes,
+        exchange: str = "",
+        routing_key: str = "",
+        mandatory: bool = False,
+        immediate: bool = False,
+        properties: Mapping[str, Any] | None = None,
+    ) -> int | None:
+        """Publish; returns the publisher-confirm sequence number in confirm mode."""
+        seq: list[int | None] = [None]
+
+        def run() -> None:
+            if immediate:
+                raise AMQPNotImplemented(replies.immediate_unsupported())
+            if self.confirm:
+                self._publish_seq += 1
+                seq[0] = self._publish_seq
+            self.broker._publish(
+                self, body, exchange, routing_key, mandatory, properties or {}, seq[0]
+            )
+
+        self._async(M.BASIC_PUBLISH, run)
+        return seq[0]
+
+    def _dispatch_all(self) -> None:
+        seen: dict[int, Queue] = {}
+        for consumer in self.consumers.values():
+            seen[id(consumer.queue)] = consumer.queue
+        for queue in seen.values():
+            queue.dispatch()
+
+
+def _flag(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def reply_address(key: bytes, channel_ref: str) -> str:
+    """A direct reply-to address shaped like RabbitMQ's (two base64 parts)."""
+    return f"{_REPLY_PREFIX}{channel_ref}.{base64.b64encode(key).decode()}"

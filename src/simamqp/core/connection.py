@@ -1,0 +1,104 @@
+"""Client connections: a vhost, numbered channels, and an outbox of server-sent frames."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import replies
+from .channel import Channel, ChannelClosedError
+from .errors import AMQPError, ChannelNotOpen
+from .frames import ChannelClose, ConnectionClose, Frame
+from .methods import CHANNEL_OPEN
+
+if TYPE_CHECKING:
+    from .broker import Broker, VHost
+
+__all__ = ["CHANNEL_MAX", "Connection"]
+
+#: RabbitMQ 3.10's default channel_max (what connection.tune offers).
+CHANNEL_MAX = 2047
+
+
+class Connection:
+    def __init__(
+        self,
+        broker: Broker,
+        connection_id: int,
+        vhost: VHost,
+        user: str,
+        client_properties: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.broker = broker
+        self.id = connection_id
+        self.name = f"conn-{connection_id}"
+        self.vhost = vhost
+        self.user = user
+        self.client_properties = dict(client_properties or {})
+        self.channels: dict[int, Channel] = {}
+        self.outbox: deque[Frame] = deque()
+        self.is_open = True
+        self.close_reason: AMQPError | None = None
+        #: Called after a frame is appended to the outbox (the transport wakes its waiters).
+        self.listener: Callable[[], None] | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_open else "closed"
+        return f"<Connection {self.name} vhost={self.vhost.name!r} {state}>"
+
+    def channel(self, channel_id: int | None = None) -> Channel:
+        """Open a channel (the lowest free id unless one is given)."""
+        if not self.is_open:
+            raise ChannelClosedError("connection is closed", self.close_reason)
+        self.broker._tick()
+        if channel_id is None:
+            channel_id = 1
+            while channel_id in self.channels:
+                channel_id += 1
+        elif channel_id in self.channels:
+            err = ChannelNotOpen(replies.second_channel_open(), CHANNEL_OPEN)
+            self._teardown(err, notify=False)
+            raise err
+        if not 0 < channel_id <= CHANNEL_MAX:
+            raise ValueError(f"channel id must be between 1 and {CHANNEL_MAX}, got {channel_id}")
+        channel = Channel(self, channel_id)
+        self.channels[channel_id] = channel
+        self.broker._emit("channel-open", connection=self.id, channel=channel_id)
+        return channel
+
+    def close(self) -> None:
+        """Client-initiated connection.close."""
+        if not self.is_open:
+            return
+        self.broker._tick()
+        self.broker._emit("connection-close", connection=self.id)
+        self._teardown(None, notify=False)
+
+    def _push(self, frame: Frame) -> None:
+        self.outbox.append(frame)
+        listener = self.listener
+        if listener is not None:
+            listener()
+
+    def _channel_closed(self, channel: Channel, reason: AMQPError | None, *, notify: bool) -> None:
+        if self.channels.get(channel.id) is channel:
+            del self.channels[channel.id]
+        if notify and reason is not None and self.is_open:
+            self._push(ChannelClose(channel.id, reason))
+
+    def _teardown(self, reason: AMQPError | None, *, notify: bool) -> None:
+        """Close the connection: every channel, then the exclusive queues it owns."""
+        if not self.is_open:
+            return
+        if reason is not None:
+            self.broker._emit(
+                "connection-closed", connection=self.id, code=reason.reply_code, text=reason.reply_text
+            )
+        for channel in list(self.channels.values()):
+            channel._teardown(None, notify=False)
+        self.is_open = False
+        self.close_reason = reason
+        self.broker._connection_closed(self)
+        if notify and reason is not None:
+            self._push(ConnectionClose(reason))
