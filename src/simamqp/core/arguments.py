@@ -182,7 +182,9 @@ class QueueArgs:
             overflow = args["x-overflow"]
             if not isinstance(overflow, str | bytes):
                 reason = f"{{unacceptable_type,{amqp_type(overflow)}}}"
-                raise PreconditionFailed(replies.invalid_queue_arg("x-overflow", queue, vhost, reason))
+                raise PreconditionFailed(
+                    replies.invalid_queue_arg("x-overflow", queue, vhost, reason)
+                )
             overflow = erlang_term(overflow)
             if overflow not in OVERFLOW_VALUES:
                 raise PreconditionFailed(

@@ -139,7 +139,8 @@ class Broker:
         self._restarting = False
 
     def __repr__(self) -> str:
-        return f"<Broker seed={self.seed} connections={len(self.connections)} vhosts={list(self.vhosts)}>"
+        conns = len(self.connections)
+        return f"<Broker seed={self.seed} connections={conns} vhosts={list(self.vhosts)}>"
 
     # -- time and trace ---------------------------------------------------------------------
 
@@ -242,7 +243,10 @@ class Broker:
             self._delete_queue(queue, reason="owner-closed")
 
     def close_connections(self, reason: str = "closed via management plugin") -> None:
-        """Force-close every connection (320 CONNECTION_FORCED), as `rabbitmqctl close_all_connections`."""
+        """Force-close every connection with 320 CONNECTION_FORCED.
+
+        This is what `rabbitmqctl close_all_connections` does to clients.
+        """
         from .errors import ConnectionForced
 
         for conn in list(self.connections.values()):
@@ -253,15 +257,23 @@ class Broker:
     def _declare_exchange(self, vhost: VHost, exchange: Exchange) -> None:
         vhost.exchanges[exchange.name] = exchange
         self._emit(
-            "exchange-declare", vhost=vhost.name, exchange=exchange.name, type=exchange.type_name,
-            durable=exchange.durable, auto_delete=exchange.auto_delete,
+            "exchange-declare",
+            vhost=vhost.name,
+            exchange=exchange.name,
+            type=exchange.type_name,
+            durable=exchange.durable,
+            auto_delete=exchange.auto_delete,
         )
 
     def _declare_queue(self, vhost: VHost, queue: Queue) -> None:
         vhost.queues[queue.name] = queue
         self._emit(
-            "queue-declare", vhost=vhost.name, queue=queue.name, durable=queue.durable,
-            exclusive=queue.exclusive, auto_delete=queue.auto_delete,
+            "queue-declare",
+            vhost=vhost.name,
+            queue=queue.name,
+            durable=queue.durable,
+            exclusive=queue.exclusive,
+            auto_delete=queue.auto_delete,
         )
 
     def _bind(
@@ -278,8 +290,12 @@ class Broker:
             slot = vhost.bindings_to.setdefault((destination.kind, destination.name), {})
             slot[(source.name, binding.key)] = binding
             self._emit(
-                "bind", vhost=vhost.name, source=source.name, destination=destination.name,
-                destination_kind=destination.kind, routing_key=routing_key,
+                "bind",
+                vhost=vhost.name,
+                source=source.name,
+                destination=destination.name,
+                destination_kind=destination.kind,
+                routing_key=routing_key,
             )
 
     def _unbind(
@@ -295,8 +311,12 @@ class Broker:
             return
         self._forget_binding(vhost, source.name, destination, key)
         self._emit(
-            "unbind", vhost=vhost.name, source=source.name, destination=destination.name,
-            destination_kind=destination.kind, routing_key=routing_key,
+            "unbind",
+            vhost=vhost.name,
+            source=source.name,
+            destination=destination.name,
+            destination_kind=destination.kind,
+            routing_key=routing_key,
         )
         self._maybe_auto_delete_exchange(vhost, source)
 
@@ -368,8 +388,11 @@ class Broker:
         # Only after it had a consumer, and only when the last one went
         # (https://www.rabbitmq.com/queues.html#temporary-queues).
         if (
-            queue.auto_delete and queue.had_consumer and not queue.consumer_order
-            and not queue.deleted and not self._restarting
+            queue.auto_delete
+            and queue.had_consumer
+            and not queue.consumer_order
+            and not queue.deleted
+            and not self._restarting
         ):
             self._delete_queue(queue, reason="auto-delete")
 
@@ -380,16 +403,20 @@ class Broker:
         match = _INTEGER_PREFIX.match(text)
         if match is None:
             raise PreconditionFailed(replies.invalid_expiration(text, "no_integer"))
-        leftover = text[match.end():]
+        leftover = text[match.end() :]
         if leftover:
             raise PreconditionFailed(
                 replies.invalid_expiration(text, f'{{leftover_string,"{leftover}"}}')
             )
         value = int(match.group())
         if value < 0:
-            raise PreconditionFailed(replies.invalid_expiration(text, f"{{value_negative,{value}}}"))
+            raise PreconditionFailed(
+                replies.invalid_expiration(text, f"{{value_negative,{value}}}")
+            )
         if value > MAX_EXPIRY_MS:
-            raise PreconditionFailed(replies.invalid_expiration(text, f"{{value_too_large,{value}}}"))
+            raise PreconditionFailed(
+                replies.invalid_expiration(text, f"{{value_too_large,{value}}}")
+            )
 
     def _publish(
         self,
@@ -410,7 +437,9 @@ class Broker:
         props = dict(properties)
         user_id = props.get("user_id")
         if user_id is not None and user_id != channel.connection.user:
-            raise PreconditionFailed(replies.user_id_mismatch(str(user_id), channel.connection.user))
+            raise PreconditionFailed(
+                replies.user_id_mismatch(str(user_id), channel.connection.user)
+            )
         if props.get("expiration") is not None:
             self._check_expiration(props["expiration"])
         if props.get("reply_to") == DIRECT_REPLY_TO:
@@ -435,9 +464,14 @@ class Broker:
         self._next_message_id += 1
         if self._tracing:
             self._emit(
-                "publish", connection=channel.connection.id, channel=channel.id,
-                exchange=exchange_name, routing_key=routing_key, msg=message.id,
-                body=message.body, mandatory=mandatory,
+                "publish",
+                connection=channel.connection.id,
+                channel=channel.id,
+                exchange=exchange_name,
+                routing_key=routing_key,
+                msg=message.id,
+                body=message.body,
+                mandatory=mandatory,
             )
         if self.faults.rules and self.faults.on_publish(channel, message, mandatory, confirm_seq):
             return
@@ -468,7 +502,9 @@ class Broker:
             if mandatory:
                 self._emit("return", msg=message.id, code=312, text=replies.no_route())
                 conn._push(
-                    BasicReturn(channel.id, 312, replies.no_route(), message.exchange, routing_key, message)
+                    BasicReturn(
+                        channel.id, 312, replies.no_route(), message.exchange, routing_key, message
+                    )
                 )
             if confirm_seq is not None:
                 self._confirm(channel, confirm_seq, True)
@@ -558,14 +594,24 @@ class Broker:
         tag = channel._next_delivery_tag
         channel._next_delivery_tag += 1
         self._emit(
-            "deliver", connection=channel.connection.id, channel=channel.id,
-            queue=DIRECT_REPLY_TO, consumer_tag=channel.reply_consumer[0], delivery_tag=tag,
-            msg=message.id, redelivered=False,
+            "deliver",
+            connection=channel.connection.id,
+            channel=channel.id,
+            queue=DIRECT_REPLY_TO,
+            consumer_tag=channel.reply_consumer[0],
+            delivery_tag=tag,
+            msg=message.id,
+            redelivered=False,
         )
         channel.connection._push(
             BasicDeliver(
-                channel.id, channel.reply_consumer[0], tag, False, message.exchange,
-                message.routing_key, message,
+                channel.id,
+                channel.reply_consumer[0],
+                tag,
+                False,
+                message.exchange,
+                message.routing_key,
+                message,
             )
         )
         return True
@@ -586,8 +632,13 @@ class Broker:
         props = dict(message.properties)
         original_expiration = props.pop("expiration", None)
         headers = _x_death(
-            message.headers, queue.name, reason, message.exchange, message.routing_keys,
-            self._timestamp(), original_expiration,
+            message.headers,
+            queue.name,
+            reason,
+            message.exchange,
+            message.routing_keys,
+            self._timestamp(),
+            original_expiration,
         )
         if dlrk is not None:
             headers.pop("CC", None)
@@ -601,8 +652,13 @@ class Broker:
         if reason != "rejected":
             targets = [q for q in targets if not _is_cycle(q.name, headers["x-death"])]
         self._emit(
-            "dead-letter", queue=queue.name, msg=message.id, reason=reason, new_msg=dead.id,
-            exchange=dlx_name, queues=[q.name for q in targets],
+            "dead-letter",
+            queue=queue.name,
+            msg=message.id,
+            reason=reason,
+            new_msg=dead.id,
+            exchange=dlx_name,
+            queues=[q.name for q in targets],
         )
         now = self.clock.now()
         for target in targets:
@@ -659,10 +715,16 @@ class Broker:
         if queue is None:
             raise KeyError(f"no queue {name!r} in vhost {vhost!r}")
         return QueueInfo(
-            name=queue.name, vhost=vhost, durable=queue.durable, exclusive=queue.exclusive,
-            auto_delete=queue.auto_delete, arguments=dict(queue.arguments),
-            messages_ready=queue.message_count, messages_unacknowledged=queue.unacked,
-            consumers=queue.consumer_count, bodies=tuple(e.message.body for e in queue.ready),
+            name=queue.name,
+            vhost=vhost,
+            durable=queue.durable,
+            exclusive=queue.exclusive,
+            auto_delete=queue.auto_delete,
+            arguments=dict(queue.arguments),
+            messages_ready=queue.message_count,
+            messages_unacknowledged=queue.unacked,
+            consumers=queue.consumer_count,
+            bodies=tuple(e.message.body for e in queue.ready),
         )
 
     def exchange(self, name: str, vhost: str = "/") -> ExchangeInfo:
@@ -671,8 +733,12 @@ class Broker:
         if exchange is None:
             raise KeyError(f"no exchange {name!r} in vhost {vhost!r}")
         return ExchangeInfo(
-            name=exchange.name, vhost=vhost, type=exchange.type_name, durable=exchange.durable,
-            auto_delete=exchange.auto_delete, internal=exchange.internal,
+            name=exchange.name,
+            vhost=vhost,
+            type=exchange.type_name,
+            durable=exchange.durable,
+            auto_delete=exchange.auto_delete,
+            internal=exchange.internal,
             arguments=dict(exchange.arguments),
             bindings=tuple(
                 (b.destination.kind, b.destination.name, b.routing_key)
@@ -727,7 +793,8 @@ def _x_death(
         return out
     match_index = next(
         (
-            i for i, d in enumerate(deaths)
+            i
+            for i, d in enumerate(deaths)
             if isinstance(d, Mapping) and d.get("queue") == queue and d.get("reason") == reason
         ),
         None,

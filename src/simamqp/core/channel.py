@@ -65,7 +65,16 @@ class ChannelClosedError(Exception):
 
 
 class Consumer:
-    __slots__ = ("arguments", "channel", "exclusive", "no_ack", "prefetch", "queue", "tag", "unacked")
+    __slots__ = (
+        "arguments",
+        "channel",
+        "exclusive",
+        "no_ack",
+        "prefetch",
+        "queue",
+        "tag",
+        "unacked",
+    )
 
     def __init__(
         self,
@@ -172,8 +181,13 @@ class Channel:
 
     def _fail(self, err: AMQPError, *, notify: bool = False) -> None:
         self.broker._emit(
-            "error", connection=self.connection.id, channel=self.id, code=err.reply_code,
-            text=err.reply_text, method=list(err.method), scope="channel" if err.soft else "connection",
+            "error",
+            connection=self.connection.id,
+            channel=self.id,
+            code=err.reply_code,
+            text=err.reply_text,
+            method=list(err.method),
+            scope="channel" if err.soft else "connection",
         )
         if err.soft:
             self._teardown(err, notify=notify)
@@ -273,10 +287,15 @@ class Channel:
                 if exchange.startswith("amq."):
                     raise AccessRefused(replies.reserved_prefix("exchange", exchange))
                 self.broker._declare_exchange(
-                    vhost, cls(
-                        exchange, vhost.name, durable=durable, auto_delete=auto_delete,
-                        internal=internal, arguments=args,
-                    )
+                    vhost,
+                    cls(
+                        exchange,
+                        vhost.name,
+                        durable=durable,
+                        auto_delete=auto_delete,
+                        internal=internal,
+                        arguments=args,
+                    ),
                 )
                 return
             for flag, new, old in (
@@ -294,7 +313,9 @@ class Channel:
             diff = inequivalent_args(args, existing.arguments, EQUIVALENCE_CHECKED_EXCHANGE_ARGS)
             if diff is not None:
                 raise PreconditionFailed(
-                    replies.inequivalent_arg(diff[0], "exchange", exchange, vhost.name, diff[1], diff[2])
+                    replies.inequivalent_arg(
+                        diff[0], "exchange", exchange, vhost.name, diff[1], diff[2]
+                    )
                 )
 
         self._sync(M.EXCHANGE_DECLARE, run)
@@ -365,10 +386,10 @@ class Channel:
                 return self._declare_reply_to(queue)
             if passive:
                 name = queue
-                existing = self._lookup_queue(name)
-                existing.touch()
+                found = self._lookup_queue(name)
+                found.touch()
                 self.last_queue = name
-                return name, existing.message_count, existing.consumer_count
+                return name, found.message_count, found.consumer_count
             if queue == "":
                 name = self.broker._generate_name("amq.gen")
             elif queue.startswith("amq."):
@@ -395,7 +416,9 @@ class Channel:
                 diff = inequivalent_args(args, existing.arguments, EQUIVALENCE_CHECKED_QUEUE_ARGS)
                 if diff is not None:
                     raise PreconditionFailed(
-                        replies.inequivalent_arg(diff[0], "queue", name, vhost.name, diff[1], diff[2])
+                        replies.inequivalent_arg(
+                            diff[0], "queue", name, vhost.name, diff[1], diff[2]
+                        )
                     )
                 existing.touch()
                 self.last_queue = name
@@ -404,9 +427,14 @@ class Channel:
             self.broker._declare_queue(
                 vhost,
                 Queue(
-                    self.broker, vhost.name, name, durable=is_durable,
+                    self.broker,
+                    vhost.name,
+                    name,
+                    durable=is_durable,
                     exclusive_owner=self.connection if exclusive else None,
-                    auto_delete=auto_delete, arguments=args, args=qargs,
+                    auto_delete=auto_delete,
+                    arguments=args,
+                    args=qargs,
                 ),
             )
             self.last_queue = name
@@ -489,7 +517,9 @@ class Channel:
 
     # -- basic class: consuming -------------------------------------------------------------
 
-    def basic_qos(self, prefetch_size: int = 0, prefetch_count: int = 0, a_global: bool = False) -> None:
+    def basic_qos(
+        self, prefetch_size: int = 0, prefetch_count: int = 0, a_global: bool = False
+    ) -> None:
         def run() -> None:
             if prefetch_size:
                 raise AMQPNotImplemented(replies.prefetch_size_unsupported(prefetch_size))
@@ -523,13 +553,22 @@ class Channel:
             if (exclusive and q.consumer_order) or any(c.exclusive for c in q.consumer_order):
                 raise AccessRefused(replies.exclusive_consume(q.name, q.vhost))
             consumer = Consumer(
-                self, q, tag, no_ack=no_ack, exclusive=exclusive,
-                prefetch=self.consumer_prefetch, arguments=arguments or {},
+                self,
+                q,
+                tag,
+                no_ack=no_ack,
+                exclusive=exclusive,
+                prefetch=self.consumer_prefetch,
+                arguments=arguments or {},
             )
             self.consumers[tag] = consumer
             self.broker._emit(
-                "consume", connection=self.connection.id, channel=self.id, queue=q.name,
-                consumer_tag=tag, no_ack=no_ack,
+                "consume",
+                connection=self.connection.id,
+                channel=self.id,
+                queue=q.name,
+                consumer_tag=tag,
+                no_ack=no_ack,
             )
             q.add_consumer(consumer)
             return tag
@@ -545,8 +584,12 @@ class Channel:
         address = self.broker._register_reply_channel(self)
         self.reply_consumer = (tag, address)
         self.broker._emit(
-            "consume", connection=self.connection.id, channel=self.id, queue=DIRECT_REPLY_TO,
-            consumer_tag=tag, no_ack=True,
+            "consume",
+            connection=self.connection.id,
+            channel=self.id,
+            queue=DIRECT_REPLY_TO,
+            consumer_tag=tag,
+            no_ack=True,
         )
         return tag
 
@@ -583,12 +626,21 @@ class Channel:
                 self.unacked[tag] = _Unacked(q, entry, None)
                 q.unacked += 1
             self.broker._emit(
-                "get", connection=self.connection.id, channel=self.id, queue=q.name,
-                delivery_tag=tag, msg=message.id, redelivered=entry.redelivered,
+                "get",
+                connection=self.connection.id,
+                channel=self.id,
+                queue=q.name,
+                delivery_tag=tag,
+                msg=message.id,
+                redelivered=entry.redelivered,
             )
             return GetOk(
-                tag, entry.redelivered, message.exchange, message.routing_key,
-                q.message_count, message,
+                tag,
+                entry.redelivered,
+                message.exchange,
+                message.routing_key,
+                q.message_count,
+                message,
             )
 
         return self._sync(M.BASIC_GET, run)
@@ -606,14 +658,24 @@ class Channel:
         broker = self.broker
         if broker._tracing:
             broker._emit(
-                "deliver", connection=self.connection.id, channel=self.id, queue=queue.name,
-                consumer_tag=consumer.tag, delivery_tag=tag, msg=message.id,
+                "deliver",
+                connection=self.connection.id,
+                channel=self.id,
+                queue=queue.name,
+                consumer_tag=consumer.tag,
+                delivery_tag=tag,
+                msg=message.id,
                 redelivered=entry.redelivered,
             )
         self.connection._push(
             BasicDeliver(
-                self.id, consumer.tag, tag, entry.redelivered, message.exchange,
-                message.routing_key, message,
+                self.id,
+                consumer.tag,
+                tag,
+                entry.redelivered,
+                message.exchange,
+                message.routing_key,
+                message,
             )
         )
 
@@ -658,8 +720,11 @@ class Channel:
                 item.queue.settle()
                 if broker._tracing:
                     broker._emit(
-                        "ack", connection=self.connection.id, channel=self.id,
-                        queue=item.queue.name, msg=item.entry.message.id,
+                        "ack",
+                        connection=self.connection.id,
+                        channel=self.id,
+                        queue=item.queue.name,
+                        msg=item.entry.message.id,
                     )
             for queue in self._release(settled):
                 queue.dispatch()
@@ -681,8 +746,12 @@ class Channel:
         by_queue: dict[int, tuple[Queue, list[QueuedMessage]]] = {}
         for item in settled:
             broker._emit(
-                kind, connection=self.connection.id, channel=self.id, queue=item.queue.name,
-                msg=item.entry.message.id, requeue=requeue,
+                kind,
+                connection=self.connection.id,
+                channel=self.id,
+                queue=item.queue.name,
+                msg=item.entry.message.id,
+                requeue=requeue,
             )
             if requeue:
                 by_queue.setdefault(id(item.queue), (item.queue, []))[1].append(item.entry)

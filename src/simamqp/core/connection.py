@@ -93,7 +93,10 @@ class Connection:
             return
         if reason is not None:
             self.broker._emit(
-                "connection-closed", connection=self.id, code=reason.reply_code, text=reason.reply_text
+                "connection-closed",
+                connection=self.id,
+                code=reason.reply_code,
+                text=reason.reply_text,
             )
         for channel in list(self.channels.values()):
             channel._teardown(None, notify=False)

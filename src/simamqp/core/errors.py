@@ -176,10 +176,24 @@ class InternalError(AMQPConnectionError):
 _BY_CODE: dict[int, type[AMQPError]] = {
     cls.reply_code: cls
     for cls in (
-        ContentTooLarge, NoRoute, NoConsumers, AccessRefused, NotFound, ResourceLocked,
-        PreconditionFailed, ConnectionForced, InvalidPath, FrameError, AMQPSyntaxError,
-        CommandInvalid, ChannelNotOpen, UnexpectedFrame, ResourceError, NotAllowed,
-        AMQPNotImplemented, InternalError,
+        ContentTooLarge,
+        NoRoute,
+        NoConsumers,
+        AccessRefused,
+        NotFound,
+        ResourceLocked,
+        PreconditionFailed,
+        ConnectionForced,
+        InvalidPath,
+        FrameError,
+        AMQPSyntaxError,
+        CommandInvalid,
+        ChannelNotOpen,
+        UnexpectedFrame,
+        ResourceError,
+        NotAllowed,
+        AMQPNotImplemented,
+        InternalError,
     )
 }
 

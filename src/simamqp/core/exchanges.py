@@ -137,7 +137,9 @@ class Exchange:
     def _unindex(self, binding: Binding) -> None:
         raise NotImplementedError
 
-    def route(self, routing_keys: Iterable[str], headers: Mapping[str, Any] | None) -> list[Destination]:
+    def route(
+        self, routing_keys: Iterable[str], headers: Mapping[str, Any] | None
+    ) -> list[Destination]:
         """Destinations bound for these keys, each once, in binding order."""
         raise NotImplementedError
 
@@ -194,7 +196,9 @@ class DirectExchange(Exchange):
         if not slot:
             del self._by_key[binding.routing_key]
 
-    def route(self, routing_keys: Iterable[str], headers: Mapping[str, Any] | None) -> list[Destination]:
+    def route(
+        self, routing_keys: Iterable[str], headers: Mapping[str, Any] | None
+    ) -> list[Destination]:
         by_key = self._by_key
         keys = routing_keys if isinstance(routing_keys, tuple) else tuple(routing_keys)
         if len(keys) == 1:
@@ -221,7 +225,9 @@ class FanoutExchange(Exchange):
     def _unindex(self, binding: Binding) -> None:
         self._all.remove(binding.destination)
 
-    def route(self, routing_keys: Iterable[str], headers: Mapping[str, Any] | None) -> list[Destination]:
+    def route(
+        self, routing_keys: Iterable[str], headers: Mapping[str, Any] | None
+    ) -> list[Destination]:
         return list(self._all.dests.values())
 
 
@@ -267,7 +273,9 @@ class TopicExchange(Exchange):
                 break
             del path[depth - 1].children[words[depth - 1]]
 
-    def route(self, routing_keys: Iterable[str], headers: Mapping[str, Any] | None) -> list[Destination]:
+    def route(
+        self, routing_keys: Iterable[str], headers: Mapping[str, Any] | None
+    ) -> list[Destination]:
         found: dict[DestKey, Destination] = {}
         for key in routing_keys:
             words = topic_words(key)
@@ -359,7 +367,7 @@ class HeadersExchange(Exchange):
             text = kind.decode() if isinstance(kind, bytes) else kind
             if text not in _X_MATCH_KINDS:
                 raise PreconditionFailed(
-                    f"Invalid x-match field value <<\"{text}\">>; "
+                    f'Invalid x-match field value <<"{text}">>; '
                     "expected all, any, all-with-x, or any-with-x"
                 )
         else:
@@ -375,7 +383,9 @@ class HeadersExchange(Exchange):
     def _unindex(self, binding: Binding) -> None:
         self._ordered.remove(binding)
 
-    def route(self, routing_keys: Iterable[str], headers: Mapping[str, Any] | None) -> list[Destination]:
+    def route(
+        self, routing_keys: Iterable[str], headers: Mapping[str, Any] | None
+    ) -> list[Destination]:
         found: dict[DestKey, Destination] = {}
         for binding in self._ordered:
             if headers_match(binding.arguments, headers):

@@ -84,7 +84,9 @@ class ConnectionClose:
     error: AMQPError
 
 
-Frame = BasicDeliver | BasicReturn | BasicAck | BasicNack | BasicCancel | ChannelClose | ConnectionClose
+Frame = (
+    BasicDeliver | BasicReturn | BasicAck | BasicNack | BasicCancel | ChannelClose | ConnectionClose
+)
 
 
 @dataclass(slots=True)

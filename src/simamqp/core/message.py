@@ -75,9 +75,7 @@ class QueuedMessage:
 
     __slots__ = ("expires_at", "message", "priority", "redelivered", "seq")
 
-    def __init__(
-        self, message: Message, seq: int, expires_at: float | None, priority: int
-    ) -> None:
+    def __init__(self, message: Message, seq: int, expires_at: float | None, priority: int) -> None:
         self.message = message
         #: Position in the queue; requeued messages go back to it (classic queue semantics).
         self.seq = seq

@@ -193,7 +193,8 @@ class Queue:
         return len(self.consumer_order)
 
     def __repr__(self) -> str:
-        return f"<Queue {self.name!r} vhost={self.vhost!r} ready={len(self.ready)} unacked={self.unacked}>"
+        ready, unacked = len(self.ready), self.unacked
+        return f"<Queue {self.name!r} vhost={self.vhost!r} ready={ready} unacked={unacked}>"
 
     # -- publishing -------------------------------------------------------------------------
 
@@ -232,7 +233,9 @@ class Queue:
                 broker._dead_letter(self, message, "maxlen")
             return False
         self._seq += 1
-        entry = QueuedMessage(message, self._seq, self._expiry_for(message, now), self._priority_for(message))
+        entry = QueuedMessage(
+            message, self._seq, self._expiry_for(message, now), self._priority_for(message)
+        )
         broker._emit("enqueue", queue=self.name, vhost=self.vhost, msg=message.id)
         # Try to hand the message straight to a consumer, as rabbit_amqqueue_process's
         # attempt_delivery does, before it counts against length limits or TTL.
@@ -435,7 +438,9 @@ class Queue:
             self.active_consumer = self.consumer_order[0] if self.consumer_order else None
             if self.active_consumer is not None:
                 self.broker._emit(
-                    "single-active-consumer", queue=self.name, vhost=self.vhost,
+                    "single-active-consumer",
+                    queue=self.name,
+                    vhost=self.vhost,
                     consumer_tag=self.active_consumer.tag,
                 )
         if not self.consumer_order:

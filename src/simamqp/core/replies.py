@@ -24,7 +24,9 @@ def no_binding(source: str, dest_kind: str, dest: str, vhost: str) -> str:
     return f"no binding {_v(vhost)} from exchange '{source}' to {dest_kind} '{dest}'"
 
 
-def inequivalent_flag(arg: str, kind: str, name: str, vhost: str, received: str, current: str) -> str:
+def inequivalent_flag(
+    arg: str, kind: str, name: str, vhost: str, received: str, current: str
+) -> str:
     return (
         f"inequivalent arg '{arg}' for {kind} '{name}' {_v(vhost)}: "
         f"received '{received}' but current is '{current}'"
