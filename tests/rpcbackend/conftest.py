@@ -15,14 +15,10 @@ import os
 import uuid
 import zlib
 from collections.abc import Iterator
-from typing import Any
 
 import kombu
 import pytest
-
-from rpcbackend import Config, RPCBackend
-
-RABBITMQ_URL = os.environ.get("SIMAMQP_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+from _rpc_helpers import RABBITMQ_URL, BrokerUnderTest
 
 _rabbitmq_reason: list[str | None] = []
 
@@ -40,47 +36,6 @@ def _rabbitmq_unreachable() -> str | None:
             with contextlib.suppress(Exception):
                 conn.release()
     return _rabbitmq_reason[0]
-
-
-class BrokerUnderTest:
-    """One broker (simulated or real) plus the backends a test created on it."""
-
-    def __init__(self, kind: str, url: str, sim: Any = None) -> None:
-        self.kind = kind
-        self.url = url
-        self.sim = sim
-        self._closables: list[Any] = []
-
-    @property
-    def is_sim(self) -> bool:
-        return self.kind == "simamqp"
-
-    def config(self, **settings: Any) -> Config:
-        options = settings.pop("broker_transport_options", {})
-        options.setdefault("confirm_publish", True)
-        return Config(broker_url=self.url, broker_transport_options=options, **settings)
-
-    def backend(self, **kwargs: Any) -> RPCBackend:
-        settings = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith(("result_", "rpc"))}
-        backend = RPCBackend(self.config(**settings), **kwargs)
-        self._closables.append(backend)
-        return backend
-
-    def connection(self) -> kombu.Connection:
-        conn = kombu.Connection(self.url, transport_options={"confirm_publish": True})
-        self._closables.append(conn)
-        return conn
-
-    def settle(self) -> None:
-        """Let the broker deliver what is due: run the simulator until idle; RabbitMQ needs no
-        help because every publish in these tests waits for its confirm."""
-        if self.sim is not None:
-            self.sim.run_until_idle()
-
-    def close(self) -> None:
-        for item in reversed(self._closables):
-            with contextlib.suppress(Exception):
-                item.close() if hasattr(item, "close") else item.release()
 
 
 @pytest.fixture(
@@ -111,20 +66,3 @@ def broker(request: pytest.FixtureRequest) -> Iterator[BrokerUnderTest]:
         under_test.close()
 
 
-def request_for(client: RPCBackend, task_id: str, **extra: Any) -> dict[str, Any]:
-    """The worker-side request context of a task sent by ``client``."""
-    return {"reply_to": client.oid, "correlation_id": task_id, **extra}
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def publish_raw(conn: kombu.Connection, client: RPCBackend, task_id: str, meta: dict[str, Any],
-                **properties: Any) -> None:
-    """Publish a result message exactly as a worker would, without going through a backend."""
-    body = {"traceback": None, "children": [], "date_done": None, "task_id": task_id, **meta}
-    kombu.Producer(conn).publish(
-        body, exchange="", routing_key=client.oid, correlation_id=task_id,
-        serializer="json", delivery_mode=1, **properties,
-    )
