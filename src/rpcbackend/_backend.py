@@ -638,6 +638,7 @@ class RPCBackend:
                 if meta is not None:
                     ready.append((task_id, meta))
                     del remaining[task_id]
+            ready.sort(key=lambda item: self._store.ready_order(item[0]))
             return progress, ready, self._version
 
     def _step(self, seen: int, budget: float | None, first_step: bool) -> None:
@@ -833,7 +834,8 @@ class RPCBackend:
         """
         if os.getpid() == self._pid:
             return
-        old_names = set(self.reply_queue_names()) if self._oid is not None else set()
+        # Read the fields, not the ``oid`` property: that would re-enter this method.
+        old_names = {self._oid, *self._extra_reply_queues} - {None}
         producer = self._producer_connection
         self._init_process_state()
         self.result_consumer.on_after_fork()

@@ -21,6 +21,9 @@ class _Entry:
     meta: Meta
     #: A waiter or a poll has seen this final state; evicting it loses nothing.
     claimed: bool = False
+    #: Order in which entries became final, so results already buffered are still handed out
+    #: in arrival order.
+    ready_seq: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,7 @@ class ResultStore:
         # instead of hanging; bounded too, at a few times the entry limit (ids are small).
         self._evicted: OrderedDict[str, None] = OrderedDict()
         self._pinned: Counter[str] = Counter()
+        self._ready_counter = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -66,7 +70,12 @@ class ResultStore:
                 task_id, current["status"], meta["status"], meta["status"],
             )
         self._evicted.pop(task_id, None)
-        self._entries[task_id] = _Entry(meta, claimed=entry.claimed if entry else False)
+        new_entry = _Entry(meta, claimed=entry.claimed if entry else False,
+                           ready_seq=entry.ready_seq if entry else 0)
+        if is_ready(meta["status"]) and not was_ready:
+            self._ready_counter += 1
+            new_entry.ready_seq = self._ready_counter
+        self._entries[task_id] = new_entry
         self._entries.move_to_end(task_id)
         self._evict_over_limit()
         return Merge(accepted=True, became_ready=is_ready(meta["status"]) and not was_ready)
@@ -82,6 +91,11 @@ class ResultStore:
             return None
         entry.claimed = True
         return entry.meta
+
+    def ready_order(self, task_id: str) -> int:
+        """When ``task_id`` became final relative to the others (0 if it has not)."""
+        entry = self._entries.get(task_id)
+        return entry.ready_seq if entry is not None else 0
 
     def was_evicted(self, task_id: str) -> bool:
         return task_id in self._evicted
