@@ -102,8 +102,8 @@ def celery_app(broker: BrokerUnderTest, result_backend: str, **settings: Any) ->
     celery = pytest.importorskip("celery")
     app = celery.Celery(f"rpcbackend-test-{uuid.uuid4().hex[:8]}", broker=broker.url,
                         backend=result_backend, set_as_current=False)
+    settings.setdefault("task_default_queue", f"rpcbackend-tasks-{uuid.uuid4().hex}")
     app.conf.update(
-        task_default_queue=f"rpcbackend-tasks-{uuid.uuid4().hex}",
         broker_transport_options={"confirm_publish": True},
         broker_connection_retry_on_startup=True,
         # A heartbeat makes the in-thread worker's event loop wake often enough to stop within
