@@ -1,1 +1,62 @@
-"""simamqp."""
+"""simamqp: a deterministic, in-memory AMQP 0-9-1 broker with RabbitMQ semantics.
+
+Importing this package registers the kombu transport alias ``simamqp``:
+``kombu.Connection("simamqp://")`` talks to the process-default broker,
+``simamqp://NAME`` to a named in-process broker, and the URL path is the vhost.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from kombu.transport import TRANSPORT_ALIASES as _ALIASES
+
+from ._broker import Broker, get_broker, register, registered, unregister
+from .core.broker import ExchangeInfo, QueueInfo
+from .core.channel import ChannelClosedError
+from .core.clock import Clock, VirtualClock
+from .core.errors import (
+    AccessRefused,
+    AMQPChannelError,
+    AMQPConnectionError,
+    AMQPError,
+    AMQPNotImplemented,
+    CommandInvalid,
+    ConnectionForced,
+    NotAllowed,
+    NotFound,
+    PreconditionFailed,
+    ResourceLocked,
+)
+from .core.trace import Event, Trace
+from .wallclock import WallClock
+
+_ALIASES.setdefault("simamqp", "simamqp.transport:Transport")
+
+__all__ = [
+    "AMQPChannelError",
+    "AMQPConnectionError",
+    "AMQPError",
+    "AMQPNotImplemented",
+    "AccessRefused",
+    "Broker",
+    "ChannelClosedError",
+    "Clock",
+    "CommandInvalid",
+    "ConnectionForced",
+    "Event",
+    "ExchangeInfo",
+    "NotAllowed",
+    "NotFound",
+    "PreconditionFailed",
+    "QueueInfo",
+    "ResourceLocked",
+    "Trace",
+    "VirtualClock",
+    "WallClock",
+    "__version__",
+    "get_broker",
+    "register",
+    "registered",
+    "unregister",
+]

@@ -1,0 +1,223 @@
+"""The thread-safe, URL-addressable broker users hold, and the registry of named brokers.
+
+``simamqp.Broker`` is the sans-IO core engine plus what a process needs around it: one lock
+(every engine call happens under it), per-connection conditions so a thread blocked in
+``drain_events`` wakes the moment a frame is queued for it, and a name in the registry so
+``simamqp://NAME`` finds it.
+
+Virtual time and threads: when every thread that has used the broker is blocked waiting on it,
+nobody can make progress but a timer, so time jumps to the next timer or to the earliest
+waiter's deadline (trio's autojump, generalised to threads).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .core import broker as _core
+from .core.clock import Clock, VirtualClock
+
+if TYPE_CHECKING:
+    import kombu
+
+__all__ = ["Broker", "get_broker", "register", "registered", "unregister"]
+
+T = TypeVar("T")
+DEFAULT_NAME = "default"
+_ALIASES = {"", "localhost", DEFAULT_NAME}
+
+
+class Broker(_core.Broker):
+    """An in-memory RabbitMQ for one test (or one process): engine + lock + URL.
+
+    ``Broker(seed=0, clock=None)``: the clock defaults to a ``VirtualClock`` with autojump.
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        clock: Clock | None = None,
+        *,
+        trace: bool = True,
+        user: str = "guest",
+        name: str | None = None,
+    ) -> None:
+        super().__init__(seed, clock, trace=trace, user=user)
+        self.lock = threading.RLock()
+        self.name: str | None = None
+        self._threads: dict[int, threading.Thread] = {}
+        #: thread ident -> virtual deadline (None: waits forever) of threads blocked on us.
+        self._waiting: dict[int, float | None] = {}
+        self._conditions: list[threading.Condition] = []
+        if name is not None:
+            register(name, self)
+
+    # -- identity ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``simamqp://NAME//``; an unregistered broker is registered under a fresh name."""
+        if self.name is None:
+            register(_fresh_name(), self)
+        assert self.name is not None
+        return f"simamqp://{self.name}//"
+
+    def connection(self, vhost: str = "/", **kwargs: Any) -> kombu.Connection:
+        """A kombu ``Connection`` to this broker (not yet connected, as kombu does)."""
+        import kombu
+
+        url = self.url if vhost == "/" else f"simamqp://{self.name}/{vhost}"
+        return kombu.Connection(url, **kwargs)
+
+    # -- locking ----------------------------------------------------------------------------
+
+    def locked(self, fn: Callable[[], T]) -> T:
+        with self.lock:
+            self._threads.setdefault(threading.get_ident(), threading.current_thread())
+            return fn()
+
+    def run_until_idle(self) -> int:
+        with self.lock:
+            fired = super().run_until_idle()
+            self._wake_all()
+            return fired
+
+    def advance(self, seconds: float) -> int:
+        with self.lock:
+            fired = super().advance(seconds)
+            self._wake_all()
+            return fired
+
+    def restart(self) -> None:
+        with self.lock:
+            super().restart()
+            self._wake_all()
+
+    def close_connections(self, reason: str = "closed via management plugin") -> None:
+        with self.lock:
+            super().close_connections(reason)
+            self._wake_all()
+
+    def queue(self, name: str, vhost: str = "/") -> _core.QueueInfo:
+        with self.lock:
+            return super().queue(name, vhost)
+
+    def exchange(self, name: str, vhost: str = "/") -> _core.ExchangeInfo:
+        with self.lock:
+            return super().exchange(name, vhost)
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    def _new_condition(self) -> threading.Condition:
+        condition = threading.Condition(self.lock)
+        self._conditions.append(condition)
+        return condition
+
+    def _drop_condition(self, condition: threading.Condition) -> None:
+        try:
+            self._conditions.remove(condition)
+        except ValueError:
+            pass
+
+    def _wake_all(self) -> None:
+        for condition in self._conditions:
+            condition.notify_all()
+
+    def _everyone_waiting(self) -> bool:
+        """True when every live thread that has used this broker is blocked on it."""
+        threads = self._threads
+        for ident, thread in list(threads.items()):
+            if not thread.is_alive():
+                del threads[ident]
+                self._waiting.pop(ident, None)
+        return bool(threads) and all(ident in self._waiting for ident in threads)
+
+    def _autojump(self) -> bool:
+        """With a virtual autojump clock and everyone blocked: jump to what unblocks someone."""
+        clock = self.clock
+        if not (isinstance(clock, VirtualClock) and clock.autojump) or not self._everyone_waiting():
+            return False
+        candidates = [d for d in self._waiting.values() if d is not None]
+        next_timer = self.scheduler.next_time()
+        if next_timer is not None:
+            candidates.append(next_timer)
+        if not candidates:
+            return False
+        clock.jump_to(max(min(candidates), clock.now()))
+        self._tick()
+        self._wake_all()
+        return True
+
+
+_registry: dict[str, Broker] = {}
+_registry_lock = threading.Lock()
+_counter = itertools.count(1)
+
+
+def _fresh_name() -> str:
+    return f"broker-{next(_counter)}"
+
+
+def _normalise(name: str | None) -> str:
+    return DEFAULT_NAME if name is None or name in _ALIASES else name
+
+
+def register(name: str, broker: Broker) -> Broker:
+    """Bind ``broker`` to ``simamqp://name``; a name is bound to one broker at a time."""
+    if not isinstance(broker, Broker):
+        raise TypeError(f"register() needs a simamqp.Broker, got {type(broker).__name__}")
+    key = _normalise(name)
+    with _registry_lock:
+        current = _registry.get(key)
+        if current is not None and current is not broker:
+            raise ValueError(f"a broker is already registered as {key!r}; unregister it first")
+        if broker.name is not None and broker.name != key:
+            _registry.pop(broker.name, None)
+        _registry[key] = broker
+        broker.name = key
+    return broker
+
+
+def unregister(name: str) -> Broker | None:
+    """Unbind a name (the broker itself lives on while referenced)."""
+    with _registry_lock:
+        broker = _registry.pop(_normalise(name), None)
+    if broker is not None:
+        broker.name = None
+    return broker
+
+
+def get_broker(name: str = DEFAULT_NAME, *, create: bool = True) -> Broker:
+    """The broker bound to ``name``; created on first use (with a wall clock) when ``create``."""
+    key = _normalise(name)
+    with _registry_lock:
+        broker = _registry.get(key)
+        if broker is None:
+            if not create:
+                raise KeyError(f"no simamqp broker named {key!r}")
+            from .wallclock import WallClock
+
+            broker = Broker(clock=WallClock())
+            _registry[key] = broker
+            broker.name = key
+    return broker
+
+
+def registered() -> dict[str, Broker]:
+    with _registry_lock:
+        return dict(_registry)
+
+
+@contextmanager
+def temporary(broker: Broker, name: str | None = None) -> Iterator[Broker]:
+    """Register a broker for the duration of a ``with`` block."""
+    key = name or _fresh_name()
+    register(key, broker)
+    try:
+        yield broker
+    finally:
+        unregister(key)

@@ -1,0 +1,738 @@
+"""The kombu transport ``simamqp://``: py-amqp's Connection and Channel, over the engine.
+
+kombu's AMQP code path (``kombu.transport.pyamqp``) runs unchanged: the Transport subclasses
+kombu's pyamqp Transport and only swaps the connection class. The Connection and Channel here
+have py-amqp's method signatures and defaults, raise ``amqp.exceptions`` with RabbitMQ's reply
+codes and texts, hand out ``amqp.Message`` objects, and read "frames" (the engine's outbox) when
+py-amqp would read them off the socket:
+
+- ``drain_events`` dispatches one frame (a delivery, return, confirm, cancel or close).
+- A synchronous method first reads the control frames already queued (returns, confirms,
+  cancels, closes), as py-amqp does while it waits for the method's reply.
+- ``basic_publish`` first reads one pending frame, like py-amqp's ``drain_events(timeout=0)``
+  before every publish when the server has the ``connection.blocked`` capability.
+- After a channel error the channel is reopened under the same id (py-amqp's ``_do_revive``).
+
+Message properties go through py-amqp's own codec when they are not flat, so headers reach the
+consumer with the wire's types (tuples become lists, datetimes lose sub-seconds...).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import amqp
+import amqp.exceptions as amqp_exc
+from amqp.protocol import queue_declare_ok_t
+from amqp.serialization import decode_properties_basic
+from kombu.transport import base
+from kombu.transport import pyamqp as kombu_pyamqp
+
+from . import __version__
+from ._broker import Broker, get_broker
+from .core import frames as F
+from .core.channel import Channel as CoreChannel
+from .core.channel import ChannelClosedError
+from .core.clock import VirtualClock
+from .core.connection import Connection as CoreConnection
+from .core.errors import AMQPError
+from .core.message import Message as CoreMessage
+
+__all__ = ["Channel", "Connection", "Transport"]
+
+T = TypeVar("T")
+
+SERVER_PROPERTIES: dict[str, Any] = {
+    # kombu and Celery adapt QoS handling to the product and version; simamqp implements
+    # RabbitMQ 3.10's semantics, so it presents itself as that (docs/differences.md).
+    "product": "RabbitMQ",
+    "version": "3.10.8",
+    "platform": f"simamqp {__version__} (in-memory simulator)",
+    "capabilities": {
+        "publisher_confirms": True,
+        "exchange_exchange_bindings": True,
+        "basic.nack": True,
+        "consumer_cancel_notify": True,
+        "connection.blocked": True,
+        "consumer_priorities": True,
+        "authentication_failure_close": True,
+        "per_consumer_qos": True,
+        "direct_reply_to": True,
+    },
+    "cluster_name": "simamqp",
+}
+
+_FLAT = (str, int, float, bool, type(None))
+
+
+def _is_flat(properties: Mapping[str, Any]) -> bool:
+    for key, value in properties.items():
+        if key == "application_headers":
+            if value and not all(type(v) in _FLAT and type(v) is not float for v in value.values()):
+                return False
+        elif type(value) not in _FLAT:
+            return False
+    return True
+
+
+def _wire_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """Properties as a peer decodes them after py-amqp encoded them."""
+    encoded = amqp.Message(b"", **properties)._serialize_properties()
+    decoded: dict[str, Any] = decode_properties_basic(encoded, 0)[0]
+    return decoded
+
+
+def _delivery_properties(message: CoreMessage) -> dict[str, Any]:
+    props = message.properties
+    if _is_flat(props):
+        out = dict(props)
+        headers = out.get("application_headers")
+        if headers is not None:
+            out["application_headers"] = dict(headers)
+        return out
+    return _wire_properties(props)
+
+
+def _to_amqp_error(err: AMQPError) -> amqp_exc.AMQPError:
+    default = amqp_exc.ChannelError if err.soft else amqp_exc.ConnectionError
+    error: amqp_exc.AMQPError = amqp_exc.error_for_code(
+        err.reply_code, err.reply_text, err.method, default
+    )
+    return error
+
+
+class Channel(base.StdChannel):  # type: ignore[misc]
+    """py-amqp's ``amqp.Channel`` surface over an engine channel."""
+
+    Message = kombu_pyamqp.Message
+
+    def __init__(self, connection: Connection, channel_id: int | None = None) -> None:
+        self.connection: Connection | None = connection
+        self._broker = connection.broker
+        self._core: CoreChannel = connection._locked(lambda: connection._core.channel(channel_id))
+        self.channel_id = self._core.id
+        self.is_open = True
+        self.events: defaultdict[str, set[Callable[..., Any]]] = defaultdict(set)
+        self.callbacks: dict[str, Callable[[amqp.Message], Any]] = {}
+        self.cancel_callbacks: dict[str, Callable[[str], Any]] = {}
+        self.no_ack_consumers: set[str] = set()
+        self.auto_decode = False
+        self._confirm_selected = False
+        self._confirm_publish = bool(connection.confirm_publish)
+        self._pending_confirms: dict[int, bool] = {}
+        connection.channels[self.channel_id] = self
+
+    def __repr__(self) -> str:
+        return f"<simamqp.Channel {self.channel_id} {'open' if self.is_open else 'closed'}>"
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _conn(self) -> Connection:
+        conn = self.connection
+        if conn is None or not self.is_open:
+            raise amqp_exc.RecoverableConnectionError("connection already closed")
+        return conn
+
+    def _call(self, fn: Callable[[CoreChannel], T]) -> T:
+        """A synchronous method: read queued control frames, run, map errors."""
+        conn = self._conn()
+        conn._dispatch_control_frames()
+        try:
+            return conn._locked(lambda: fn(self._core))
+        except AMQPError as err:
+            raise self._on_error(err) from None
+        except ChannelClosedError as err:
+            raise amqp_exc.RecoverableConnectionError("connection already closed") from err
+
+    def _on_error(self, err: AMQPError) -> amqp_exc.AMQPError:
+        conn = self.connection
+        if conn is not None and not err.soft:
+            conn._collect(err)
+        elif conn is not None:
+            self._revive()
+        return _to_amqp_error(err)
+
+    def _revive(self) -> None:
+        """Reopen the channel under the same id, as py-amqp does after channel.close."""
+        conn = self.connection
+        if conn is None or not conn.connected:
+            return
+        self.callbacks.clear()
+        self.cancel_callbacks.clear()
+        self.no_ack_consumers.clear()
+        self._confirm_selected = False
+        self._core = conn._locked(lambda: conn._core.channel(self.channel_id))
+
+    def then(self, on_success: Any, on_error: Any = None) -> Any:
+        return None
+
+    def collect(self) -> None:
+        self.is_open = False
+        self.callbacks.clear()
+        self.cancel_callbacks.clear()
+        self.events.clear()
+        self.no_ack_consumers.clear()
+        self.connection = None
+
+    def open(self) -> None:
+        pass
+
+    def close(
+        self, reply_code: int = 0, reply_text: str = "", method_sig: tuple[int, int] = (0, 0),
+        argsig: str = "BsBB",
+    ) -> None:
+        conn = self.connection
+        if conn is None or not self.is_open:
+            return
+        try:
+            if conn.connected:
+                conn._locked(self._core.close)
+        finally:
+            conn.channels.pop(self.channel_id, None)
+            self.collect()
+
+    # -- kombu StdChannel helpers (as kombu.transport.pyamqp.Channel) ---------------------
+
+    def prepare_message(
+        self,
+        body: Any,
+        priority: int | None = None,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+        headers: Mapping[str, Any] | None = None,
+        properties: Mapping[str, Any] | None = None,
+        _Message: type[amqp.Message] = amqp.Message,
+    ) -> amqp.Message:
+        return _Message(
+            body,
+            priority=priority,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            application_headers=headers,
+            **(properties or {}),
+        )
+
+    def prepare_queue_arguments(self, arguments: Any, **kwargs: Any) -> Any:
+        return base.to_rabbitmq_queue_arguments(arguments, **kwargs)
+
+    def message_to_python(self, raw_message: amqp.Message) -> Any:
+        return self.Message(raw_message, channel=self)
+
+    # -- exchange class ---------------------------------------------------------------------
+
+    def exchange_declare(
+        self, exchange: str, type: str, passive: bool = False, durable: bool = False,
+        auto_delete: bool = True, nowait: bool = False, arguments: Mapping[str, Any] | None = None,
+        argsig: str = "BssbbbbbF", internal: bool = False,
+    ) -> None:
+        self._call(
+            lambda ch: ch.exchange_declare(
+                exchange, type, passive, durable, auto_delete, internal, arguments
+            )
+        )
+
+    def exchange_delete(
+        self, exchange: str, if_unused: bool = False, nowait: bool = False, argsig: str = "Bsbb"
+    ) -> None:
+        self._call(lambda ch: ch.exchange_delete(exchange, if_unused))
+
+    def exchange_bind(
+        self, destination: str, source: str = "", routing_key: str = "", nowait: bool = False,
+        arguments: Mapping[str, Any] | None = None, argsig: str = "BsssbF",
+    ) -> None:
+        self._call(lambda ch: ch.exchange_bind(destination, source, routing_key, arguments))
+
+    def exchange_unbind(
+        self, destination: str, source: str = "", routing_key: str = "", nowait: bool = False,
+        arguments: Mapping[str, Any] | None = None, argsig: str = "BsssbF",
+    ) -> None:
+        self._call(lambda ch: ch.exchange_unbind(destination, source, routing_key, arguments))
+
+    # -- queue class ------------------------------------------------------------------------
+
+    def queue_bind(
+        self, queue: str, exchange: str = "", routing_key: str = "", nowait: bool = False,
+        arguments: Mapping[str, Any] | None = None, argsig: str = "BsssbF",
+    ) -> None:
+        self._call(lambda ch: ch.queue_bind(queue, exchange, routing_key, arguments))
+
+    def queue_unbind(
+        self, queue: str, exchange: str, routing_key: str = "", nowait: bool = False,
+        arguments: Mapping[str, Any] | None = None, argsig: str = "BsssF",
+    ) -> None:
+        self._call(lambda ch: ch.queue_unbind(queue, exchange, routing_key, arguments))
+
+    def queue_declare(
+        self, queue: str = "", passive: bool = False, durable: bool = False,
+        exclusive: bool = False, auto_delete: bool = True, nowait: bool = False,
+        arguments: Mapping[str, Any] | None = None, argsig: str = "BsbbbbbF",
+    ) -> queue_declare_ok_t | None:
+        result = self._call(
+            lambda ch: ch.queue_declare(queue, passive, durable, exclusive, auto_delete, arguments)
+        )
+        return None if nowait else queue_declare_ok_t(*result)
+
+    def queue_delete(
+        self, queue: str = "", if_unused: bool = False, if_empty: bool = False,
+        nowait: bool = False, argsig: str = "Bsbbb",
+    ) -> int | None:
+        count = self._call(lambda ch: ch.queue_delete(queue, if_unused, if_empty))
+        return None if nowait else count
+
+    def queue_purge(self, queue: str = "", nowait: bool = False, argsig: str = "Bsb") -> int | None:
+        count = self._call(lambda ch: ch.queue_purge(queue))
+        return None if nowait else count
+
+    # -- basic class ------------------------------------------------------------------------
+
+    def basic_qos(
+        self, prefetch_size: int, prefetch_count: int, a_global: bool, argsig: str = "lBb"
+    ) -> None:
+        self._call(lambda ch: ch.basic_qos(prefetch_size, prefetch_count, a_global))
+
+    def basic_consume(
+        self, queue: str = "", consumer_tag: str = "", no_local: bool = False,
+        no_ack: bool = False, exclusive: bool = False, nowait: bool = False,
+        callback: Callable[[amqp.Message], Any] | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        on_cancel: Callable[[str], Any] | None = None, argsig: str = "BssbbbbF",
+    ) -> str:
+        tag = self._call(
+            lambda ch: ch.basic_consume(queue, consumer_tag, no_local, no_ack, exclusive, arguments)
+        )
+        if callback is not None:
+            self.callbacks[tag] = callback
+        if on_cancel is not None:
+            self.cancel_callbacks[tag] = on_cancel
+        if no_ack:
+            self.no_ack_consumers.add(tag)
+        return tag
+
+    def basic_cancel(self, consumer_tag: str, nowait: bool = False, argsig: str = "sb") -> None:
+        if self.connection is not None and self.is_open:
+            self._call(lambda ch: ch.basic_cancel(consumer_tag))
+        self._remove_tag(consumer_tag)
+
+    def _remove_tag(self, consumer_tag: str) -> Callable[[str], Any] | None:
+        self.callbacks.pop(consumer_tag, None)
+        self.no_ack_consumers.discard(consumer_tag)
+        return self.cancel_callbacks.pop(consumer_tag, None)
+
+    def basic_get(self, queue: str = "", no_ack: bool = False, argsig: str = "Bsb") -> amqp.Message | None:
+        ok = self._call(lambda ch: ch.basic_get(queue, no_ack))
+        if ok is None:
+            return None
+        msg = amqp.Message(ok.message.body, **_delivery_properties(ok.message))
+        msg.channel = self
+        msg.delivery_info = {
+            "delivery_tag": ok.delivery_tag,
+            "redelivered": ok.redelivered,
+            "exchange": ok.exchange,
+            "routing_key": ok.routing_key,
+            "message_count": ok.message_count,
+        }
+        return msg
+
+    def basic_ack(self, delivery_tag: int, multiple: bool = False, argsig: str = "Lb") -> None:
+        self._settle(lambda ch: ch.basic_ack(delivery_tag, multiple))
+
+    def basic_reject(self, delivery_tag: int, requeue: bool, argsig: str = "Lb") -> None:
+        self._settle(lambda ch: ch.basic_reject(delivery_tag, requeue))
+
+    def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
+        """basic.nack (py-amqp 5.4 has no method for it; RabbitMQ supports it)."""
+        self._settle(lambda ch: ch.basic_nack(delivery_tag, multiple, requeue))
+
+    def _settle(self, fn: Callable[[CoreChannel], None]) -> None:
+        conn = self._conn()
+        try:
+            conn._locked(lambda: fn(self._core))
+        except ChannelClosedError as err:
+            raise amqp_exc.RecoverableConnectionError("connection already closed") from err
+
+    def basic_recover(self, requeue: bool = False) -> None:
+        self._call(lambda ch: ch.basic_recover(requeue))
+
+    def basic_recover_async(self, requeue: bool = False) -> None:
+        self.basic_recover(requeue)
+
+    def flow(self, active: bool) -> None:
+        self._call(lambda ch: ch.flow(active))
+
+    def confirm_select(self, nowait: bool = False) -> None:
+        self._call(lambda ch: ch.confirm_select())
+        self._confirm_selected = True
+
+    def basic_publish(
+        self, msg: amqp.Message, exchange: str = "", routing_key: str = "",
+        mandatory: bool = False, immediate: bool = False, timeout: float | None = None,
+        confirm_timeout: float | None = None, argsig: str = "Bssbb",
+    ) -> None:
+        conn = self.connection
+        if conn is None or not self.is_open:
+            raise amqp_exc.RecoverableConnectionError("basic_publish: connection closed")
+        # py-amqp reads one pending frame before each publish (connection.blocked capability).
+        conn._dispatch_one(block=False)
+        if self._confirm_publish and not self._confirm_selected:
+            self.confirm_select()
+        body = msg.body
+        properties = msg.properties
+        if isinstance(body, str):
+            properties = dict(properties)
+            encoding = properties.setdefault("content_encoding", "utf-8")
+            body = body.encode(encoding)
+        properties = {k: v for k, v in properties.items() if v is not None}
+        if not _is_flat(properties):
+            properties = _wire_properties(properties)
+        try:
+            seq = conn._locked(
+                lambda: self._core.basic_publish(
+                    body, exchange, routing_key, mandatory, immediate, properties
+                )
+            )
+        except ChannelClosedError as err:
+            raise amqp_exc.RecoverableConnectionError("basic_publish: connection closed") from err
+        if seq is not None and self._confirm_publish:
+            conn._wait_confirm(self, seq, confirm_timeout or timeout)
+
+    basic_publish_confirm = basic_publish
+
+    # -- frames from the broker -------------------------------------------------------------
+
+    def _on_basic_deliver(self, frame: F.BasicDeliver) -> None:
+        msg = amqp.Message(frame.message.body, **_delivery_properties(frame.message))
+        msg.channel = self
+        msg.delivery_info = {
+            "consumer_tag": frame.consumer_tag,
+            "delivery_tag": frame.delivery_tag,
+            "redelivered": frame.redelivered,
+            "exchange": frame.exchange,
+            "routing_key": frame.routing_key,
+        }
+        callback = self.callbacks.get(frame.consumer_tag)
+        if callback is None:
+            # py-amqp: REJECTED_MESSAGE_WITHOUT_CALLBACK, the message goes back to the queue.
+            self.basic_reject(frame.delivery_tag, requeue=True)
+            return
+        callback(msg)
+
+    def _on_basic_return(self, frame: F.BasicReturn) -> None:
+        exc = amqp_exc.error_for_code(
+            frame.reply_code, frame.reply_text, (60, 50), amqp_exc.ChannelError
+        )
+        handlers = self.events.get("basic_return")
+        msg = amqp.Message(frame.message.body, **_delivery_properties(frame.message))
+        if not handlers:
+            raise exc
+        for callback in list(handlers):
+            callback(exc, frame.exchange, frame.routing_key, msg)
+
+    def _on_basic_cancel(self, frame: F.BasicCancel) -> None:
+        callback = self._remove_tag(frame.consumer_tag)
+        if callback is not None:
+            callback(frame.consumer_tag)
+        else:
+            raise amqp_exc.ConsumerCancelled(frame.consumer_tag, (60, 30))
+
+    def _on_confirm(self, frame: F.BasicAck | F.BasicNack) -> None:
+        ack = isinstance(frame, F.BasicAck)
+        self._pending_confirms[frame.delivery_tag] = ack
+        for callback in list(self.events.get("basic_ack" if ack else "basic_nack", ())):
+            callback(frame.delivery_tag, frame.multiple)
+
+    def _on_close(self, frame: F.ChannelClose) -> None:
+        self._revive()
+        raise _to_amqp_error(frame.error)
+
+
+class Connection:
+    """py-amqp's ``amqp.Connection`` surface over an engine connection."""
+
+    Channel = Channel
+
+    def __init__(
+        self,
+        host: str = "localhost",
+        userid: str = "guest",
+        password: str = "guest",
+        virtual_host: str = "/",
+        broker: Broker | None = None,
+        confirm_publish: bool = False,
+        client_properties: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.broker = broker if broker is not None else get_broker(host)
+        self.host = host
+        self.userid = userid
+        self.virtual_host = virtual_host or "/"
+        self.confirm_publish = confirm_publish
+        self.client_properties = dict(client_properties or {})
+        self.server_properties = SERVER_PROPERTIES
+        self.heartbeat = 0
+        self.channels: dict[int, Channel] = {}
+        self.client: Any = None
+        self.on_blocked = kwargs.get("on_blocked")
+        self.on_unblocked = kwargs.get("on_unblocked")
+        self._core: CoreConnection | None = None
+        self._condition: threading.Condition | None = None
+        self._default_channel: Channel | None = None
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "closed"
+        return f"<simamqp.Connection {self.broker.name}{self.virtual_host} {state}>"
+
+    def __enter__(self) -> Connection:
+        return self.connect()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def connect(self, callback: Callable[[], Any] | None = None) -> Connection:
+        if self._core is not None and self._core.is_open:
+            return self
+        broker = self.broker
+        try:
+            core = broker.locked(
+                lambda: broker.connect(
+                    self.virtual_host, user=self.userid, client_properties=self.client_properties
+                )
+            )
+        except AMQPError as err:
+            raise _to_amqp_error(err) from None
+        with broker.lock:
+            self._condition = broker._new_condition()
+            condition = self._condition
+            core.listener = condition.notify
+        self._core = core
+        if callback is not None:
+            callback()
+        return self
+
+    @property
+    def connected(self) -> bool:
+        return self._core is not None and self._core.is_open
+
+    @property
+    def server_capabilities(self) -> dict[str, Any]:
+        capabilities: dict[str, Any] = SERVER_PROPERTIES["capabilities"]
+        return capabilities
+
+    @property
+    def sock(self) -> None:
+        return None
+
+    @property
+    def transport(self) -> Connection:
+        return self
+
+    def is_alive(self) -> bool:
+        return self.connected
+
+    def channel(self, channel_id: int | None = None, callback: Any = None) -> Channel:
+        if not self.connected:
+            raise amqp_exc.RecoverableConnectionError("connection already closed")
+        if channel_id is not None and channel_id in self.channels:
+            return self.channels[channel_id]
+        try:
+            return self.Channel(self, channel_id)
+        except AMQPError as err:
+            self._collect(err)
+            raise _to_amqp_error(err) from None
+
+    def close(
+        self, reply_code: int = 0, reply_text: str = "", method_sig: tuple[int, int] = (0, 0),
+        argsig: str = "BsBB",
+    ) -> None:
+        core = self._core
+        if core is None:
+            return
+        if core.is_open:
+            self.broker.locked(core.close)
+        self._collect(None)
+
+    def collect(self) -> None:
+        self._collect(None)
+
+    def _collect(self, reason: AMQPError | None) -> None:
+        for channel in list(self.channels.values()):
+            channel.collect()
+        self.channels.clear()
+        condition = self._condition
+        if condition is not None:
+            with self.broker.lock:
+                self.broker._drop_condition(condition)
+
+    def send_heartbeat(self) -> None:
+        pass
+
+    def heartbeat_tick(self, rate: int = 2) -> None:
+        pass
+
+    # -- frames -----------------------------------------------------------------------------
+
+    def _locked(self, fn: Callable[[], T]) -> T:
+        return self.broker.locked(fn)
+
+    def _take(self, control_only: bool) -> F.Frame | None:
+        """Pop the next frame (under the lock); with control_only, skip deliveries."""
+        core = self._core
+        if core is None:
+            return None
+        outbox = core.outbox
+        if not outbox:
+            return None
+        if not control_only:
+            return outbox.popleft()
+        for index, frame in enumerate(outbox):
+            if not isinstance(frame, F.BasicDeliver):
+                del outbox[index]
+                return frame
+        return None
+
+    def _dispatch(self, frame: F.Frame) -> None:
+        if isinstance(frame, F.ConnectionClose):
+            self._collect(frame.error)
+            raise _to_amqp_error(frame.error)
+        channel = self.channels.get(frame.channel_id)
+        if channel is None:
+            return
+        if isinstance(frame, F.BasicDeliver):
+            channel._on_basic_deliver(frame)
+        elif isinstance(frame, F.BasicReturn):
+            channel._on_basic_return(frame)
+        elif isinstance(frame, F.BasicAck | F.BasicNack):
+            channel._on_confirm(frame)
+        elif isinstance(frame, F.BasicCancel):
+            channel._on_basic_cancel(frame)
+        elif isinstance(frame, F.ChannelClose):
+            channel._on_close(frame)
+
+    def _dispatch_control_frames(self) -> None:
+        """Read queued returns/confirms/cancels/closes, as a waiting py-amqp call does."""
+        if self._core is None or not self._core.outbox:
+            return
+        while (frame := self._locked(lambda: self._take(control_only=True))) is not None:
+            self._dispatch(frame)
+
+    def _dispatch_one(self, *, block: bool) -> bool:
+        frame = self._locked(lambda: self._take(control_only=False))
+        if frame is None:
+            return False
+        self._dispatch(frame)
+        return True
+
+    def _wait_confirm(self, channel: Channel, seq: int, timeout: float | None) -> None:
+        """Wait for the confirm of ``seq`` (it is queued at once: the engine is synchronous)."""
+        while seq not in channel._pending_confirms:
+            frame = self._locked(lambda: self._take(control_only=True))
+            if frame is None:
+                if not self.connected:
+                    raise amqp_exc.RecoverableConnectionError("connection already closed")
+                if not channel.is_open:
+                    return
+                # The confirm was consumed by a fault (e.g. a dropped publish never confirms
+                # on a real broker either): wait like py-amqp would, bounded by the timeout.
+                self.drain_events(timeout=timeout)
+                continue
+            self._dispatch(frame)
+        if not channel._pending_confirms.pop(seq):
+            raise amqp_exc.MessageNacked()
+
+    def drain_events(self, timeout: float | None = None) -> None:
+        """Dispatch one frame; ``socket.timeout`` when none came within ``timeout`` seconds."""
+        core = self._core
+        condition = self._condition
+        if core is None or condition is None:
+            raise amqp_exc.RecoverableConnectionError("connection already closed")
+        broker = self.broker
+        clock = broker.clock
+        virtual = isinstance(clock, VirtualClock)
+        ident = threading.get_ident()
+        with broker.lock:
+            broker._threads.setdefault(ident, threading.current_thread())
+            start = clock.now()
+            deadline = None if timeout is None else start + timeout
+            real_deadline = None if timeout is None else time.monotonic() + timeout
+            try:
+                while True:
+                    broker._tick()
+                    frame = self._take(control_only=False)
+                    if frame is not None:
+                        break
+                    if not core.is_open:
+                        raise amqp_exc.RecoverableConnectionError("connection already closed")
+                    if virtual:
+                        if deadline is not None and clock.now() >= deadline:
+                            raise socket.timeout("timed out")
+                        broker._waiting[ident] = deadline
+                        if broker._autojump():
+                            continue
+                        # Someone else can still act: wait for them (bounded, to re-check
+                        # for threads that went away).
+                        condition.wait(0.05)
+                    else:
+                        next_timer = broker.scheduler.next_time()
+                        now = clock.now()
+                        waits = []
+                        if real_deadline is not None:
+                            remaining = real_deadline - time.monotonic()
+                            if remaining <= 0:
+                                raise socket.timeout("timed out")
+                            waits.append(remaining)
+                        if next_timer is not None:
+                            waits.append(max(next_timer - now, 0.0))
+                        condition.wait(min(waits) if waits else None)
+            finally:
+                broker._waiting.pop(ident, None)
+        self._dispatch(frame)
+
+
+class Transport(kombu_pyamqp.Transport):  # type: ignore[misc]
+    """kombu transport for ``simamqp://[NAME][/VHOST]``."""
+
+    Connection = Connection
+    driver_name = "simamqp"
+    driver_type = "amqp"
+    default_port = 5672
+    implements = base.Transport.implements.extend(
+        asynchronous=False,
+        exchange_type=frozenset(["direct", "topic", "fanout", "headers"]),
+        heartbeats=False,
+    )
+
+    def driver_version(self) -> str:
+        return __version__
+
+    def establish_connection(self) -> Connection:
+        conninfo = self.client
+        for name, default_value in self.default_connection_params.items():
+            if not getattr(conninfo, name, None):
+                setattr(conninfo, name, default_value)
+        options = dict(conninfo.transport_options or {})
+        conn = self.Connection(
+            host=conninfo.hostname or "localhost",
+            userid=conninfo.userid or "guest",
+            password=conninfo.password or "guest",
+            virtual_host=conninfo.virtual_host or "/",
+            confirm_publish=bool(options.pop("confirm_publish", False)),
+            **options,
+        )
+        conn.client = self.client
+        conn.connect()
+        return conn
+
+    def register_with_event_loop(self, connection: Connection, loop: Any) -> None:
+        raise NotImplementedError("simamqp has no socket to poll; use drain_events")
+
+    def heartbeat_check(self, connection: Connection, rate: int = 2) -> None:
+        pass
+
+    def get_heartbeat_interval(self, connection: Connection) -> int:
+        return 0
