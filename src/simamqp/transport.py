@@ -98,6 +98,21 @@ def _delivery_properties(message: CoreMessage) -> dict[str, Any]:
     return _wire_properties(props)
 
 
+def _inbound(channel: Channel, message: CoreMessage) -> amqp.Message:
+    """An ``amqp.Message`` as py-amqp builds one from an incoming content frame."""
+    properties = _delivery_properties(message)
+    body: bytes | str = message.body
+    encoding = properties.get("content_encoding")
+    if encoding and channel.auto_decode:
+        try:
+            body = message.body.decode(encoding)
+        except (LookupError, UnicodeDecodeError):
+            pass
+    msg = amqp.Message(body, **properties)
+    msg.channel = channel
+    return msg
+
+
 def _to_amqp_error(err: AMQPError) -> amqp_exc.AMQPError:
     default = amqp_exc.ChannelError if err.soft else amqp_exc.ConnectionError
     error: amqp_exc.AMQPError = amqp_exc.error_for_code(
@@ -121,7 +136,8 @@ class Channel(base.StdChannel):  # type: ignore[misc]
         self.callbacks: dict[str, Callable[[amqp.Message], Any]] = {}
         self.cancel_callbacks: dict[str, Callable[[str], Any]] = {}
         self.no_ack_consumers: set[str] = set()
-        self.auto_decode = False
+        #: py-amqp decodes a body whose message declares a content_encoding (auto_decode=True).
+        self.auto_decode = True
         self._confirm_selected = False
         self._confirm_publish = bool(connection.confirm_publish)
         self._pending_confirms: dict[int, bool] = {}
@@ -327,8 +343,7 @@ class Channel(base.StdChannel):  # type: ignore[misc]
         ok = self._call(lambda ch: ch.basic_get(queue, no_ack))
         if ok is None:
             return None
-        msg = amqp.Message(ok.message.body, **_delivery_properties(ok.message))
-        msg.channel = self
+        msg = _inbound(self, ok.message)
         msg.delivery_info = {
             "delivery_tag": ok.delivery_tag,
             "redelivered": ok.redelivered,
@@ -402,11 +417,29 @@ class Channel(base.StdChannel):  # type: ignore[misc]
 
     basic_publish_confirm = basic_publish
 
+    def send_method(
+        self, sig: tuple[int, int], format: str | None = None, args: Any = None,
+        content: Any = None, wait: Any = None, callback: Any = None, returns_tuple: bool = False,
+    ) -> None:
+        """The raw-method escape hatch for what py-amqp has no method for.
+
+        Supported: exchange.declare (to set ``internal``) and basic.nack.
+        """
+        if tuple(sig) == (40, 10):
+            _, name, type_, passive, durable, auto_delete, internal, _nowait, arguments = args
+            self.exchange_declare(
+                name, type_, passive, durable, auto_delete, arguments=arguments, internal=internal
+            )
+        elif tuple(sig) == (60, 120):
+            delivery_tag, multiple, requeue = args
+            self.basic_nack(delivery_tag, multiple, requeue)
+        else:
+            raise NotImplementedError(f"simamqp does not support raw method {sig!r}")
+
     # -- frames from the broker -------------------------------------------------------------
 
     def _on_basic_deliver(self, frame: F.BasicDeliver) -> None:
-        msg = amqp.Message(frame.message.body, **_delivery_properties(frame.message))
-        msg.channel = self
+        msg = _inbound(self, frame.message)
         msg.delivery_info = {
             "consumer_tag": frame.consumer_tag,
             "delivery_tag": frame.delivery_tag,
@@ -426,7 +459,7 @@ class Channel(base.StdChannel):  # type: ignore[misc]
             frame.reply_code, frame.reply_text, (60, 50), amqp_exc.ChannelError
         )
         handlers = self.events.get("basic_return")
-        msg = amqp.Message(frame.message.body, **_delivery_properties(frame.message))
+        msg = _inbound(self, frame.message)
         if not handlers:
             raise exc
         for callback in list(handlers):

@@ -230,7 +230,7 @@ class Broker:
         user = user if user is not None else self.user
         target = self.vhosts.get(vhost)
         if target is None:
-            raise NotAllowed(replies.vhost_refused(vhost, user), (10, 40))
+            raise NotAllowed(replies.vhost_not_found(vhost), (10, 40))
         conn = Connection(self, self._next_connection_id, target, user, client_properties)
         self._next_connection_id += 1
         self.connections[conn.id] = conn

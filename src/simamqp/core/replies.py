@@ -154,6 +154,10 @@ def vhost_refused(vhost: str, user: str) -> str:
     return f"access to vhost '{vhost}' refused for user '{user}'"
 
 
+def vhost_not_found(vhost: str) -> str:
+    return f"vhost {vhost} not found"
+
+
 def connection_forced_shutdown() -> str:
     return "broker forced connection closure with reason 'shutdown'"
 
