@@ -365,3 +365,33 @@ def env(request: pytest.FixtureRequest) -> Iterator[BrokerEnv]:
         yield broker_env
     finally:
         broker_env.close()
+
+
+@pytest.fixture
+def rabbitmq_url() -> str:
+    """The RabbitMQ URL, after checking it answers (skip, or fail in CI, otherwise)."""
+    require_rabbitmq()
+    return RABBITMQ_URL
+
+
+@pytest.fixture
+def make_sim_broker(request: pytest.FixtureRequest) -> Iterator[Callable[[], Any]]:
+    """Factory: a fresh registered simamqp broker on a virtual clock; unregistered at teardown.
+
+    Returns the broker (``broker.url`` to connect, ``broker.run_until_idle()`` to settle).
+    """
+    import simamqp
+
+    registered: list[str] = []
+
+    def make() -> Any:
+        seed = zlib.crc32(request.node.nodeid.encode())
+        broker = simamqp.Broker(seed=seed, clock=simamqp.VirtualClock())
+        name = f"differential-{seed:08x}-{len(registered)}-{uuid.uuid4().hex[:6]}"
+        simamqp.register(name, broker)
+        registered.append(name)
+        return broker
+
+    yield make
+    for name in registered:
+        simamqp.unregister(name)
