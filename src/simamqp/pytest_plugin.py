@@ -13,7 +13,9 @@ from ._broker import Broker, register, unregister
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("simamqp")
     group.addoption(
-        "--simamqp-seed", type=int, default=0,
+        "--simamqp-seed",
+        type=int,
+        default=0,
         help="base seed; each test's broker seed is derived from it and the test id",
     )
 

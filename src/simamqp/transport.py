@@ -19,7 +19,6 @@ consumer with the wire's types (tuples become lists, datetimes lose sub-seconds.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections import defaultdict
@@ -199,7 +198,10 @@ class Channel(base.StdChannel):  # type: ignore[misc]
         pass
 
     def close(
-        self, reply_code: int = 0, reply_text: str = "", method_sig: tuple[int, int] = (0, 0),
+        self,
+        reply_code: int = 0,
+        reply_text: str = "",
+        method_sig: tuple[int, int] = (0, 0),
         argsig: str = "BsBB",
     ) -> None:
         conn = self.connection
@@ -242,9 +244,16 @@ class Channel(base.StdChannel):  # type: ignore[misc]
     # -- exchange class ---------------------------------------------------------------------
 
     def exchange_declare(
-        self, exchange: str, type: str, passive: bool = False, durable: bool = False,
-        auto_delete: bool = True, nowait: bool = False, arguments: Mapping[str, Any] | None = None,
-        argsig: str = "BssbbbbbF", internal: bool = False,
+        self,
+        exchange: str,
+        type: str,
+        passive: bool = False,
+        durable: bool = False,
+        auto_delete: bool = True,
+        nowait: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        argsig: str = "BssbbbbbF",
+        internal: bool = False,
     ) -> None:
         self._call(
             lambda ch: ch.exchange_declare(
@@ -254,39 +263,70 @@ class Channel(base.StdChannel):  # type: ignore[misc]
 
     def exchange_delete(
         self, exchange: str, if_unused: bool = False, nowait: bool = False, argsig: str = "Bsbb"
-    ) -> None:
+    ) -> tuple[()] | None:
         self._call(lambda ch: ch.exchange_delete(exchange, if_unused))
+        return None if nowait else ()
 
     def exchange_bind(
-        self, destination: str, source: str = "", routing_key: str = "", nowait: bool = False,
-        arguments: Mapping[str, Any] | None = None, argsig: str = "BsssbF",
-    ) -> None:
+        self,
+        destination: str,
+        source: str = "",
+        routing_key: str = "",
+        nowait: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        argsig: str = "BsssbF",
+    ) -> tuple[()] | None:
         self._call(lambda ch: ch.exchange_bind(destination, source, routing_key, arguments))
+        return None if nowait else ()
 
     def exchange_unbind(
-        self, destination: str, source: str = "", routing_key: str = "", nowait: bool = False,
-        arguments: Mapping[str, Any] | None = None, argsig: str = "BsssbF",
-    ) -> None:
+        self,
+        destination: str,
+        source: str = "",
+        routing_key: str = "",
+        nowait: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        argsig: str = "BsssbF",
+    ) -> tuple[()] | None:
         self._call(lambda ch: ch.exchange_unbind(destination, source, routing_key, arguments))
+        return None if nowait else ()
 
     # -- queue class ------------------------------------------------------------------------
 
     def queue_bind(
-        self, queue: str, exchange: str = "", routing_key: str = "", nowait: bool = False,
-        arguments: Mapping[str, Any] | None = None, argsig: str = "BsssbF",
-    ) -> None:
+        self,
+        queue: str,
+        exchange: str = "",
+        routing_key: str = "",
+        nowait: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        argsig: str = "BsssbF",
+    ) -> tuple[()] | None:
         self._call(lambda ch: ch.queue_bind(queue, exchange, routing_key, arguments))
+        return None if nowait else ()
 
     def queue_unbind(
-        self, queue: str, exchange: str, routing_key: str = "", nowait: bool = False,
-        arguments: Mapping[str, Any] | None = None, argsig: str = "BsssF",
-    ) -> None:
+        self,
+        queue: str,
+        exchange: str,
+        routing_key: str = "",
+        nowait: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        argsig: str = "BsssF",
+    ) -> tuple[()] | None:
         self._call(lambda ch: ch.queue_unbind(queue, exchange, routing_key, arguments))
+        return None if nowait else ()
 
     def queue_declare(
-        self, queue: str = "", passive: bool = False, durable: bool = False,
-        exclusive: bool = False, auto_delete: bool = True, nowait: bool = False,
-        arguments: Mapping[str, Any] | None = None, argsig: str = "BsbbbbbF",
+        self,
+        queue: str = "",
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = True,
+        nowait: bool = False,
+        arguments: Mapping[str, Any] | None = None,
+        argsig: str = "BsbbbbbF",
     ) -> queue_declare_ok_t | None:
         result = self._call(
             lambda ch: ch.queue_declare(queue, passive, durable, exclusive, auto_delete, arguments)
@@ -294,8 +334,12 @@ class Channel(base.StdChannel):  # type: ignore[misc]
         return None if nowait else queue_declare_ok_t(*result)
 
     def queue_delete(
-        self, queue: str = "", if_unused: bool = False, if_empty: bool = False,
-        nowait: bool = False, argsig: str = "Bsbbb",
+        self,
+        queue: str = "",
+        if_unused: bool = False,
+        if_empty: bool = False,
+        nowait: bool = False,
+        argsig: str = "Bsbbb",
     ) -> int | None:
         count = self._call(lambda ch: ch.queue_delete(queue, if_unused, if_empty))
         return None if nowait else count
@@ -308,15 +352,22 @@ class Channel(base.StdChannel):  # type: ignore[misc]
 
     def basic_qos(
         self, prefetch_size: int, prefetch_count: int, a_global: bool, argsig: str = "lBb"
-    ) -> None:
+    ) -> tuple[()]:
         self._call(lambda ch: ch.basic_qos(prefetch_size, prefetch_count, a_global))
+        return ()
 
     def basic_consume(
-        self, queue: str = "", consumer_tag: str = "", no_local: bool = False,
-        no_ack: bool = False, exclusive: bool = False, nowait: bool = False,
+        self,
+        queue: str = "",
+        consumer_tag: str = "",
+        no_local: bool = False,
+        no_ack: bool = False,
+        exclusive: bool = False,
+        nowait: bool = False,
         callback: Callable[[amqp.Message], Any] | None = None,
         arguments: Mapping[str, Any] | None = None,
-        on_cancel: Callable[[str], Any] | None = None, argsig: str = "BssbbbbF",
+        on_cancel: Callable[[str], Any] | None = None,
+        argsig: str = "BssbbbbF",
     ) -> str:
         tag = self._call(
             lambda ch: ch.basic_consume(queue, consumer_tag, no_local, no_ack, exclusive, arguments)
@@ -329,17 +380,22 @@ class Channel(base.StdChannel):  # type: ignore[misc]
             self.no_ack_consumers.add(tag)
         return tag
 
-    def basic_cancel(self, consumer_tag: str, nowait: bool = False, argsig: str = "sb") -> None:
+    def basic_cancel(
+        self, consumer_tag: str, nowait: bool = False, argsig: str = "sb"
+    ) -> str | None:
         if self.connection is not None and self.is_open:
             self._call(lambda ch: ch.basic_cancel(consumer_tag))
         self._remove_tag(consumer_tag)
+        return None if nowait else consumer_tag
 
     def _remove_tag(self, consumer_tag: str) -> Callable[[str], Any] | None:
         self.callbacks.pop(consumer_tag, None)
         self.no_ack_consumers.discard(consumer_tag)
         return self.cancel_callbacks.pop(consumer_tag, None)
 
-    def basic_get(self, queue: str = "", no_ack: bool = False, argsig: str = "Bsb") -> amqp.Message | None:
+    def basic_get(
+        self, queue: str = "", no_ack: bool = False, argsig: str = "Bsb"
+    ) -> amqp.Message | None:
         ok = self._call(lambda ch: ch.basic_get(queue, no_ack))
         if ok is None:
             return None
@@ -368,7 +424,20 @@ class Channel(base.StdChannel):  # type: ignore[misc]
         try:
             conn._locked(lambda: fn(self._core))
         except ChannelClosedError as err:
+            if self._close_pending():
+                return  # the broker discards methods on a channel it is closing
             raise amqp_exc.RecoverableConnectionError("connection already closed") from err
+
+    def _close_pending(self) -> bool:
+        """The broker closed this channel and the client has not read the close yet."""
+        conn = self.connection
+        return (
+            conn is not None
+            and conn.connected
+            and self.is_open
+            and not self._core.is_open
+            and self._core.close_reason is not None
+        )
 
     def basic_recover(self, requeue: bool = False) -> None:
         self._call(lambda ch: ch.basic_recover(requeue))
@@ -379,14 +448,21 @@ class Channel(base.StdChannel):  # type: ignore[misc]
     def flow(self, active: bool) -> None:
         self._call(lambda ch: ch.flow(active))
 
-    def confirm_select(self, nowait: bool = False) -> None:
+    def confirm_select(self, nowait: bool = False) -> tuple[()] | None:
         self._call(lambda ch: ch.confirm_select())
         self._confirm_selected = True
+        return None if nowait else ()
 
     def basic_publish(
-        self, msg: amqp.Message, exchange: str = "", routing_key: str = "",
-        mandatory: bool = False, immediate: bool = False, timeout: float | None = None,
-        confirm_timeout: float | None = None, argsig: str = "Bssbb",
+        self,
+        msg: amqp.Message,
+        exchange: str = "",
+        routing_key: str = "",
+        mandatory: bool = False,
+        immediate: bool = False,
+        timeout: float | None = None,
+        confirm_timeout: float | None = None,
+        argsig: str = "Bssbb",
     ) -> None:
         conn = self.connection
         if conn is None or not self.is_open:
@@ -411,6 +487,8 @@ class Channel(base.StdChannel):  # type: ignore[misc]
                 )
             )
         except ChannelClosedError as err:
+            if self._close_pending():
+                return  # the broker discards methods on a channel it is closing
             raise amqp_exc.RecoverableConnectionError("basic_publish: connection closed") from err
         if seq is not None and self._confirm_publish:
             conn._wait_confirm(self, seq, confirm_timeout or timeout)
@@ -418,8 +496,14 @@ class Channel(base.StdChannel):  # type: ignore[misc]
     basic_publish_confirm = basic_publish
 
     def send_method(
-        self, sig: tuple[int, int], format: str | None = None, args: Any = None,
-        content: Any = None, wait: Any = None, callback: Any = None, returns_tuple: bool = False,
+        self,
+        sig: tuple[int, int],
+        format: str | None = None,
+        args: Any = None,
+        content: Any = None,
+        wait: Any = None,
+        callback: Any = None,
+        returns_tuple: bool = False,
     ) -> None:
         """The raw-method escape hatch for what py-amqp has no method for.
 
@@ -580,7 +664,10 @@ class Connection:
             raise _to_amqp_error(err) from None
 
     def close(
-        self, reply_code: int = 0, reply_text: str = "", method_sig: tuple[int, int] = (0, 0),
+        self,
+        reply_code: int = 0,
+        reply_text: str = "",
+        method_sig: tuple[int, int] = (0, 0),
         argsig: str = "BsBB",
     ) -> None:
         core = self._core
@@ -703,7 +790,7 @@ class Connection:
                         raise amqp_exc.RecoverableConnectionError("connection already closed")
                     if virtual:
                         if deadline is not None and clock.now() >= deadline:
-                            raise socket.timeout("timed out")
+                            raise TimeoutError("timed out")
                         broker._waiting[ident] = deadline
                         if broker._autojump():
                             continue
@@ -717,7 +804,7 @@ class Connection:
                         if real_deadline is not None:
                             remaining = real_deadline - time.monotonic()
                             if remaining <= 0:
-                                raise socket.timeout("timed out")
+                                raise TimeoutError("timed out")
                             waits.append(remaining)
                         if next_timer is not None:
                             waits.append(max(next_timer - now, 0.0))
