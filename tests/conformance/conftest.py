@@ -382,11 +382,13 @@ def make_sim_broker(request: pytest.FixtureRequest) -> Iterator[Callable[[], Any
     """
     import simamqp
 
+    # fail at setup (an error, like the env fixture's simamqp side) if the API is missing
+    broker_class, clock_class = simamqp.Broker, simamqp.VirtualClock
     registered: list[str] = []
 
     def make() -> Any:
         seed = zlib.crc32(request.node.nodeid.encode())
-        broker = simamqp.Broker(seed=seed, clock=simamqp.VirtualClock())
+        broker = broker_class(seed=seed, clock=clock_class())
         name = f"differential-{seed:08x}-{len(registered)}-{uuid.uuid4().hex[:6]}"
         simamqp.register(name, broker)
         registered.append(name)
