@@ -15,14 +15,14 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core import broker as _core
 from .core.clock import Clock, VirtualClock
 
 if TYPE_CHECKING:
-    import kombu
+    from kombu.connection import Connection as KombuConnection
 
 __all__ = ["Broker", "get_broker", "register", "registered", "unregister"]
 
@@ -66,12 +66,12 @@ class Broker(_core.Broker):
         assert self.name is not None
         return f"simamqp://{self.name}//"
 
-    def connection(self, vhost: str = "/", **kwargs: Any) -> kombu.Connection:
+    def connection(self, vhost: str = "/", **kwargs: Any) -> KombuConnection:
         """A kombu ``Connection`` to this broker (not yet connected, as kombu does)."""
-        import kombu
+        from kombu.connection import Connection as KombuConnection
 
         url = self.url if vhost == "/" else f"simamqp://{self.name}/{vhost}"
-        return kombu.Connection(url, **kwargs)
+        return KombuConnection(url, **kwargs)  # type: ignore[no-untyped-call]
 
     # -- locking ----------------------------------------------------------------------------
 
@@ -118,10 +118,8 @@ class Broker(_core.Broker):
         return condition
 
     def _drop_condition(self, condition: threading.Condition) -> None:
-        try:
+        with suppress(ValueError):
             self._conditions.remove(condition)
-        except ValueError:
-            pass
 
     def _wake_all(self) -> None:
         for condition in self._conditions:

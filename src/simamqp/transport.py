@@ -19,6 +19,7 @@ consumer with the wire's types (tuples become lists, datetimes lose sub-seconds.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import defaultdict
@@ -42,7 +43,7 @@ from .core.connection import Connection as CoreConnection
 from .core.errors import AMQPError
 from .core.message import Message as CoreMessage
 
-__all__ = ["Channel", "Connection", "Transport"]
+__all__ = ["Channel", "Connection", "SimChannel", "SimConnection", "Transport"]
 
 T = TypeVar("T")
 
@@ -97,16 +98,14 @@ def _delivery_properties(message: CoreMessage) -> dict[str, Any]:
     return _wire_properties(props)
 
 
-def _inbound(channel: Channel, message: CoreMessage) -> amqp.Message:
+def _inbound(channel: SimChannel, message: CoreMessage) -> amqp.Message:
     """An ``amqp.Message`` as py-amqp builds one from an incoming content frame."""
     properties = _delivery_properties(message)
     body: bytes | str = message.body
     encoding = properties.get("content_encoding")
     if encoding and channel.auto_decode:
-        try:
+        with contextlib.suppress(LookupError, UnicodeDecodeError):
             body = message.body.decode(encoding)
-        except (LookupError, UnicodeDecodeError):
-            pass
     msg = amqp.Message(body, **properties)
     msg.channel = channel
     return msg
@@ -120,21 +119,24 @@ def _to_amqp_error(err: AMQPError) -> amqp_exc.AMQPError:
     return error
 
 
-class Channel(base.StdChannel):  # type: ignore[misc]
+class SimChannel(base.StdChannel):
     """py-amqp's ``amqp.Channel`` surface over an engine channel."""
 
     Message = kombu_pyamqp.Message
 
-    def __init__(self, connection: Connection, channel_id: int | None = None) -> None:
-        self.connection: Connection | None = connection
+    def __init__(self, connection: SimConnection, channel_id: int | None = None) -> None:
+        self.connection: SimConnection | None = connection
         self._broker = connection.broker
-        self._core: CoreChannel = connection._locked(lambda: connection._core.channel(channel_id))
+        core_connection = connection._core
+        if core_connection is None:
+            raise amqp_exc.RecoverableConnectionError("connection already closed")
+        self._core: CoreChannel = connection._locked(lambda: core_connection.channel(channel_id))
         self.channel_id = self._core.id
         self.is_open = True
         self.events: defaultdict[str, set[Callable[..., Any]]] = defaultdict(set)
         self.callbacks: dict[str, Callable[[amqp.Message], Any]] = {}
         self.cancel_callbacks: dict[str, Callable[[str], Any]] = {}
-        self.no_ack_consumers: set[str] = set()
+        self.no_ack_consumers: set[str] = set()  # type: ignore[assignment]
         #: py-amqp decodes a body whose message declares a content_encoding (auto_decode=True).
         self.auto_decode = True
         self._confirm_selected = False
@@ -147,7 +149,7 @@ class Channel(base.StdChannel):  # type: ignore[misc]
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _conn(self) -> Connection:
+    def _conn(self) -> SimConnection:
         conn = self.connection
         if conn is None or not self.is_open:
             raise amqp_exc.RecoverableConnectionError("connection already closed")
@@ -181,7 +183,9 @@ class Channel(base.StdChannel):  # type: ignore[misc]
         self.cancel_callbacks.clear()
         self.no_ack_consumers.clear()
         self._confirm_selected = False
-        self._core = conn._locked(lambda: conn._core.channel(self.channel_id))
+        core_connection = conn._core
+        if core_connection is not None:
+            self._core = conn._locked(lambda: core_connection.channel(self.channel_id))
 
     def then(self, on_success: Any, on_error: Any = None) -> Any:
         return None
@@ -239,7 +243,7 @@ class Channel(base.StdChannel):  # type: ignore[misc]
         return base.to_rabbitmq_queue_arguments(arguments, **kwargs)
 
     def message_to_python(self, raw_message: amqp.Message) -> Any:
-        return self.Message(raw_message, channel=self)
+        return self.Message(raw_message, channel=self)  # type: ignore[no-untyped-call]
 
     # -- exchange class ---------------------------------------------------------------------
 
@@ -567,10 +571,10 @@ class Channel(base.StdChannel):  # type: ignore[misc]
         raise _to_amqp_error(frame.error)
 
 
-class Connection:
+class SimConnection:
     """py-amqp's ``amqp.Connection`` surface over an engine connection."""
 
-    Channel = Channel
+    Channel = SimChannel
 
     def __init__(
         self,
@@ -591,19 +595,19 @@ class Connection:
         self.client_properties = dict(client_properties or {})
         self.server_properties = SERVER_PROPERTIES
         self.heartbeat = 0
-        self.channels: dict[int, Channel] = {}
+        self.channels: dict[int, SimChannel] = {}
         self.client: Any = None
         self.on_blocked = kwargs.get("on_blocked")
         self.on_unblocked = kwargs.get("on_unblocked")
         self._core: CoreConnection | None = None
         self._condition: threading.Condition | None = None
-        self._default_channel: Channel | None = None
+        self._default_channel: SimChannel | None = None
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed"
         return f"<simamqp.Connection {self.broker.name}{self.virtual_host} {state}>"
 
-    def __enter__(self) -> Connection:
+    def __enter__(self) -> SimConnection:
         return self.connect()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -611,7 +615,7 @@ class Connection:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def connect(self, callback: Callable[[], Any] | None = None) -> Connection:
+    def connect(self, callback: Callable[[], Any] | None = None) -> SimConnection:
         if self._core is not None and self._core.is_open:
             return self
         broker = self.broker
@@ -646,19 +650,19 @@ class Connection:
         return None
 
     @property
-    def transport(self) -> Connection:
+    def transport(self) -> SimConnection:
         return self
 
     def is_alive(self) -> bool:
         return self.connected
 
-    def channel(self, channel_id: int | None = None, callback: Any = None) -> Channel:
+    def channel(self, channel_id: int | None = None, callback: Any = None) -> SimChannel:
         if not self.connected:
             raise amqp_exc.RecoverableConnectionError("connection already closed")
         if channel_id is not None and channel_id in self.channels:
             return self.channels[channel_id]
         try:
-            return self.Channel(self, channel_id)
+            return SimChannel(self, channel_id)
         except AMQPError as err:
             self._collect(err)
             raise _to_amqp_error(err) from None
@@ -748,7 +752,7 @@ class Connection:
         self._dispatch(frame)
         return True
 
-    def _wait_confirm(self, channel: Channel, seq: int, timeout: float | None) -> None:
+    def _wait_confirm(self, channel: SimChannel, seq: int, timeout: float | None) -> None:
         """Wait for the confirm of ``seq`` (it is queued at once: the engine is synchronous)."""
         while seq not in channel._pending_confirms:
             frame = self._locked(lambda: self._take(control_only=True))
@@ -814,10 +818,10 @@ class Connection:
         self._dispatch(frame)
 
 
-class Transport(kombu_pyamqp.Transport):  # type: ignore[misc]
+class Transport(kombu_pyamqp.Transport):
     """kombu transport for ``simamqp://[NAME][/VHOST]``."""
 
-    Connection = Connection
+    Connection = SimConnection  # type: ignore[assignment]
     driver_name = "simamqp"
     driver_type = "amqp"
     default_port = 5672
@@ -830,13 +834,14 @@ class Transport(kombu_pyamqp.Transport):  # type: ignore[misc]
     def driver_version(self) -> str:
         return __version__
 
-    def establish_connection(self) -> Connection:
+    def establish_connection(self) -> SimConnection:
         conninfo = self.client
+        assert conninfo is not None, "the transport is bound to a kombu Connection"
         for name, default_value in self.default_connection_params.items():
             if not getattr(conninfo, name, None):
                 setattr(conninfo, name, default_value)
         options = dict(conninfo.transport_options or {})
-        conn = self.Connection(
+        conn = SimConnection(
             host=conninfo.hostname or "localhost",
             userid=conninfo.userid or "guest",
             password=conninfo.password or "guest",
@@ -848,11 +853,16 @@ class Transport(kombu_pyamqp.Transport):  # type: ignore[misc]
         conn.connect()
         return conn
 
-    def register_with_event_loop(self, connection: Connection, loop: Any) -> None:
+    def register_with_event_loop(self, connection: SimConnection, loop: Any) -> None:
         raise NotImplementedError("simamqp has no socket to poll; use drain_events")
 
-    def heartbeat_check(self, connection: Connection, rate: int = 2) -> None:
+    def heartbeat_check(self, connection: SimConnection, rate: int = 2) -> None:
         pass
 
-    def get_heartbeat_interval(self, connection: Connection) -> int:
+    def get_heartbeat_interval(self, connection: SimConnection) -> int:
         return 0
+
+
+#: py-amqp's names, for code that imports them from the transport module.
+Channel = SimChannel
+Connection = SimConnection
