@@ -631,12 +631,20 @@ class Broker:
         dlrk = queue.args.dead_letter_routing_key
         props = dict(message.properties)
         original_expiration = props.pop("expiration", None)
+        # x-death lists the routing key and the CC keys; BCC keys still route the dead letter
+        # but are never listed (measured on RabbitMQ 3.10.8).
+        cc = (message.headers or {}).get("CC")
+        death_keys = (message.routing_key,) + tuple(
+            k.decode() if isinstance(k, bytes) else k
+            for k in (cc if isinstance(cc, list) else [])
+            if isinstance(k, str | bytes)
+        )
         headers = _x_death(
             message.headers,
             queue.name,
             reason,
             message.exchange,
-            message.routing_keys,
+            death_keys,
             self._timestamp(),
             original_expiration,
         )

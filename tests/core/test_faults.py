@@ -1,0 +1,286 @@
+"""Fault plan: every action at its point, selectors, scoping, plain-data round trip."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from simamqp.core.broker import Broker
+from simamqp.core.channel import Channel
+from simamqp.core.errors import ConnectionForced
+from simamqp.core.faults import FaultPlan, FaultRule, InvalidFault, topic_matches
+from simamqp.core.frames import BasicDeliver, ChannelClose, ConnectionClose
+
+
+def setup(seed: int = 0, **queue_args: Any) -> tuple[Broker, Channel]:
+    broker = Broker(seed=seed)
+    channel = broker.connect().channel()
+    channel.queue_declare("q", arguments=queue_args or None)
+    return broker, channel
+
+
+def publish(channel: Channel, *bodies: bytes, **props: Any) -> None:
+    for body in bodies:
+        channel.basic_publish(body, "", "q", properties=props or None)
+
+
+def delivered(channel: Channel) -> list[BasicDeliver]:
+    out = [f for f in channel.connection.outbox if isinstance(f, BasicDeliver)]
+    channel.connection.outbox.clear()
+    return out
+
+
+def bodies(broker: Broker) -> list[bytes]:
+    return list(broker.queue("q").bodies)
+
+
+def fault_events(broker: Broker) -> list[str]:
+    return [e.attrs["rule"] for e in broker.trace.of_kind("fault")]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "key", "expected"),
+    [
+        ("a.*", "a.b", True),
+        ("a.*", "a.b.c", False),
+        ("a.#", "a", True),
+        ("#", "", True),
+        ("*.b.#", "x.b.c.d", True),
+        ("a.b", "a.c", False),
+    ],
+)
+def test_topic_patterns(pattern: str, key: str, expected: bool) -> None:
+    assert topic_matches(pattern, key) is expected
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"point": "nowhere", "action": "drop"},
+        {"point": "publish", "action": "explode"},
+        {"point": "publish", "action": "overflow"},
+        {"point": "connection", "action": "drop"},
+        {"point": "publish", "action": "drop", "queue": "q"},
+        {"point": "deliver", "action": "drop", "probability": 0},
+        {"point": "deliver", "action": "drop", "probability": 1.5},
+        {"point": "deliver", "action": "drop", "nth": 0},
+        {"point": "enqueue", "action": "duplicate", "copies": 0},
+        {"point": "enqueue", "action": "reorder", "window": 1},
+        {"point": "enqueue", "action": "delay"},
+        {"point": "enqueue", "action": "delay", "delay": -1},
+        {"point": "enqueue", "action": "drop", "max_count": True},
+    ],
+)
+def test_bad_rules_raise_invalid_fault(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(InvalidFault):
+        FaultRule(**kwargs)
+    assert issubclass(InvalidFault, ValueError)
+
+
+def test_drop_at_publish_confirms_and_loses() -> None:
+    broker, channel = setup()
+    channel.confirm_select()
+    broker.faults.add(point="publish", action="drop", name="lose", nth=2)
+    publish(channel, b"1", b"2", b"3")
+    assert bodies(broker) == [b"1", b"3"]
+    assert fault_events(broker) == ["lose"]
+    acks = [f for f in channel.connection.outbox if type(f).__name__ == "BasicAck"]
+    assert len(acks) == 3
+
+
+def test_duplicate_at_enqueue_makes_copies() -> None:
+    broker, channel = setup()
+    broker.faults.add(point="enqueue", action="duplicate", copies=2, queue="q")
+    publish(channel, b"a")
+    assert bodies(broker) == [b"a", b"a", b"a"]
+
+
+def test_selectors_properties_headers_routing_key() -> None:
+    broker, channel = setup()
+    broker.faults.add(point="publish", action="drop", properties={"correlation_id": "x"})
+    broker.faults.add(point="publish", action="drop", headers={"kill": 1})
+    broker.faults.add(point="publish", action="drop", routing_key="nope.#")
+    publish(channel, b"keep")
+    publish(channel, b"drop1", correlation_id="x")
+    publish(channel, b"drop2", application_headers={"kill": 1})
+    publish(channel, b"keep2", application_headers={"kill": 2})
+    assert bodies(broker) == [b"keep", b"keep2"]
+
+
+def test_max_count_and_probability_are_seeded() -> None:
+    def run(seed: int) -> list[bytes]:
+        broker, channel = setup(seed)
+        broker.faults.add(point="enqueue", action="drop", probability=0.5, max_count=3)
+        publish(channel, *[str(i).encode() for i in range(20)])
+        assert len(bodies(broker)) == 17
+        return bodies(broker)
+
+    assert run(1) == run(1)
+    assert run(1) != run(2) or run(1) != run(3)
+
+
+def test_delay_at_enqueue_uses_the_broker_clock() -> None:
+    broker, channel = setup()
+    broker.faults.add(point="enqueue", action="delay", delay=5.0, nth=1)
+    publish(channel, b"late", b"early")
+    assert bodies(broker) == [b"early"]
+    assert broker.faults.held_messages == 1
+    broker.advance(5.0)
+    assert bodies(broker) == [b"early", b"late"]
+    assert broker.faults.held_messages == 0
+
+
+def test_reorder_releases_out_of_order() -> None:
+    broker, channel = setup(seed=3)
+    broker.faults.add(point="enqueue", action="reorder", window=3, max_count=3)
+    publish(channel, b"1", b"2", b"3", b"4")
+    got = bodies(broker)
+    assert sorted(got[:3]) == [b"1", b"2", b"3"] and got[:3] != [b"1", b"2", b"3"]
+    assert got[3] == b"4"
+
+
+def test_reorder_flushes_an_unfilled_window_after_its_hold_time() -> None:
+    broker, channel = setup()
+    broker.faults.add(point="publish", action="reorder", window=5, delay=2.0)
+    publish(channel, b"1", b"2")
+    assert bodies(broker) == []
+    broker.advance(2.0)
+    assert bodies(broker) == [b"2", b"1"]
+
+
+def test_overflow_drop_head_and_reject_publish() -> None:
+    broker, channel = setup()
+    publish(channel, b"old")
+    broker.faults.add(point="enqueue", action="overflow", max_count=1)
+    publish(channel, b"new")
+    assert bodies(broker) == [b"new"]
+    assert broker.trace.of_kind("drop-head")
+
+    broker2, channel2 = setup(**{"x-overflow": "reject-publish"})
+    channel2.confirm_select()
+    broker2.faults.add(point="enqueue", action="overflow")
+    publish(channel2, b"refused")
+    assert bodies(broker2) == []
+    assert [type(f).__name__ for f in channel2.connection.outbox] == ["BasicNack"]
+
+
+def test_redeliver_at_deliver_sets_redelivered() -> None:
+    broker, channel = setup()
+    channel.basic_consume("q", consumer_tag="c")
+    broker.faults.add(point="deliver", action="redeliver", nth=1)
+    publish(channel, b"x")
+    frames = delivered(channel)
+    assert [(f.body if hasattr(f, "body") else f.message.body, f.redelivered) for f in frames] == [
+        (b"x", True)
+    ]
+
+
+def test_drop_at_deliver_loses_the_message() -> None:
+    broker, channel = setup()
+    channel.basic_consume("q", consumer_tag="c", no_ack=True)
+    broker.faults.add(point="deliver", action="drop", nth=1)
+    publish(channel, b"1", b"2")
+    assert [f.message.body for f in delivered(channel)] == [b"2"]
+
+
+def test_delay_at_deliver_and_consumer_gone_puts_it_back() -> None:
+    broker, channel = setup()
+    channel.basic_consume("q", consumer_tag="c")
+    broker.faults.add(point="deliver", action="delay", delay=1.0, nth=1)
+    publish(channel, b"1", b"2")
+    assert [f.message.body for f in delivered(channel)] == [b"2"]
+    channel.basic_cancel("c")
+    broker.advance(1.0)
+    info = broker.queue("q")
+    assert info.bodies == (b"1",) and info.messages_unacknowledged == 1
+
+
+def test_close_connection_at_deliver_is_connection_forced_and_requeues() -> None:
+    broker, channel = setup()
+    other = broker.connect().channel()
+    other.basic_consume("q", consumer_tag="c")
+    broker.faults.add(point="deliver", action="close_connection", nth=2)
+    publish(channel, b"1", b"2")
+    closes = [f for f in other.connection.outbox if isinstance(f, ConnectionClose)]
+    assert len(closes) == 1 and isinstance(closes[0].error, ConnectionForced)
+    assert closes[0].error.reply_code == 320
+    info = broker.queue("q")
+    assert info.bodies == (b"1", b"2") and info.messages_unacknowledged == 0
+    assert not other.connection.is_open
+
+
+def test_close_channel_at_publish() -> None:
+    broker, channel = setup()
+    broker.faults.add(point="publish", action="close_channel", reply_code=406)
+    publish(channel, b"1")
+    assert not channel.is_open
+    closes = [f for f in channel.connection.outbox if isinstance(f, ChannelClose)]
+    assert closes and closes[0].error.reply_code == 406
+
+
+def test_ack_faults_drop_redeliver_delay() -> None:
+    broker, channel = setup()
+    channel.basic_consume("q", consumer_tag="c")
+    publish(channel, b"1", b"2", b"3")
+    tags = [f.delivery_tag for f in delivered(channel)]
+    with broker.faults.scoped({"point": "ack", "action": "drop", "nth": 1}):
+        channel.basic_ack(tags[0])
+    assert broker.queue("q").messages_unacknowledged == 3
+    with broker.faults.scoped(FaultRule(point="ack", action="redeliver")):
+        channel.basic_ack(tags[1])
+    assert not broker.faults.rules
+    redelivered = delivered(channel)
+    assert [(f.message.body, f.redelivered) for f in redelivered] == [(b"2", True)]
+    with broker.faults.scoped(FaultRule(point="ack", action="delay", delay=1.0)):
+        channel.basic_ack(tags[2])
+        assert broker.queue("q").messages_unacknowledged == 3
+        broker.advance(1.0)
+    assert broker.queue("q").messages_unacknowledged == 2
+
+
+def test_restart_and_connection_point() -> None:
+    broker, channel = setup()
+    broker.faults.add(point="connection", action="close_connection", nth=1)
+    conn = broker.connect()
+    assert not conn.is_open
+    assert isinstance(conn.outbox[-1], ConnectionClose)
+    broker.faults.clear()
+    broker.faults.add(point="publish", action="restart")
+    publish(channel, b"x")
+    assert broker.trace.of_kind("restart")
+    assert "q" not in broker.queue_names()
+
+
+def test_add_remove_and_duplicate_names() -> None:
+    broker = Broker()
+    rule = broker.faults.add(point="enqueue", action="drop")
+    assert rule.name == "rule-1"
+    with pytest.raises(InvalidFault):
+        broker.faults.add(point="enqueue", action="drop", name="rule-1")
+    broker.faults.remove(rule)
+    assert not broker.faults.rules
+    with pytest.raises(KeyError):
+        broker.faults.remove("rule-1")
+
+
+def test_plan_round_trips_as_plain_data() -> None:
+    broker = Broker(seed=42)
+    broker.faults.add(point="enqueue", action="duplicate", copies=2, queue="q", nth=3)
+    broker.faults.add(point="deliver", action="delay", delay=0.5, headers={"a": 1})
+    data = broker.faults.to_dict()
+    assert data["version"] == 1 and data["seed"] == 42
+    other = Broker(seed=data["seed"])
+    plan = FaultPlan.from_dict(data, other)
+    assert other.faults is plan
+    assert plan.to_dict() == data
+    with pytest.raises(InvalidFault):
+        FaultPlan.from_dict({"version": 2, "rules": []}, other)
+    with pytest.raises(InvalidFault):
+        FaultPlan.from_dict({"rules": [{"point": "enqueue", "action": "drop", "bogus": 1}]}, other)
+
+
+def test_no_rules_no_fault_events() -> None:
+    broker, channel = setup()
+    publish(channel, b"x")
+    assert not broker.trace.of_kind("fault")
