@@ -1,0 +1,227 @@
+"""Rows 2, 4, 5, 6: the sans-IO engine alone (no kombu, no threads, no lock)."""
+
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+
+from simamqp.core import Broker
+
+from ._util import Row, best_of, fmt_rate, fmt_us
+
+
+def _consumer_setup(trace: bool) -> tuple[Broker, object, object]:
+    broker = Broker(seed=1, trace=trace)
+    conn = broker.connect()
+    ch = conn.channel()
+    ch.queue_declare("bench")
+    ch.basic_consume("bench")
+    return broker, conn, ch
+
+
+def core_round_trips(n: int, trace: bool) -> float:
+    """Seconds for ``n`` x (publish → deliver into the outbox → pop the frame → ack)."""
+    broker, conn, ch = _consumer_setup(trace)
+    outbox = conn.outbox  # type: ignore[attr-defined]
+    publish = ch.basic_publish  # type: ignore[attr-defined]
+    ack = ch.basic_ack  # type: ignore[attr-defined]
+    popleft = outbox.popleft
+    body = b"x" * 64
+    props = {"content_type": "application/json", "delivery_mode": 2}
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(n):
+        publish(body, "", "bench", False, False, props)
+        ack(popleft().delivery_tag)
+    elapsed = time.perf_counter() - start
+    assert not outbox and broker.queue("bench").messages == 0
+    return elapsed
+
+
+def row_core(quick: bool) -> list[Row]:
+    n = 20_000 if quick else 100_000
+    repeat = 2 if quick else 3
+    off = best_of(lambda: core_round_trips(n, trace=False), repeat)
+    on = best_of(lambda: core_round_trips(n, trace=True), repeat)
+    rate_off, rate_on = n / off, n / on
+    return [
+        Row(
+            2,
+            "core publish+deliver+ack, trace off",
+            fmt_rate(rate_off),
+            "≥ 300k/s",
+            rate_off >= 300_000,
+            f"{fmt_us(off / n)} per message",
+            extra={"rate": rate_off},
+        ),
+        Row(
+            2,
+            "core publish+deliver+ack, trace on",
+            fmt_rate(rate_on),
+            "(reported)",
+            None,
+            f"{fmt_us(on / n)} per message; trace costs {on / off:.2f}x",
+            extra={"rate": rate_on},
+        ),
+    ]
+
+
+# -- 4. topic routing -----------------------------------------------------------------------
+
+
+def topic_publish_cost(bindings: int, n: int) -> float:
+    """Seconds per publish through a topic exchange with ``bindings`` bindings (one matches).
+
+    The bindings look like a real event bus: ``region<r>.svc<i>.*`` and, for one in ten,
+    ``region<r>.#``-style wildcards on other regions, so the trie has both literal and
+    wildcard branches. The published key matches exactly one binding.
+    """
+    broker = Broker(seed=1, trace=False)
+    conn = broker.connect()
+    ch = conn.channel()
+    ch.exchange_declare("events", "topic")
+    ch.queue_declare("hit")
+    ch.queue_bind("hit", "events", "region0.svc0.*")
+    ch.basic_consume("hit", no_ack=True)
+    for i in range(1, bindings):
+        name = f"q{i}"
+        ch.queue_declare(name)
+        pattern = f"region{i % 97 + 1}.#" if i % 10 == 0 else f"region{i % 97}.svc{i}.*"
+        ch.queue_bind(name, "events", pattern)
+    outbox = conn.outbox
+    publish = ch.basic_publish
+    body = b"x"
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(n):
+        publish(body, "events", "region0.svc0.created", False, False, None)
+    elapsed = time.perf_counter() - start
+    assert len(outbox) == n
+    return elapsed / n
+
+
+def row_topic(quick: bool) -> list[Row]:
+    n = 5_000 if quick else 30_000
+    repeat = 2 if quick else 3
+    sizes = (10, 1_000, 10_000)
+    costs = {k: best_of(lambda k=k: topic_publish_cost(k, n), repeat) for k in sizes}
+    ratio = costs[10_000] / costs[10]
+    return [
+        Row(
+            4,
+            "topic publish, 10 / 1k / 10k bindings",
+            " / ".join(fmt_us(costs[k]) for k in sizes),
+            "10k ≤ 2x 10",
+            ratio <= 2.0,
+            f"10k/10 = {ratio:.2f}x",
+            extra={f"cost_{k}": costs[k] for k in sizes} | {"ratio": ratio},
+        )
+    ]
+
+
+# -- 5. broker lifecycle --------------------------------------------------------------------
+
+
+def _one_broker() -> None:
+    broker = Broker(seed=7)
+    conn = broker.connect()
+    ch = conn.channel()
+    ch.queue_declare("tasks")
+    conn.close()
+
+
+def broker_lifecycle(n: int) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(n):
+        _one_broker()
+    return (time.perf_counter() - start) / n
+
+
+def broker_memory_growth(n: int) -> tuple[int, int]:
+    """Traced bytes still allocated after 100 brokers and after ``n`` brokers."""
+    for _ in range(50):
+        _one_broker()  # warm caches (interned strings, method caches) before measuring
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(n):
+            _one_broker()
+            if i == 99:
+                gc.collect()
+                after_100 = tracemalloc.get_traced_memory()[0] - base
+        gc.collect()
+        after_n = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    return after_100, after_n
+
+
+def row_lifecycle(quick: bool) -> list[Row]:
+    n = 2_000 if quick else 10_000
+    per = best_of(lambda: broker_lifecycle(n), 3)
+    after_100, after_1000 = broker_memory_growth(1_000)
+    flat = after_1000 - after_100 < 16 * 1024
+    return [
+        Row(
+            5,
+            "create + connect + channel + queue + discard",
+            fmt_us(per),
+            "≤ 50 µs",
+            per <= 50e-6,
+            "engine Broker, trace on",
+            extra={"seconds": per},
+        ),
+        Row(
+            5,
+            "memory retained over 1,000 brokers",
+            f"{after_1000 - after_100:+,} B",
+            "flat",
+            flat,
+            f"after 100: {after_100:+,} B, after 1,000: {after_1000:+,} B",
+            extra={"after_100": after_100, "after_1000": after_1000},
+        ),
+    ]
+
+
+# -- 6. memory per queued message -----------------------------------------------------------
+
+
+def memory_per_message(n: int, size: int = 1024) -> float:
+    """Traced bytes per queued ``size``-byte message (trace off: the trace keeps bodies)."""
+    broker = Broker(seed=1, trace=False)
+    conn = broker.connect()
+    ch = conn.channel()
+    ch.queue_declare("backlog")
+    props = {"content_type": "application/octet-stream", "delivery_mode": 2}
+    bodies = [bytes([i % 256]) * size for i in range(n)]  # allocated before tracing starts
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for body in bodies:
+            ch.basic_publish(body, "", "backlog", False, False, props)
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert broker.queue("backlog").messages == n
+    return used / n
+
+
+def row_memory(quick: bool) -> list[Row]:
+    n = 2_000 if quick else 20_000
+    per = memory_per_message(n)
+    return [
+        Row(
+            6,
+            "memory per queued 1 KiB message",
+            f"{per:,.0f} B ({per / 1024:.2f}x payload)",
+            "≤ 2x payload",
+            per <= 2048,
+            "tracemalloc, trace off; includes the body copy",
+            extra={"bytes": per},
+        )
+    ]

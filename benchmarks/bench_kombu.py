@@ -1,0 +1,300 @@
+"""Rows 1 and 3: kombu round trips and wake-up latency, simamqp:// vs memory:// vs RabbitMQ."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import kombu
+
+import simamqp
+
+from ._null_transport import NullTransport
+from ._util import RABBITMQ_URL, Row, fmt_us, percentile
+
+_names = itertools.count(1)
+
+
+def _unique(prefix: str) -> str:
+    return f"bench.{prefix}.{time.monotonic_ns()}.{next(_names)}"
+
+
+def kombu_round_trip(connection: kombu.Connection, n: int, *, lockstep: bool = False) -> float:
+    """Seconds to move ``n`` messages publish → consume → ack through kombu.
+
+    The same code runs on every transport: ``Producer.publish`` (json), a ``Consumer`` whose
+    callback acks, ``drain_events`` until the message(s) arrived. Pipelined (default): publish
+    all ``n``, then drain them. Lock-step: publish one, drain it (acked), then the next — what
+    a test that publishes and waits for its message does.
+    """
+    name = _unique("rt")
+    queue = kombu.Queue(
+        name, kombu.Exchange(name, "direct", auto_delete=True), name, auto_delete=True
+    )
+    payload = {"task": "bench", "args": [1, 2], "kwargs": {}}
+    received = 0
+
+    def on_message(body: Any, message: kombu.Message) -> None:
+        nonlocal received
+        received += 1
+        message.ack()
+
+    with connection as conn:
+        channel = conn.channel()
+        producer = kombu.Producer(channel)
+        bound = queue(channel)
+        bound.declare()
+        with kombu.Consumer(channel, [bound], callbacks=[on_message], prefetch_count=None):
+            publish = producer.publish
+            exchange = queue.exchange
+            start = time.perf_counter()
+            if lockstep:
+                for i in range(n):
+                    publish(
+                        payload,
+                        exchange=exchange,
+                        routing_key=name,
+                        serializer="json",
+                        declare=None,
+                        retry=False,
+                    )
+                    while received <= i:
+                        conn.drain_events(timeout=5)
+            else:
+                for _ in range(n):
+                    publish(
+                        payload,
+                        exchange=exchange,
+                        routing_key=name,
+                        serializer="json",
+                        declare=None,
+                        retry=False,
+                    )
+                while received < n:
+                    conn.drain_events(timeout=5)
+            elapsed = time.perf_counter() - start
+        bound.delete()
+    return elapsed
+
+
+def _fresh_simamqp() -> kombu.Connection:
+    broker = simamqp.Broker(seed=1, clock=simamqp.WallClock(), trace=False)
+    return kombu.Connection(broker.url)
+
+
+def row_round_trip(quick: bool, rabbit: bool) -> list[Row]:
+    n = 2_000 if quick else 10_000
+    repeat = 2 if quick else 3
+
+    def best(make: Callable[[], kombu.Connection], times: int = repeat) -> float:
+        results = []
+        for _ in range(times):
+            conn = make()
+            try:
+                results.append(kombu_round_trip(conn, n))
+            finally:
+                conn.release()
+        return min(results)
+
+    sim = best(_fresh_simamqp)
+    sim_traced_broker = simamqp.Broker(seed=1, clock=simamqp.WallClock())
+    sim_traced = best(lambda: kombu.Connection(sim_traced_broker.url))
+    memory = best(lambda: kombu.Connection("memory://"))
+    floor = best(lambda: kombu.Connection(transport=NullTransport))
+    rows = [
+        Row(
+            1,
+            f"kombu round trip x{n:,}: simamqp:// (trace off)",
+            fmt_us(sim / n) + "/msg",
+            "",
+            None,
+            f"{n / sim:,.0f} msg/s",
+            extra={"seconds": sim},
+        ),
+        Row(
+            1,
+            "  simamqp:// (trace on, the default)",
+            fmt_us(sim_traced / n) + "/msg",
+            "",
+            None,
+            f"{n / sim_traced:,.0f} msg/s",
+            extra={"seconds": sim_traced},
+        ),
+        Row(
+            1,
+            "  memory://",
+            fmt_us(memory / n) + "/msg",
+            "",
+            None,
+            f"{n / memory:,.0f} msg/s",
+            extra={"seconds": memory},
+        ),
+        Row(
+            1,
+            "  floor: kombu over a do-nothing transport",
+            fmt_us(floor / n) + "/msg",
+            "",
+            None,
+            f"{n / floor:,.0f} msg/s; simamqp adds {fmt_us((sim - floor) / n)}/msg",
+            extra={"seconds": floor},
+        ),
+        Row(
+            1,
+            "  simamqp vs memory://",
+            f"{memory / sim:.2f}x",
+            "≥ 2x",
+            memory / sim >= 2.0,
+            f"trace on: {memory / sim_traced:.2f}x; best possible (floor): {memory / floor:.2f}x",
+            extra={"ratio": memory / sim},
+        ),
+    ]
+    if rabbit:
+        amqp_time = best(lambda: kombu.Connection(RABBITMQ_URL), 1 if quick else 2)
+        rows.insert(
+            3,
+            Row(
+                1,
+                "  RabbitMQ (py-amqp)",
+                fmt_us(amqp_time / n) + "/msg",
+                "",
+                None,
+                f"{n / amqp_time:,.0f} msg/s",
+                extra={"seconds": amqp_time},
+            ),
+        )
+        rows.append(
+            Row(
+                1,
+                "  simamqp vs RabbitMQ",
+                f"{amqp_time / sim:.1f}x",
+                "≥ 10x",
+                amqp_time / sim >= 10.0,
+                f"trace on: {amqp_time / sim_traced:.1f}x",
+                extra={"ratio": amqp_time / sim},
+            )
+        )
+    else:
+        rows.append(
+            Row(
+                1,
+                "  simamqp vs RabbitMQ",
+                "",
+                "≥ 10x",
+                None,
+                skipped="skipped: RabbitMQ unreachable",
+            )
+        )
+    return rows
+
+
+# -- 3. wake-up latency ---------------------------------------------------------------------
+
+
+def wakeup_latencies(url_or_transport: Any, samples: int, gap: float = 0.002) -> list[float]:
+    """Seconds from ``publish`` returning in one thread to the callback in a thread blocked
+    in ``drain_events``. Each sample waits ``gap`` first so the consumer is really blocked."""
+    name = _unique("wake")
+    queue = kombu.Queue(
+        name, kombu.Exchange(name, "direct", auto_delete=True), name, auto_delete=True
+    )
+    sent_at: list[float] = []
+    latencies: list[float] = []
+    got = threading.Event()
+    ready = threading.Event()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def on_message(body: Any, message: kombu.Message) -> None:
+        latencies.append(time.perf_counter() - sent_at[-1])
+        message.ack()
+        got.set()
+
+    consumer_conn = kombu.Connection(url_or_transport)
+    producer_conn = kombu.Connection(url_or_transport)
+
+    def consume() -> None:
+        try:
+            channel = consumer_conn.channel()
+            with kombu.Consumer(channel, [queue(channel)], callbacks=[on_message]):
+                ready.set()
+                while not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        consumer_conn.drain_events(timeout=0.5)
+        except BaseException as err:  # reported by the caller
+            errors.append(err)
+            ready.set()
+
+    # memory:// queues live in the transport's class-level state, so both connections see it.
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        producer = kombu.Producer(producer_conn.channel())
+        for _ in range(samples):
+            time.sleep(gap)
+            got.clear()
+            sent_at.append(time.perf_counter())
+            producer.publish(
+                {"n": 1}, exchange=queue.exchange, routing_key=name, declare=[queue], retry=False
+            )
+            sent_at[-1] = time.perf_counter()
+            if not got.wait(5):
+                raise RuntimeError(f"no delivery within 5 s on {url_or_transport!r}")
+    finally:
+        stop.set()
+        thread.join(5)
+        producer_conn.release()
+        consumer_conn.release()
+    if errors:
+        raise errors[0]
+    return latencies
+
+
+def row_wakeup(quick: bool, rabbit: bool) -> list[Row]:
+    samples = 100 if quick else 500
+    broker = simamqp.Broker(seed=1, clock=simamqp.WallClock())
+    sim = wakeup_latencies(broker.url, samples)
+    sim_p50, sim_p99 = percentile(sim, 50), percentile(sim, 99)
+    mem = wakeup_latencies("memory://", 2 if quick else 4, gap=0.05)
+    rows = [
+        Row(
+            3,
+            f"wake-up latency simamqp:// p50 / p99 (n={samples})",
+            f"{fmt_us(sim_p50)} / {fmt_us(sim_p99)}",
+            "p99 < 1 ms",
+            sim_p99 < 1e-3,
+            f"max {fmt_us(max(sim))}",
+            extra={"p50": sim_p50, "p99": sim_p99},
+        ),
+        Row(
+            3,
+            f"  memory:// (polls every 1 s; n={len(mem)})",
+            f"{fmt_us(percentile(mem, 50))} / max {fmt_us(max(mem))}",
+            "",
+            None,
+            "kombu virtual transport: polling_interval = 1.0 s",
+            extra={"p50": percentile(mem, 50)},
+        ),
+    ]
+    if rabbit:
+        rmq = wakeup_latencies(RABBITMQ_URL, 50 if quick else 200)
+        rows.append(
+            Row(
+                3,
+                "  RabbitMQ p50 / p99",
+                f"{fmt_us(percentile(rmq, 50))} / {fmt_us(percentile(rmq, 99))}",
+                "",
+                None,
+                "",
+                extra={"p50": percentile(rmq, 50), "p99": percentile(rmq, 99)},
+            )
+        )
+    else:
+        rows.append(
+            Row(3, "  RabbitMQ p50 / p99", "", "", None, skipped="skipped: RabbitMQ unreachable")
+        )
+    return rows
