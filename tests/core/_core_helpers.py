@@ -41,7 +41,8 @@ def get_bodies(ch: Channel, queue: str, *, no_ack: bool = True) -> list[bytes]:
     return out
 
 
-def publish(ch: Channel, body: bytes | str, exchange: str = "", routing_key: str = "",
-            **props: Any) -> None:
+def publish(
+    ch: Channel, body: bytes | str, exchange: str = "", routing_key: str = "", **props: Any
+) -> None:
     data = body.encode() if isinstance(body, str) else body
     ch.basic_publish(data, exchange, routing_key, properties=props or None)

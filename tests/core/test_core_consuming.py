@@ -30,7 +30,10 @@ def test_consume_generates_a_tag_and_delivers_in_order(conn: Connection, ch: Cha
     assert re.fullmatch(r"amq\.ctag-[A-Za-z0-9_-]{22}", tag)
     got = deliveries(conn)
     assert [(d.consumer_tag, d.delivery_tag, d.message.body) for d in got] == [
-        (tag, 1, b"m1"), (tag, 2, b"m2"), (tag, 3, b"m3")]
+        (tag, 1, b"m1"),
+        (tag, 2, b"m2"),
+        (tag, 3, b"m3"),
+    ]
 
 
 def test_round_robin_between_consumers(conn: Connection, ch: Channel) -> None:
@@ -68,11 +71,13 @@ def test_no_ack_consumer_needs_no_ack(broker: Broker, conn: Connection, ch: Chan
     assert broker.queue("q").messages == 0
     ch.basic_ack(1)
     assert drain(conn)[0].error.reply_text == (  # type: ignore[union-attr]
-        "PRECONDITION_FAILED - unknown delivery tag 1")
+        "PRECONDITION_FAILED - unknown delivery tag 1"
+    )
 
 
-def test_per_consumer_prefetch_applies_to_consumers_created_after(conn: Connection,
-                                                                  ch: Channel) -> None:
+def test_per_consumer_prefetch_applies_to_consumers_created_after(
+    conn: Connection, ch: Channel
+) -> None:
     """https://www.rabbitmq.com/consumer-prefetch.html: global=false limits each consumer,
     and only consumers created after the qos call (facts §19)."""
     ch.queue_declare("q")
@@ -146,7 +151,10 @@ def test_nack_requeue_returns_to_original_position(ch: Channel) -> None:
     publish(ch, "m6", routing_key="q")
     got = [ch.basic_get("q", no_ack=True) for _ in range(3)]
     assert [(g.message.body, g.redelivered) for g in got if g] == [
-        (b"m2", True), (b"m4", True), (b"m6", False)]
+        (b"m2", True),
+        (b"m4", True),
+        (b"m6", False),
+    ]
 
 
 def test_nack_multiple_requeue(ch: Channel) -> None:
@@ -169,9 +177,11 @@ def test_reject_requeue_to_consumer_redelivers(conn: Connection, ch: Channel) ->
     ch.basic_reject(first[1].delivery_tag, requeue=True)
     again = deliveries(conn)
     assert [(d.message.body, d.redelivered) for d in first] == [
-        (b"m1", False), (b"m2", False), (b"m3", False)]
-    assert [(d.message.body, d.redelivered, d.delivery_tag) for d in again] == [
-        (b"m2", True, 4)]
+        (b"m1", False),
+        (b"m2", False),
+        (b"m3", False),
+    ]
+    assert [(d.message.body, d.redelivered, d.delivery_tag) for d in again] == [(b"m2", True, 4)]
 
 
 def test_reject_without_requeue_discards(broker: Broker, ch: Channel) -> None:
@@ -184,8 +194,9 @@ def test_reject_without_requeue_discards(broker: Broker, ch: Channel) -> None:
     assert broker.queue("q").messages == 0
 
 
-def test_recover_requeues_and_redelivers_with_new_tags(broker: Broker, conn: Connection,
-                                                       ch: Channel) -> None:
+def test_recover_requeues_and_redelivers_with_new_tags(
+    broker: Broker, conn: Connection, ch: Channel
+) -> None:
     """basic.recover requeue=true (spec 1.8.3.16): unacked messages are requeued and
     redelivered (new tags) to consumers; basic.get messages go back to the queue (facts §6)."""
     ch.queue_declare("q")
@@ -196,7 +207,9 @@ def test_recover_requeues_and_redelivers_with_new_tags(broker: Broker, conn: Con
     ch.basic_recover(requeue=True)
     again = deliveries(conn)
     assert [(d.message.body, d.redelivered, d.delivery_tag) for d in again] == [
-        (b"m1", True, 3), (b"m2", True, 4)]
+        (b"m1", True, 3),
+        (b"m2", True, 4),
+    ]
     ch.basic_cancel("c")
     g = conn.channel()
     g.queue_declare("r")
@@ -206,8 +219,7 @@ def test_recover_requeues_and_redelivers_with_new_tags(broker: Broker, conn: Con
     assert broker.queue("r").messages_ready == 1
 
 
-def test_cancel_stops_deliveries_and_unknown_cancel_is_ok(conn: Connection,
-                                                          ch: Channel) -> None:
+def test_cancel_stops_deliveries_and_unknown_cancel_is_ok(conn: Connection, ch: Channel) -> None:
     """basic.cancel (spec 1.8.3.5): no more deliveries; cancelling an unknown or already
     cancelled tag is OK (facts §6)."""
     ch.queue_declare("q")
@@ -228,4 +240,6 @@ def test_server_sent_cancel_when_queue_deleted(conn: Connection, ch: Channel) ->
     other.basic_consume("q", consumer_tag="b")
     conn.channel().queue_delete("q")
     assert sorted(drain(conn), key=lambda f: f.consumer_tag) == [  # type: ignore[union-attr]
-        BasicCancel(ch.id, "a"), BasicCancel(other.id, "b")]
+        BasicCancel(ch.id, "a"),
+        BasicCancel(other.id, "b"),
+    ]

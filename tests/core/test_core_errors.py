@@ -7,6 +7,7 @@ RabbitMQ 3.10 sends (docs/rabbitmq-facts.md sections 1-8 and 20, measured on the
 from __future__ import annotations
 
 import pytest
+from _core_helpers import deliveries, drain, publish
 
 from simamqp.core import (
     AMQPChannelError,
@@ -28,8 +29,6 @@ from simamqp.core.errors import (
     PreconditionFailed,
     ResourceLocked,
 )
-
-from _core_helpers import deliveries, drain, publish
 
 
 def test_passive_declare_of_missing_queue_closes_only_the_channel(
@@ -56,35 +55,90 @@ def test_passive_declare_of_missing_queue_closes_only_the_channel(
 @pytest.mark.parametrize(
     ("call", "code", "text", "method"),
     [
-        (lambda ch: ch.exchange_declare("x", passive=True), 404,
-         "NOT_FOUND - no exchange 'x' in vhost '/'", (40, 10)),
-        (lambda ch: ch.queue_bind("q0", "missing-x"), 404,
-         "NOT_FOUND - no exchange 'missing-x' in vhost '/'", (50, 20)),
-        (lambda ch: ch.queue_bind("missing-q", "amq.direct"), 404,
-         "NOT_FOUND - no queue 'missing-q' in vhost '/'", (50, 20)),
-        (lambda ch: ch.queue_bind("missing-q", "missing-x"), 404,
-         "NOT_FOUND - no exchange 'missing-x' in vhost '/'", (50, 20)),
-        (lambda ch: ch.exchange_bind("missing-d", "amq.direct"), 404,
-         "NOT_FOUND - no exchange 'missing-d' in vhost '/'", (40, 30)),
-        (lambda ch: ch.queue_purge("missing-q"), 404,
-         "NOT_FOUND - no queue 'missing-q' in vhost '/'", (50, 30)),
-        (lambda ch: ch.basic_consume("missing-q"), 404,
-         "NOT_FOUND - no queue 'missing-q' in vhost '/'", (60, 20)),
-        (lambda ch: ch.basic_get("missing-q"), 404,
-         "NOT_FOUND - no queue 'missing-q' in vhost '/'", (60, 70)),
-        (lambda ch: ch.queue_declare("amq.foo"), 403,
-         "ACCESS_REFUSED - queue name 'amq.foo' contains reserved prefix 'amq.*'", (50, 10)),
-        (lambda ch: ch.exchange_declare("amq.foo", "direct"), 403,
-         "ACCESS_REFUSED - exchange name 'amq.foo' contains reserved prefix 'amq.*'", (40, 10)),
-        (lambda ch: ch.exchange_delete("amq.direct"), 403,
-         "ACCESS_REFUSED - deletion of system exchange 'amq.direct' in vhost '/' not allowed",
-         (40, 20)),
-        (lambda ch: ch.exchange_delete(""), 403,
-         "ACCESS_REFUSED - operation not permitted on the default exchange", (40, 20)),
-        (lambda ch: ch.queue_bind("q0", ""), 403,
-         "ACCESS_REFUSED - operation not permitted on the default exchange", (50, 20)),
-        (lambda ch: ch.queue_delete("q0", if_empty=True), 406,
-         "PRECONDITION_FAILED - queue 'q0' in vhost '/' not empty", (50, 40)),
+        (
+            lambda ch: ch.exchange_declare("x", passive=True),
+            404,
+            "NOT_FOUND - no exchange 'x' in vhost '/'",
+            (40, 10),
+        ),
+        (
+            lambda ch: ch.queue_bind("q0", "missing-x"),
+            404,
+            "NOT_FOUND - no exchange 'missing-x' in vhost '/'",
+            (50, 20),
+        ),
+        (
+            lambda ch: ch.queue_bind("missing-q", "amq.direct"),
+            404,
+            "NOT_FOUND - no queue 'missing-q' in vhost '/'",
+            (50, 20),
+        ),
+        (
+            lambda ch: ch.queue_bind("missing-q", "missing-x"),
+            404,
+            "NOT_FOUND - no exchange 'missing-x' in vhost '/'",
+            (50, 20),
+        ),
+        (
+            lambda ch: ch.exchange_bind("missing-d", "amq.direct"),
+            404,
+            "NOT_FOUND - no exchange 'missing-d' in vhost '/'",
+            (40, 30),
+        ),
+        (
+            lambda ch: ch.queue_purge("missing-q"),
+            404,
+            "NOT_FOUND - no queue 'missing-q' in vhost '/'",
+            (50, 30),
+        ),
+        (
+            lambda ch: ch.basic_consume("missing-q"),
+            404,
+            "NOT_FOUND - no queue 'missing-q' in vhost '/'",
+            (60, 20),
+        ),
+        (
+            lambda ch: ch.basic_get("missing-q"),
+            404,
+            "NOT_FOUND - no queue 'missing-q' in vhost '/'",
+            (60, 70),
+        ),
+        (
+            lambda ch: ch.queue_declare("amq.foo"),
+            403,
+            "ACCESS_REFUSED - queue name 'amq.foo' contains reserved prefix 'amq.*'",
+            (50, 10),
+        ),
+        (
+            lambda ch: ch.exchange_declare("amq.foo", "direct"),
+            403,
+            "ACCESS_REFUSED - exchange name 'amq.foo' contains reserved prefix 'amq.*'",
+            (40, 10),
+        ),
+        (
+            lambda ch: ch.exchange_delete("amq.direct"),
+            403,
+            "ACCESS_REFUSED - deletion of system exchange 'amq.direct' in vhost '/' not allowed",
+            (40, 20),
+        ),
+        (
+            lambda ch: ch.exchange_delete(""),
+            403,
+            "ACCESS_REFUSED - operation not permitted on the default exchange",
+            (40, 20),
+        ),
+        (
+            lambda ch: ch.queue_bind("q0", ""),
+            403,
+            "ACCESS_REFUSED - operation not permitted on the default exchange",
+            (50, 20),
+        ),
+        (
+            lambda ch: ch.queue_delete("q0", if_empty=True),
+            406,
+            "PRECONDITION_FAILED - queue 'q0' in vhost '/' not empty",
+            (50, 40),
+        ),
     ],
 )
 def test_channel_errors_have_rabbitmq_code_text_and_method(
@@ -97,20 +151,34 @@ def test_channel_errors_have_rabbitmq_code_text_and_method(
     publish(setup, "m", routing_key="q0")
     with pytest.raises(AMQPChannelError) as info:
         call(ch)
-    assert (info.value.reply_code, info.value.reply_text, info.value.method) == (
-        code, text, method)
+    assert (info.value.reply_code, info.value.reply_text, info.value.method) == (code, text, method)
     assert not ch.is_open and conn.is_open and setup.is_open
 
 
 @pytest.mark.parametrize(
     ("call", "cls", "code", "text", "method"),
     [
-        (lambda ch: ch.exchange_declare("x", "x-nope"), CommandInvalid, 503,
-         "COMMAND_INVALID - unknown exchange type 'x-nope'", (40, 10)),
-        (lambda ch: ch.basic_qos(1, 0, False), AMQPNotImplemented, 540,
-         "NOT_IMPLEMENTED - prefetch_size!=0 (1)", (60, 10)),
-        (lambda ch: ch.basic_recover(requeue=False), AMQPNotImplemented, 540,
-         "NOT_IMPLEMENTED - requeue=false", (60, 110)),
+        (
+            lambda ch: ch.exchange_declare("x", "x-nope"),
+            CommandInvalid,
+            503,
+            "COMMAND_INVALID - unknown exchange type 'x-nope'",
+            (40, 10),
+        ),
+        (
+            lambda ch: ch.basic_qos(1, 0, False),
+            AMQPNotImplemented,
+            540,
+            "NOT_IMPLEMENTED - prefetch_size!=0 (1)",
+            (60, 10),
+        ),
+        (
+            lambda ch: ch.basic_recover(requeue=False),
+            AMQPNotImplemented,
+            540,
+            "NOT_IMPLEMENTED - requeue=false",
+            (60, 110),
+        ),
     ],
 )
 def test_connection_errors_close_the_connection(
@@ -152,7 +220,10 @@ def test_second_channel_open_is_504_connection_error(conn: Connection) -> None:
     with pytest.raises(ChannelNotOpen) as info:
         conn.channel(3)
     assert (info.value.reply_code, info.value.reply_text, info.value.method) == (
-        504, "CHANNEL_ERROR - second 'channel.open' seen", (20, 10))
+        504,
+        "CHANNEL_ERROR - second 'channel.open' seen",
+        (20, 10),
+    )
     assert not conn.is_open
 
 
@@ -177,7 +248,10 @@ def test_publish_to_missing_exchange_closes_channel_asynchronously(
     assert len(frames) == 1 and isinstance(frames[0], ChannelClose)
     err = frames[0].error
     assert (err.reply_code, err.reply_text, err.method) == (
-        404, "NOT_FOUND - no exchange 'missing' in vhost '/'", (60, 40))
+        404,
+        "NOT_FOUND - no exchange 'missing' in vhost '/'",
+        (60, 40),
+    )
     assert frames[0].channel_id == ch.id
     assert not ch.is_open and conn.is_open
 
@@ -200,7 +274,10 @@ def test_unknown_delivery_tag_is_406_on_the_settling_method(
     [close] = drain(conn)
     assert isinstance(close, ChannelClose)
     assert (close.error.reply_code, close.error.reply_text, close.error.method) == (
-        406, "PRECONDITION_FAILED - unknown delivery tag 99", method)
+        406,
+        "PRECONDITION_FAILED - unknown delivery tag 99",
+        method,
+    )
     assert isinstance(close.error, PreconditionFailed)
     assert not ch.is_open and conn.is_open
 
@@ -258,7 +335,10 @@ def test_channel_error_cancels_consumers_and_requeues_unacked(
     other = conn.channel()
     got = [other.basic_get("q", no_ack=True) for _ in range(3)]
     assert [(g.message.body, g.redelivered) for g in got if g] == [
-        (b"m0", True), (b"m1", True), (b"m2", True)]
+        (b"m0", True),
+        (b"m1", True),
+        (b"m2", True),
+    ]
 
 
 def test_connection_error_requeues_and_deletes_exclusive_queues(broker: Broker) -> None:
@@ -323,18 +403,26 @@ def test_publishing_to_an_exclusive_queue_from_another_connection_is_allowed(
 @pytest.mark.parametrize(
     ("kwargs", "text"),
     [
-        ({"durable": True},
-         "PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'q' in vhost '/': "
-         "received 'true' but current is 'false'"),
-        ({"auto_delete": True},
-         "PRECONDITION_FAILED - inequivalent arg 'auto_delete' for queue 'q' in vhost '/': "
-         "received 'true' but current is 'false'"),
-        ({"arguments": {"x-message-ttl": 2000}},
-         "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'q' in vhost '/': "
-         "received '2000' but current is '1000'"),
-        ({"arguments": {}},
-         "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'q' in vhost '/': "
-         "received none but current is the value '1000' of type 'signedint'"),
+        (
+            {"durable": True},
+            "PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'q' in vhost '/': "
+            "received 'true' but current is 'false'",
+        ),
+        (
+            {"auto_delete": True},
+            "PRECONDITION_FAILED - inequivalent arg 'auto_delete' for queue 'q' in vhost '/': "
+            "received 'true' but current is 'false'",
+        ),
+        (
+            {"arguments": {"x-message-ttl": 2000}},
+            "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'q' in vhost '/': "
+            "received '2000' but current is '1000'",
+        ),
+        (
+            {"arguments": {}},
+            "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'q' in vhost '/': "
+            "received none but current is the value '1000' of type 'signedint'",
+        ),
     ],
 )
 def test_queue_redeclare_mismatch_is_406(ch: Channel, conn: Connection, kwargs, text) -> None:
@@ -356,11 +444,15 @@ def test_queue_redeclare_ignores_unchecked_args_and_passive_ignores_everything(
     ch.queue_declare("q", arguments={"x-message-ttl": 1000, "foo": 1})
     assert ch.queue_declare("q", arguments={"x-message-ttl": 1000, "foo": 2}) == ("q", 0, 0)
     assert ch.queue_declare("q", passive=True, durable=True, arguments={"x-expires": 5}) == (
-        "q", 0, 0)
+        "q",
+        0,
+        0,
+    )
 
 
-def test_exchange_redeclare_mismatch_and_alternate_exchange_arg(ch: Channel,
-                                                                 conn: Connection) -> None:
+def test_exchange_redeclare_mismatch_and_alternate_exchange_arg(
+    ch: Channel, conn: Connection
+) -> None:
     """Exchange redeclare compares type, durable, auto_delete, internal and alternate-exchange
     (facts §2; AMQP 0-9-1 spec 1.6.2.1)."""
     ch.exchange_declare("x", "direct", arguments={"alternate-exchange": "ae1"})
@@ -369,13 +461,15 @@ def test_exchange_redeclare_mismatch_and_alternate_exchange_arg(ch: Channel,
         ch.exchange_declare("x", "fanout")
     assert info.value.reply_text == (
         "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'x' in vhost '/': "
-        "received 'fanout' but current is 'direct'")
+        "received 'fanout' but current is 'direct'"
+    )
     ch2 = conn.channel()
     with pytest.raises(PreconditionFailed) as info:
         ch2.exchange_declare("x", "direct", arguments={"alternate-exchange": "ae2"})
     assert info.value.reply_text == (
         "PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange 'x' in "
-        "vhost '/': received 'ae2' but current is 'ae1'")
+        "vhost '/': received 'ae2' but current is 'ae1'"
+    )
     assert info.value.method == (40, 10)
     # Passive declare with a wrong type is fine.
     conn.channel().exchange_declare("x", "topic", passive=True)
@@ -384,15 +478,24 @@ def test_exchange_redeclare_mismatch_and_alternate_exchange_arg(ch: Channel,
 @pytest.mark.parametrize(
     ("arguments", "text"),
     [
-        ({"x-message-ttl": -1}, "invalid arg 'x-message-ttl' for queue 'q' in vhost '/': "
-                                "{value_negative,-1}"),
-        ({"x-message-ttl": "abc"}, "invalid arg 'x-message-ttl' for queue 'q' in vhost '/': "
-                                   '"expected integer, got longstr"'),
-        ({"x-dead-letter-routing-key": "rk"},
-         "invalid arg 'x-dead-letter-routing-key' for queue 'q' in vhost '/': "
-         "routing_key_but_no_dlx_defined"),
-        ({"x-dead-letter-exchange": 5},
-         "invalid type 'signedint' for arg 'x-dead-letter-exchange' in queue 'q' in vhost '/'"),
+        (
+            {"x-message-ttl": -1},
+            "invalid arg 'x-message-ttl' for queue 'q' in vhost '/': {value_negative,-1}",
+        ),
+        (
+            {"x-message-ttl": "abc"},
+            "invalid arg 'x-message-ttl' for queue 'q' in vhost '/': "
+            '"expected integer, got longstr"',
+        ),
+        (
+            {"x-dead-letter-routing-key": "rk"},
+            "invalid arg 'x-dead-letter-routing-key' for queue 'q' in vhost '/': "
+            "routing_key_but_no_dlx_defined",
+        ),
+        (
+            {"x-dead-letter-exchange": 5},
+            "invalid type 'signedint' for arg 'x-dead-letter-exchange' in queue 'q' in vhost '/'",
+        ),
     ],
 )
 def test_invalid_queue_arguments(ch: Channel, arguments, text) -> None:
@@ -405,18 +508,24 @@ def test_invalid_queue_arguments(ch: Channel, arguments, text) -> None:
 
 @pytest.mark.parametrize(
     ("expiration", "reason"),
-    [("abc", "no_integer"), ("-1", "{value_negative,-1}"), ("1.5", '{leftover_string,".5"}'),
-     ("99999999999999", "{value_too_large,99999999999999}")],
+    [
+        ("abc", "no_integer"),
+        ("-1", "{value_negative,-1}"),
+        ("1.5", '{leftover_string,".5"}'),
+        ("99999999999999", "{value_too_large,99999999999999}"),
+    ],
 )
-def test_invalid_per_message_expiration(conn: Connection, ch: Channel, expiration: str,
-                                        reason: str) -> None:
+def test_invalid_per_message_expiration(
+    conn: Connection, ch: Channel, expiration: str, reason: str
+) -> None:
     """https://www.rabbitmq.com/ttl.html#per-message-ttl-in-publishers: a malformed expiration
     is 406 on basic.publish (60,40), checked even when unroutable (facts §7)."""
     publish(ch, "m", routing_key="nowhere", expiration=expiration)
     [close] = drain(conn)
     assert isinstance(close, ChannelClose)
     assert close.error.reply_text == (
-        f"PRECONDITION_FAILED - invalid expiration '{expiration}': {reason}")
+        f"PRECONDITION_FAILED - invalid expiration '{expiration}': {reason}"
+    )
     assert close.error.method == (60, 40)
 
 
@@ -437,7 +546,8 @@ def test_internal_exchange_refuses_publish(conn: Connection, ch: Channel) -> Non
     assert isinstance(close, ChannelClose)
     assert isinstance(close.error, AccessRefused)
     assert close.error.reply_text == (
-        "ACCESS_REFUSED - cannot publish to internal exchange 'amq.rabbitmq.trace' in vhost '/'")
+        "ACCESS_REFUSED - cannot publish to internal exchange 'amq.rabbitmq.trace' in vhost '/'"
+    )
 
 
 def test_frames_are_not_delivered_to_a_closed_channel(conn: Connection, ch: Channel) -> None:

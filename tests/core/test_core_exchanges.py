@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _core_helpers import drain, get_bodies, publish
+from _core_helpers import drain, get_bodies
 
 from simamqp.core import BasicReturn, Broker, Channel, Connection
 from simamqp.core.errors import AccessRefused, PreconditionFailed
 
 
-def routed(ch: Channel, exchange: str, routing_key: str = "",
-           headers: dict[str, Any] | None = None) -> list[str]:
+def routed(
+    ch: Channel, exchange: str, routing_key: str = "", headers: dict[str, Any] | None = None
+) -> list[str]:
     """Publish once; the names of the queues that got a copy (and empty them)."""
     broker = ch.broker
     names = [n for n in broker.queue_names()]
@@ -50,13 +51,40 @@ def test_fanout_ignores_the_routing_key(ch: Channel) -> None:
     assert routed(ch, "f", "anything") == ["a", "b"]
 
 
-MATCHES = [("a.#", "a"), ("#.a", "a"), ("a.*.b", "a..b"), ("#", ""), ("a.#.b", "a.b"),
-           ("a.*", "a."), ("a.#", "a."), ("*.*", "."), ("#.#", "a"), ("a.#.#.b", "a.b"),
-           ("#.b.#", "b"), ("*.#", "a"), ("", ""), ("#.*", "a"), ("a.*.#", "a.b"),
-           ("a.#.c", "a.b.b.c"), ("#.*.b", ".b")]
-NO_MATCHES = [("*", ""), ("a.*.b", "a.b"), ("*.#", ""), ("a", "a."), ("#.*", ""),
-              ("a.*.#", "a"), ("A", "a"), ("*.b", "..b"), ("a#", "a"), ("a*", "a"),
-              ("a.b*", "a.b"), ("a.b*", "a.bc"), ("a.#b", "a.b")]
+MATCHES = [
+    ("a.#", "a"),
+    ("#.a", "a"),
+    ("a.*.b", "a..b"),
+    ("#", ""),
+    ("a.#.b", "a.b"),
+    ("a.*", "a."),
+    ("a.#", "a."),
+    ("*.*", "."),
+    ("#.#", "a"),
+    ("a.#.#.b", "a.b"),
+    ("#.b.#", "b"),
+    ("*.#", "a"),
+    ("", ""),
+    ("#.*", "a"),
+    ("a.*.#", "a.b"),
+    ("a.#.c", "a.b.b.c"),
+    ("#.*.b", ".b"),
+]
+NO_MATCHES = [
+    ("*", ""),
+    ("a.*.b", "a.b"),
+    ("*.#", ""),
+    ("a", "a."),
+    ("#.*", ""),
+    ("a.*.#", "a"),
+    ("A", "a"),
+    ("*.b", "..b"),
+    ("a#", "a"),
+    ("a*", "a"),
+    ("a.b*", "a.b"),
+    ("a.b*", "a.bc"),
+    ("a.#b", "a.b"),
+]
 
 
 @pytest.mark.parametrize(("pattern", "key"), MATCHES)
@@ -130,8 +158,9 @@ def test_topic_routing_uses_a_trie_not_a_scan(monkeypatch: pytest.MonkeyPatch) -
         ({"a": None}, {"b": 1}, False),
     ],
 )
-def test_headers_exchange_matching(ch: Channel, binding: dict[str, Any],
-                                   headers: dict[str, Any] | None, match: bool) -> None:
+def test_headers_exchange_matching(
+    ch: Channel, binding: dict[str, Any], headers: dict[str, Any] | None, match: bool
+) -> None:
     """AMQP 0-9-1 spec 3.1.3.3 and https://www.rabbitmq.com/tutorials/amqp-concepts.html#
     exchange-headers: x-match all/any/all-with-x/any-with-x with RabbitMQ's typed value
     comparison (measured, facts §16)."""
@@ -143,11 +172,17 @@ def test_headers_exchange_matching(ch: Channel, binding: dict[str, Any],
 
 @pytest.mark.parametrize(
     ("x_match", "text"),
-    [("bogus", 'Invalid x-match field value <<"bogus">>; expected all, any, all-with-x, or '
-               "any-with-x"),
-     ("ALL", 'Invalid x-match field value <<"ALL">>; expected all, any, all-with-x, or '
-             "any-with-x"),
-     (1, "Invalid x-match field type signedint (value 1); expected longstr")],
+    [
+        (
+            "bogus",
+            'Invalid x-match field value <<"bogus">>; expected all, any, all-with-x, or any-with-x',
+        ),
+        (
+            "ALL",
+            'Invalid x-match field value <<"ALL">>; expected all, any, all-with-x, or any-with-x',
+        ),
+        (1, "Invalid x-match field type signedint (value 1); expected longstr"),
+    ],
 )
 def test_headers_binding_with_bad_x_match_is_406(ch: Channel, x_match: Any, text: str) -> None:
     """rabbit_exchange_type_headers:validate_binding (facts §7)."""
@@ -176,15 +211,22 @@ def test_default_exchange_routes_by_queue_name_and_cannot_be_touched(
         with pytest.raises(AccessRefused) as info:
             call(c)
         assert info.value.reply_text == (
-            "ACCESS_REFUSED - operation not permitted on the default exchange")
+            "ACCESS_REFUSED - operation not permitted on the default exchange"
+        )
 
 
 def test_predeclared_amq_exchanges(broker: Broker, conn: Connection, ch: Channel) -> None:
     """Every vhost has amq.direct/fanout/topic/headers/match (AMQP 0-9-1 spec 3.1.3) and
     amq.rabbitmq.trace; all durable, with RabbitMQ's flags (facts §4). Redeclaring one with
     matching flags is fine; with py-amqp's defaults (transient) it is 406."""
-    expected = {"amq.direct": "direct", "amq.fanout": "fanout", "amq.topic": "topic",
-                "amq.headers": "headers", "amq.match": "headers", "amq.rabbitmq.trace": "topic"}
+    expected = {
+        "amq.direct": "direct",
+        "amq.fanout": "fanout",
+        "amq.topic": "topic",
+        "amq.headers": "headers",
+        "amq.match": "headers",
+        "amq.rabbitmq.trace": "topic",
+    }
     for name, kind in expected.items():
         info = broker.exchange(name)
         assert (info.type, info.durable, info.auto_delete) == (kind, True, False)
@@ -195,7 +237,8 @@ def test_predeclared_amq_exchanges(broker: Broker, conn: Connection, ch: Channel
         ch.exchange_declare("amq.direct", "direct")
     assert info.value.reply_text == (
         "PRECONDITION_FAILED - inequivalent arg 'durable' for exchange 'amq.direct' in vhost "
-        "'/': received 'false' but current is 'true'")
+        "'/': received 'false' but current is 'true'"
+    )
     c2 = conn.channel()
     c2.exchange_declare("AMQ.foo", "direct")  # the reserved prefix is case-sensitive
     c2.queue_declare("amqfoo")
@@ -208,8 +251,9 @@ def test_missing_reserved_names_are_404_when_passive(ch: Channel, conn: Connecti
     assert getattr(info.value, "reply_code", None) == 404
 
 
-def test_exchange_delete_if_unused_and_missing(broker: Broker, conn: Connection,
-                                               ch: Channel) -> None:
+def test_exchange_delete_if_unused_and_missing(
+    broker: Broker, conn: Connection, ch: Channel
+) -> None:
     """exchange.delete if-unused (AMQP 0-9-1 spec 1.6.2.3): 406 `in use` while it is a binding
     source; being only a destination does not count; deleting a missing exchange is OK (§8)."""
     ch.exchange_delete("never-declared")
@@ -226,8 +270,9 @@ def test_exchange_delete_if_unused_and_missing(broker: Broker, conn: Connection,
     assert info.value.reply_text == "PRECONDITION_FAILED - exchange 'src' in vhost '/' in use"
 
 
-def test_auto_delete_exchange_goes_with_its_last_source_binding(broker: Broker,
-                                                                ch: Channel) -> None:
+def test_auto_delete_exchange_goes_with_its_last_source_binding(
+    broker: Broker, ch: Channel
+) -> None:
     """https://www.rabbitmq.com/exchanges.html (auto-delete): deleted when its last binding as
     source goes; never bound survives; losing a destination binding does not count (§14)."""
     ch.exchange_declare("ad", "direct", auto_delete=True)

@@ -21,9 +21,17 @@ ALL_PROPERTIES = {
     "content_type": "application/json",
     "content_encoding": "utf-8",
     "application_headers": {
-        "str": "s", "int": 7, "neg": -3, "float": 1.5, "bool": True, "none": None,
-        "bytes": b"\x00\xff", "list": [1, "a", [2]], "table": {"k": {"n": 1}},
-        "dec": decimal.Decimal("1.25"), "ts": dt.datetime(2020, 1, 2, 3, 4, 5),
+        "str": "s",
+        "int": 7,
+        "neg": -3,
+        "float": 1.5,
+        "bool": True,
+        "none": None,
+        "bytes": b"\x00\xff",
+        "list": [1, "a", [2]],
+        "table": {"k": {"n": 1}},
+        "dec": decimal.Decimal("1.25"),
+        "ts": dt.datetime(2020, 1, 2, 3, 4, 5),
     },
     "delivery_mode": 2,
     "priority": 3,
@@ -76,7 +84,12 @@ def test_mandatory_unroutable_is_returned_with_312(conn: Connection, ch: Channel
     [ret] = drain(conn)
     assert isinstance(ret, BasicReturn)
     assert (ret.channel_id, ret.reply_code, ret.reply_text, ret.exchange, ret.routing_key) == (
-        ch.id, 312, "NO_ROUTE", "x", "k")
+        ch.id,
+        312,
+        "NO_ROUTE",
+        "x",
+        "k",
+    )
     assert ret.message.body == b"back" and ret.message.properties["message_id"] == "m1"
     assert ch.is_open
 
@@ -90,8 +103,7 @@ def test_confirms_ack_in_order_and_return_precedes_ack(conn: Connection, ch: Cha
     assert ch.basic_publish(b"b", "", "q") == 2
     assert ch.basic_publish(b"c", "", "nowhere") == 3
     frames = drain(conn)
-    assert [type(f).__name__ for f in frames] == ["BasicReturn", "BasicAck", "BasicAck",
-                                                  "BasicAck"]
+    assert [type(f).__name__ for f in frames] == ["BasicReturn", "BasicAck", "BasicAck", "BasicAck"]
     assert [f.delivery_tag for f in frames if isinstance(f, BasicAck)] == [1, 2, 3]
 
 
@@ -140,20 +152,28 @@ def test_direct_reply_to_round_trip(broker: Broker, conn: Connection) -> None:
 @pytest.mark.parametrize(
     ("action", "text", "method"),
     [
-        (lambda ch: ch.basic_consume("amq.rabbitmq.reply-to", no_ack=False),
-         "PRECONDITION_FAILED - reply consumer cannot acknowledge", (60, 20)),
-        (lambda ch: (ch.basic_consume("amq.rabbitmq.reply-to", no_ack=True),
-                     ch.basic_consume("amq.rabbitmq.reply-to", no_ack=True)),
-         "PRECONDITION_FAILED - reply consumer already set", (60, 20)),
+        (
+            lambda ch: ch.basic_consume("amq.rabbitmq.reply-to", no_ack=False),
+            "PRECONDITION_FAILED - reply consumer cannot acknowledge",
+            (60, 20),
+        ),
+        (
+            lambda ch: (
+                ch.basic_consume("amq.rabbitmq.reply-to", no_ack=True),
+                ch.basic_consume("amq.rabbitmq.reply-to", no_ack=True),
+            ),
+            "PRECONDITION_FAILED - reply consumer already set",
+            (60, 20),
+        ),
     ],
 )
-def test_direct_reply_to_consume_rules(ch: Channel, action, text: str,
-                                       method: tuple[int, int]) -> None:
+def test_direct_reply_to_consume_rules(
+    ch: Channel, action, text: str, method: tuple[int, int]
+) -> None:
     """https://www.rabbitmq.com/direct-reply-to.html#limitations (facts §9)."""
     with pytest.raises(Exception) as info:
         action(ch)
-    assert (info.value.reply_code, info.value.reply_text, info.value.method) == (
-        406, text, method)
+    assert (info.value.reply_code, info.value.reply_text, info.value.method) == (406, text, method)
 
 
 def test_direct_reply_to_publish_needs_a_reply_consumer(conn: Connection, ch: Channel) -> None:

@@ -16,7 +16,6 @@ from _core_helpers import bodies, deliveries, drain, get_bodies, publish
 from simamqp.core import BasicAck, BasicCancel, BasicNack, Broker, Channel, Connection
 from simamqp.core.errors import AccessRefused, NotFound, PreconditionFailed
 
-
 # -- lifecycles -----------------------------------------------------------------------------
 
 
@@ -35,8 +34,9 @@ def test_server_named_queue(broker: Broker, ch: Channel) -> None:
     assert info.value.reply_text == "NOT_FOUND - no queue '' in vhost '/'"
 
 
-def test_passive_declare_reports_counts_and_does_not_create(broker: Broker, conn: Connection,
-                                                            ch: Channel) -> None:
+def test_passive_declare_reports_counts_and_does_not_create(
+    broker: Broker, conn: Connection, ch: Channel
+) -> None:
     """queue.declare passive (spec 1.7.2.1): message_count counts ready messages only,
     consumer_count every consumer (facts §12)."""
     ch.queue_declare("q")
@@ -66,8 +66,9 @@ def test_exclusive_queue_survives_its_channel_and_dies_with_its_connection(
     assert "ex" not in broker.queue_names()
 
 
-def test_auto_delete_queue_needs_a_first_consumer(broker: Broker, conn: Connection,
-                                                  ch: Channel) -> None:
+def test_auto_delete_queue_needs_a_first_consumer(
+    broker: Broker, conn: Connection, ch: Channel
+) -> None:
     """https://www.rabbitmq.com/queues.html#temporary-queues: an auto-delete queue is deleted
     when its last consumer goes; one that never had a consumer survives; basic.get is not a
     consumer; cancelling one of two consumers keeps it (facts §14)."""
@@ -83,8 +84,9 @@ def test_auto_delete_queue_needs_a_first_consumer(broker: Broker, conn: Connecti
     assert "ad" not in broker.queue_names()
 
 
-def test_auto_delete_queue_goes_when_consumer_channel_closes(broker: Broker,
-                                                             conn: Connection) -> None:
+def test_auto_delete_queue_goes_when_consumer_channel_closes(
+    broker: Broker, conn: Connection
+) -> None:
     """https://www.rabbitmq.com/queues.html#temporary-queues: closing the consumer's channel
     counts as the consumer going away (facts §14)."""
     ch = conn.channel()
@@ -205,8 +207,9 @@ def test_smaller_of_queue_ttl_and_expiration_applies(broker: Broker, ch: Channel
     assert broker.queue("r").messages == 0
 
 
-def test_zero_ttl_drops_what_cannot_be_delivered_at_once(broker: Broker, conn: Connection,
-                                                         ch: Channel) -> None:
+def test_zero_ttl_drops_what_cannot_be_delivered_at_once(
+    broker: Broker, conn: Connection, ch: Channel
+) -> None:
     """https://www.rabbitmq.com/ttl.html: a TTL of 0 expires a message unless it can be
     delivered to a consumer straight away (facts §7, expiration '0')."""
     ch.queue_declare("q", arguments={"x-message-ttl": 0})
@@ -246,18 +249,28 @@ def test_max_length_reject_publish_nacks(broker: Broker, conn: Connection, ch: C
         ch.basic_publish(str(i).encode(), "", "q", mandatory=True)
     frames = drain(conn)
     assert [(type(f), f.delivery_tag) for f in frames] == [
-        (BasicAck, 1), (BasicNack, 2), (BasicNack, 3)]
+        (BasicAck, 1),
+        (BasicNack, 2),
+        (BasicNack, 3),
+    ]
     assert broker.queue("q").bodies == (b"0",)
 
 
-def test_reject_publish_dlx_dead_letters_the_refused_message(broker: Broker, conn: Connection,
-                                                             ch: Channel) -> None:
+def test_reject_publish_dlx_dead_letters_the_refused_message(
+    broker: Broker, conn: Connection, ch: Channel
+) -> None:
     """https://www.rabbitmq.com/maxlength.html#overflow-behaviour: reject-publish-dlx also
     dead-letters the refused message (reason maxlen)."""
     ch.queue_declare("dlq")
-    ch.queue_declare("q", arguments={"x-max-length": 1, "x-overflow": "reject-publish-dlx",
-                                     "x-dead-letter-exchange": "",
-                                     "x-dead-letter-routing-key": "dlq"})
+    ch.queue_declare(
+        "q",
+        arguments={
+            "x-max-length": 1,
+            "x-overflow": "reject-publish-dlx",
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": "dlq",
+        },
+    )
     ch.confirm_select()
     ch.basic_publish(b"a", "", "q")
     ch.basic_publish(b"b", "", "q")
@@ -267,8 +280,9 @@ def test_reject_publish_dlx_dead_letters_the_refused_message(broker: Broker, con
     assert ok.message.headers["x-death"][0]["reason"] == "maxlen"  # type: ignore[index]
 
 
-def test_reject_publish_on_one_fanout_queue_nacks_the_publish(broker: Broker, conn: Connection,
-                                                              ch: Channel) -> None:
+def test_reject_publish_on_one_fanout_queue_nacks_the_publish(
+    broker: Broker, conn: Connection, ch: Channel
+) -> None:
     """Facts §11: a fanout to a full reject-publish queue and a normal queue is nacked, though
     the normal queue got the message."""
     ch.exchange_declare("f", "fanout")
@@ -300,8 +314,9 @@ def test_rejected_message_is_dead_lettered_with_x_death(broker: Broker, ch: Chan
     other properties kept (facts §10)."""
     _dlx_setup(ch)
     broker.advance(1234)
-    ch.basic_publish(b"m", "src", "rk",
-                     properties={"message_id": "id1", "application_headers": {"h": 1}})
+    ch.basic_publish(
+        b"m", "src", "rk", properties={"message_id": "id1", "application_headers": {"h": 1}}
+    )
     first = ch.basic_get("q")
     assert first is not None
     ch.basic_reject(first.delivery_tag, requeue=False)
@@ -311,16 +326,23 @@ def test_rejected_message_is_dead_lettered_with_x_death(broker: Broker, ch: Chan
     assert ok.message.properties["message_id"] == "id1"
     assert ok.message.headers == {
         "h": 1,
-        "x-death": [{"count": 1, "exchange": "src", "queue": "q", "reason": "rejected",
-                     "routing-keys": ["rk"], "time": dt.datetime(1970, 1, 1, 0, 20, 34)}],
+        "x-death": [
+            {
+                "count": 1,
+                "exchange": "src",
+                "queue": "q",
+                "reason": "rejected",
+                "routing-keys": ["rk"],
+                "time": dt.datetime(1970, 1, 1, 0, 20, 34),
+            }
+        ],
         "x-first-death-exchange": "src",
         "x-first-death-queue": "q",
         "x-first-death-reason": "rejected",
     }
 
 
-def test_expired_message_dead_letter_has_original_expiration(broker: Broker,
-                                                             ch: Channel) -> None:
+def test_expired_message_dead_letter_has_original_expiration(broker: Broker, ch: Channel) -> None:
     """https://www.rabbitmq.com/dlx.html: per-message expiry dead-letters with reason `expired`,
     removes the expiration property and records `original-expiration` (facts §10c)."""
     _dlx_setup(ch)
@@ -359,10 +381,12 @@ def test_x_death_counts_per_queue_and_reason_newest_first(broker: Broker, ch: Ch
     """https://www.rabbitmq.com/dlx.html#effects: the same queue+reason increments `count` and
     moves the entry to the front; a new pair is prepended; x-first-death-* never change.
     Bouncing between two queues by rejection is not a cycle (reason rejected)."""
-    ch.queue_declare("a", arguments={"x-dead-letter-exchange": "",
-                                     "x-dead-letter-routing-key": "b"})
-    ch.queue_declare("b", arguments={"x-dead-letter-exchange": "",
-                                     "x-dead-letter-routing-key": "a"})
+    ch.queue_declare(
+        "a", arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "b"}
+    )
+    ch.queue_declare(
+        "b", arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "a"}
+    )
     publish(ch, "m", routing_key="a")
     path = ["a", "b", "a", "b", "a"]
     for queue in path:
@@ -381,9 +405,14 @@ def test_x_death_counts_per_queue_and_reason_newest_first(broker: Broker, ch: Ch
 def test_expiry_dead_letter_cycle_is_dropped(broker: Broker, ch: Channel) -> None:
     """https://www.rabbitmq.com/dlx.html#effects: a message that would return to a queue it
     already died in without a rejection on the way (a fully automatic cycle) is dropped."""
-    ch.queue_declare("loop", arguments={"x-dead-letter-exchange": "",
-                                        "x-dead-letter-routing-key": "loop",
-                                        "x-message-ttl": 10})
+    ch.queue_declare(
+        "loop",
+        arguments={
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": "loop",
+            "x-message-ttl": 10,
+        },
+    )
     publish(ch, "m", routing_key="loop")
     broker.advance(1)
     assert broker.queue("loop").messages == 0
@@ -406,8 +435,12 @@ def test_cc_keys_are_dead_letter_routing_keys(broker: Broker, ch: Channel) -> No
     appear in x-death routing-keys; BCC is stripped at publish (facts §10)."""
     _dlx_setup(ch)
     ch.queue_bind("q", "src", "cc-key")
-    ch.basic_publish(b"m", "src", "rk", properties={
-        "application_headers": {"CC": ["cc-key"], "BCC": ["bcc-key"]}})
+    ch.basic_publish(
+        b"m",
+        "src",
+        "rk",
+        properties={"application_headers": {"CC": ["cc-key"], "BCC": ["bcc-key"]}},
+    )
     ok = ch.basic_get("q")
     assert ok is not None and "BCC" not in ok.message.headers  # type: ignore[operator]
     assert ch.basic_get("q") is None  # one copy although two keys matched
@@ -426,13 +459,33 @@ def test_priority_queue_order(broker: Broker, ch: Channel) -> None:
     """https://www.rabbitmq.com/priority.html: highest first, FIFO within a priority; above the
     maximum counts as the maximum; no priority = 0 (measured order, facts §17)."""
     ch.queue_declare("p", arguments={"x-max-priority": 5})
-    sent = [("p0", 0), ("None", None), ("p3", 3), ("p5", 5), ("p9", 9), ("p255", 255),
-            ("p3b", 3), ("p1", 1), ("p5b", 5), ("p7", 7)]
+    sent = [
+        ("p0", 0),
+        ("None", None),
+        ("p3", 3),
+        ("p5", 5),
+        ("p9", 9),
+        ("p255", 255),
+        ("p3b", 3),
+        ("p1", 1),
+        ("p5b", 5),
+        ("p7", 7),
+    ]
     for body, priority in sent:
         props = {"priority": priority} if priority is not None else {}
         publish(ch, body, routing_key="p", **props)
     assert [b.decode() for b in get_bodies(ch, "p")] == [
-        "p5", "p9", "p255", "p5b", "p7", "p3", "p3b", "p1", "p0", "None"]
+        "p5",
+        "p9",
+        "p255",
+        "p5b",
+        "p7",
+        "p3",
+        "p3b",
+        "p1",
+        "p0",
+        "None",
+    ]
 
 
 def test_priority_requeue_goes_back_into_its_band(broker: Broker, ch: Channel) -> None:
@@ -464,13 +517,17 @@ def test_single_active_consumer(broker: Broker, conn: Connection, ch: Channel) -
     publish(ch, "1", routing_key="sac")
     publish(ch, "2", routing_key="sac")
     assert [(d.consumer_tag, d.message.body) for d in deliveries(conn)] == [
-        ("A", b"1"), ("A", b"2")]
+        ("A", b"1"),
+        ("A", b"2"),
+    ]
     a.basic_cancel("A")
     publish(ch, "3", routing_key="sac")
     assert [(d.consumer_tag, d.message.body) for d in deliveries(conn)] == [("B", b"3")]
     a.close()
     assert [(d.consumer_tag, d.message.body, d.redelivered) for d in deliveries(conn)] == [
-        ("B", b"1", True), ("B", b"2", True)]
+        ("B", b"1", True),
+        ("B", b"2", True),
+    ]
     with pytest.raises(AccessRefused) as info:
         conn.channel().basic_consume("sac", exclusive=True)
     assert info.value.reply_text == "ACCESS_REFUSED - queue 'sac' in vhost '/' in exclusive use"

@@ -1,0 +1,164 @@
+"""Broker restart and time: durable vs transient entities and messages; virtual and wall clocks.
+
+Pins https://www.rabbitmq.com/queues.html#durability, /persistence-conf.html (persistent
+messages in durable queues survive a restart) and the Clock contract of DESIGN.md (trio's
+MockClock: virtual time, autojump, never backwards; a wall clock read at call time).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from _core_helpers import publish
+
+from simamqp.core import Broker, ChannelClosedError, ConnectionClose, VirtualClock
+from simamqp.core.errors import ConnectionForced
+from simamqp.wallclock import WallClock
+
+
+def test_restart_keeps_durable_entities_and_persistent_messages() -> None:
+    """https://www.rabbitmq.com/queues.html#durability: durable queues/exchanges and their
+    bindings survive; transient ones vanish; only persistent messages survive, including
+    delivered-but-unacked ones, which come back redelivered."""
+    broker = Broker(seed=1)
+    conn = broker.connect()
+    ch = conn.channel()
+    ch.exchange_declare("dx", "direct", durable=True)
+    ch.exchange_declare("tx", "direct")
+    ch.queue_declare("dq", durable=True)
+    ch.queue_declare("tq")
+    ch.queue_bind("dq", "dx", "k")
+    ch.queue_bind("tq", "dx", "k")
+    publish(ch, "persistent", routing_key="dq", delivery_mode=2)
+    publish(ch, "transient", routing_key="dq", delivery_mode=1)
+    publish(ch, "unacked", routing_key="dq", delivery_mode=2)
+    publish(ch, "in transient queue", routing_key="tq", delivery_mode=2)
+    ch.basic_get("dq", no_ack=True)  # "persistent" is consumed for good
+    publish(ch, "persistent2", routing_key="dq", delivery_mode=2)
+    broker.restart()
+    assert not conn.is_open
+    assert isinstance(conn.close_reason, ConnectionForced)
+    assert conn.close_reason.reply_code == 320
+    assert isinstance(conn.outbox[-1], ConnectionClose)
+    with pytest.raises(ChannelClosedError):
+        ch.queue_declare("x")
+    assert "dq" in broker.queue_names() and "tq" not in broker.queue_names()
+    assert "dx" in broker.exchange_names() and "tx" not in broker.exchange_names()
+    assert broker.exchange("dx").bindings == (("queue", "dq", "k"),)
+    assert "restart" in [e.kind for e in broker.trace]
+
+
+def test_restart_message_survival_rules() -> None:
+    """Persistent messages in a durable queue survive (also when unacked: requeued with
+    redelivered=True); transient messages do not (https://www.rabbitmq.com/persistence-
+    conf.html)."""
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    ch.queue_declare("dq", durable=True)
+    publish(ch, "p1", routing_key="dq", delivery_mode=2)
+    publish(ch, "t1", routing_key="dq")
+    publish(ch, "p2", routing_key="dq", delivery_mode=2)
+    held = ch.basic_get("dq")  # p1 unacked at restart
+    assert held is not None and held.message.body == b"p1"
+    broker.restart()
+    ch2 = broker.connect().channel()
+    got = [ch2.basic_get("dq", no_ack=True) for _ in range(3)]
+    assert [(g.message.body, g.redelivered) for g in got if g] == [(b"p1", True), (b"p2", False)]
+
+
+def test_exclusive_and_auto_delete_queues_do_not_survive() -> None:
+    """Exclusive queues are deleted with their connection, and are never durable
+    (https://www.rabbitmq.com/queues.html#exclusive-queues)."""
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    ch.queue_declare("ex", durable=True, exclusive=True)
+    assert not broker.queue("ex").durable
+    broker.restart()
+    assert broker.queue_names() == []
+
+
+def test_virtual_clock_advance_fires_timers_at_their_time() -> None:
+    """DESIGN.md Clock: virtual time moves only when told; timers fire at their own due time
+    (a TTL expiry's x-death `time` is the due time, not the end of the advance)."""
+    clock = VirtualClock(start=100.0)
+    broker = Broker(seed=1, clock=clock)
+    ch = broker.connect().channel()
+    ch.queue_declare("dlq")
+    ch.queue_declare(
+        "q",
+        arguments={
+            "x-message-ttl": 1500,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": "dlq",
+        },
+    )
+    publish(ch, "m", routing_key="q")
+    assert broker.next_timer() == 101.5
+    assert broker.advance(60) >= 1
+    assert clock.now() == 160.0
+    ok = ch.basic_get("dlq")
+    assert ok is not None
+    death = ok.message.headers["x-death"][0]  # type: ignore[index]
+    assert death["time"] == dt.datetime(1970, 1, 1, 0, 1, 41)
+    expire = broker.trace.of_kind("expire")[0]
+    assert expire.time == 101.5
+
+
+def test_virtual_clock_never_goes_backwards() -> None:
+    """trio MockClock habit (DESIGN.md): time never goes backwards."""
+    clock = VirtualClock()
+    clock.advance(5)
+    with pytest.raises(ValueError, match="backwards"):
+        clock.advance(-1)
+    with pytest.raises(ValueError, match="backwards"):
+        clock.jump_to(4.0)
+    with pytest.raises(ValueError):
+        VirtualClock(start=-1)
+    broker = Broker(seed=1, clock=clock)
+    with pytest.raises(ValueError, match="backwards"):
+        broker.advance(-0.1)
+    clock.jump_to(5.0)  # jumping to now is fine
+    assert clock.now() == 5.0
+
+
+def test_autojump_jumps_to_the_next_timer() -> None:
+    """DESIGN.md Clock: with autojump, a caller that would block jumps to the next timer
+    (what the transport does for a blocked drain_events): no time passes for nothing."""
+    clock = VirtualClock(autojump=True)
+    broker = Broker(seed=1, clock=clock)
+    ch = broker.connect().channel()
+    ch.queue_declare("q", arguments={"x-message-ttl": 250})
+    publish(ch, "m", routing_key="q")
+    when = broker.next_timer()
+    assert clock.autojump and when == 0.25
+    clock.jump_to(when)
+    broker.run_until_idle()
+    assert broker.queue("q").messages == 0
+    assert broker.next_timer() is None
+    assert VirtualClock(autojump=False).autojump is False
+
+
+def test_advance_needs_a_virtual_clock() -> None:
+    """A wall clock moves by itself: advance() refuses it."""
+    broker = Broker(seed=1, clock=WallClock())
+    with pytest.raises(TypeError):
+        broker.advance(1)
+
+
+def test_wall_clock_follows_freezegun() -> None:
+    """DESIGN.md Clock: the wall clock reads `time` at call time, so freezegun moves it, and
+    TTLs run on it (https://www.rabbitmq.com/ttl.html)."""
+    freezegun = pytest.importorskip("freezegun")
+    with freezegun.freeze_time("2024-01-01 00:00:00") as frozen:
+        broker = Broker(seed=1, clock=WallClock())
+        assert broker.clock.now() == dt.datetime(2024, 1, 1, tzinfo=dt.UTC).timestamp()
+        ch = broker.connect().channel()
+        ch.queue_declare("q", arguments={"x-message-ttl": 5000})
+        publish(ch, "m", routing_key="q")
+        frozen.tick(dt.timedelta(seconds=4))
+        assert broker.queue("q").messages == 1
+        frozen.tick(dt.timedelta(seconds=1))
+        assert broker.queue("q").messages == 0
+        ok_time = broker.trace.of_kind("expire")[0].time
+        assert ok_time == broker.clock.now()
