@@ -378,7 +378,8 @@ def rabbitmq_url() -> str:
 def make_sim_broker(request: pytest.FixtureRequest) -> Iterator[Callable[[], Any]]:
     """Factory: a fresh registered simamqp broker on a virtual clock; unregistered at teardown.
 
-    Returns the broker (``broker.url`` to connect, ``broker.run_until_idle()`` to settle).
+    Returns the broker (``broker.url`` to connect, ``broker.run_until_idle()`` to settle). Every
+    call uses the same seed; the broker made by the previous call is unregistered.
     """
     import simamqp
 
@@ -387,9 +388,11 @@ def make_sim_broker(request: pytest.FixtureRequest) -> Iterator[Callable[[], Any
     registered: list[str] = []
 
     def make() -> Any:
+        while registered:
+            simamqp.unregister(registered.pop())
         seed = zlib.crc32(request.node.nodeid.encode())
         broker = broker_class(seed=seed, clock=clock_class())
-        name = f"differential-{seed:08x}-{len(registered)}-{uuid.uuid4().hex[:6]}"
+        name = f"differential-{seed:08x}-{uuid.uuid4().hex[:8]}"
         simamqp.register(name, broker)
         registered.append(name)
         return broker

@@ -75,6 +75,11 @@ class Side:
     ``is_async`` sides (RabbitMQ) may make an observation only after some draining.
     """
 
+    def fresh(self) -> None:
+        """Start an example. RabbitMQ sides keep their connection (fresh names isolate examples);
+        SimSide replaces its broker so each example replays identically (Hypothesis needs that
+        to shrink)."""
+
     def __init__(
         self, label: str, url: str, settle: Callable[[], None], is_async: bool, ns: str = ""
     ) -> None:
@@ -107,6 +112,7 @@ class Side:
     # -- per example ----------------------------------------------------------------------------
 
     def begin(self) -> None:
+        self.fresh()
         self.deliveries: list[tuple[Any, ...]] = []
         self.returns: list[tuple[Any, ...]] = []
         self.consumers: dict[str, str] = {}  # queue -> consumer tag
@@ -174,6 +180,19 @@ class Side:
         self.consumers = {q: t for q, t in self.consumers.items() if t != consumer_tag}
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Settle a synchronous side and dispatch every frame it has already sent us.
+
+        A broker's deliveries reach callbacks only while the client reads frames."""
+        self.settle()
+        if self.is_async:
+            return
+        for _ in range(10_000):
+            try:
+                self.conn.drain_events(timeout=0)
+            except TimeoutError:
+                return
 
     def poll(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -249,7 +268,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         deadline = time.monotonic() + CONVERGE_TIMEOUT
         while True:
             for side in self.sides:
-                side.settle()
+                side.pump()
             observations = [side.norm(probe(side)) for side in self.sides]
             if all(o == observations[0] for o in observations) or time.monotonic() > deadline:
                 break
@@ -553,9 +572,24 @@ def run_machine(sides: list[Side], examples: int) -> None:
     )
 
 
+class SimSide(Side):
+    """simamqp: a fresh broker (same seed) and connection for every example."""
+
+    def __init__(self, make_sim_broker: Callable[[], Any]) -> None:
+        self.make_sim_broker = make_sim_broker
+        self.broker = make_sim_broker()
+        super().__init__("simamqp", self.broker.url, self.broker.run_until_idle, is_async=False)
+
+    def fresh(self) -> None:
+        self.close()
+        self.broker = self.make_sim_broker()
+        self.settle = self.broker.run_until_idle
+        self.conn = kombu.Connection(self.broker.url)
+        self.conn.connect()
+
+
 def sim_side(make_sim_broker: Callable[[], Any]) -> Side:
-    broker = make_sim_broker()
-    return Side("simamqp", broker.url, broker.run_until_idle, is_async=False)
+    return SimSide(make_sim_broker)
 
 
 def rabbit_side(url: str, label: str = "rabbitmq", ns: str = "") -> Side:
