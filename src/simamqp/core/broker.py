@@ -235,6 +235,8 @@ class Broker:
         self._next_connection_id += 1
         self.connections[conn.id] = conn
         self._emit("connection-open", connection=conn.id, vhost=vhost)
+        if self.faults.rules:
+            self.faults.on_connect(conn)
         return conn
 
     def _connection_closed(self, conn: Connection) -> None:

@@ -647,6 +647,9 @@ class Channel:
 
     def _deliver(self, consumer: Consumer, queue: Queue, entry: QueuedMessage) -> None:
         """Called by a queue: push one message to a consumer of this channel."""
+        faults = self.broker.faults
+        if faults.rules and faults.on_deliver(self, consumer, queue, entry):
+            return
         tag = self._next_delivery_tag
         self._next_delivery_tag = tag + 1
         if not consumer.no_ack:
@@ -714,8 +717,10 @@ class Channel:
 
     def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
         def run() -> None:
-            settled = self._collect(delivery_tag, multiple)
             broker = self.broker
+            if broker.faults.rules and broker.faults.on_ack(self, delivery_tag, multiple):
+                return
+            settled = self._collect(delivery_tag, multiple)
             for item in settled:
                 item.queue.settle()
                 if broker._tracing:
