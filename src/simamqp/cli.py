@@ -1,0 +1,229 @@
+"""The ``simamqp`` command: run, validate and record scenario files.
+
+Exit status: 0 when every scenario passed, 1 when one failed, 2 when a file is malformed (then
+nothing runs: every file is validated before the first one runs) or the command line is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from . import __version__
+from .scenarios import Scenario, ScenarioError, collect, dump, json_schema, load, run_scenario
+from .scenarios._expect import _brief
+from .scenarios._runner import Result, body_text
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="simamqp",
+        description="Deterministic in-memory AMQP 0-9-1 broker: run scenario files.",
+    )
+    parser.add_argument("--version", action="version", version=f"simamqp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run scenario files or folders of them")
+    run.add_argument("paths", nargs="+", metavar="PATH", help="scenario files or folders")
+    run.add_argument("--seed", type=int, help="run every broker with this seed instead")
+    run.add_argument(
+        "-k",
+        dest="keyword",
+        metavar="EXPR",
+        help="only scenarios whose name, path or tags contain EXPR ('not EXPR' inverts)",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="one line per scenario")
+    run.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
+
+    validate = sub.add_parser("validate", help="check scenario files without running them")
+    validate.add_argument("paths", nargs="+", metavar="PATH")
+
+    record = sub.add_parser(
+        "record", help="run a scenario and write it back with what was observed as expectations"
+    )
+    record.add_argument("path", metavar="PATH")
+    record.add_argument("-o", "--output", help="file to write (default: standard output)")
+    record.add_argument("--seed", type=int, help="run with this seed instead")
+    record.add_argument(
+        "--no-trace", action="store_true", help="record the trace digest but not its lines"
+    )
+
+    sub.add_parser("schema", help="print the JSON Schema of scenario files")
+    return parser
+
+
+def _load_all(paths: Sequence[str], err: TextIO) -> list[Scenario] | None:
+    files = collect(paths)
+    scenarios: list[Scenario] = []
+    broken = 0
+    for path in files:
+        try:
+            scenarios.append(load(path))
+        except ScenarioError as error:
+            print(f"error: {error}", file=err)
+            broken += 1
+    if not files:
+        print(f"error: no scenario files (*.yaml, *.yml) in {' '.join(paths)}", file=err)
+        return None
+    return None if broken else scenarios
+
+
+def _selected(scenario: Scenario, keyword: str | None) -> bool:
+    if not keyword:
+        return True
+    invert = keyword.startswith("not ")
+    word = (keyword[4:] if invert else keyword).strip().lower()
+    haystack = " ".join([scenario.name, scenario.path, *scenario.tags]).lower()
+    return (word in haystack) != invert
+
+
+def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    scenarios = _load_all(args.paths, err)
+    if scenarios is None:
+        return EXIT_USAGE
+    chosen = [s for s in scenarios if _selected(s, args.keyword)]
+    started = time.perf_counter()
+    failed: list[Result] = []
+    passed = 0
+    column = 0
+    for index, scenario in enumerate(chosen, 1):
+        result = run_scenario(scenario, seed=args.seed)
+        if result.passed:
+            passed += 1
+        else:
+            failed.append(result)
+        if args.verbose:
+            status = "PASS" if result.passed else "FAIL"
+            print(
+                f"[{index}/{len(chosen)}] {status} {scenario.name} ({scenario.path}) "
+                f"{result.duration * 1000:.1f}ms",
+                file=out,
+            )
+            for failure in result.failures:
+                print("    " + failure.replace("\n", "\n    "), file=out)
+        else:
+            out.write("." if result.passed else "F")
+            column += 1
+            if column == 72 or index == len(chosen):
+                out.write(f" [{index}/{len(chosen)}]\n")
+                column = 0
+            out.flush()
+        if args.exitfirst and not result.passed:
+            break
+    if failed and not args.verbose:
+        for result in failed:
+            print(f"FAILED {result.scenario.name} ({result.scenario.path})", file=out)
+            for failure in result.failures:
+                print("    " + failure.replace("\n", "\n    "), file=out)
+    elapsed = time.perf_counter() - started
+    if args.verbose:
+        print(f"ran {passed + len(failed)} scenarios in {elapsed:.2f}s", file=out)
+    print(f"{passed} passed, {len(failed)} failed", file=out)
+    return EXIT_OK if not failed else EXIT_FAILED
+
+
+def _cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    scenarios = _load_all(args.paths, err)
+    if scenarios is None:
+        return EXIT_USAGE
+    print(f"{len(scenarios)} valid", file=out)
+    return EXIT_OK
+
+
+def observed(result: Result, *, trace: bool = True) -> dict[str, Any]:
+    """What a run observed, as an ``expect`` section."""
+    run = result.run
+    broker = run.brokers[result.scenario.default_broker]
+    expect: dict[str, Any] = {}
+    deliveries = {
+        name: [_brief(item) for item in client.received]
+        for name, client in run.clients.items()
+        if client.received
+    }
+    if deliveries:
+        expect["deliveries"] = deliveries
+    returns = {
+        name: [r["body"] for r in client.returns]
+        for name, client in run.clients.items()
+        if client.returns
+    }
+    if returns:
+        expect["returns"] = returns
+    queues: dict[str, Any] = {}
+    for name in broker.queue_names():
+        info = broker.queue(name)
+        queues[name] = {
+            "messages_ready": info.messages_ready,
+            "messages_unacknowledged": info.messages_unacknowledged,
+            "consumers": info.consumers,
+        }
+        if info.bodies:
+            queues[name]["bodies"] = [body_text(b) for b in info.bodies]
+    if queues:
+        expect["queues"] = queues
+    if run.errors:
+        expect["errors"] = [{"client": e["client"], "code": e["code"]} for e in run.errors]
+    expect["trace_digest"] = broker.trace.digest()
+    if trace:
+        expect["trace"] = [str(e) for e in broker.trace]
+    return expect
+
+
+def _cmd_record(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        scenario = load(args.path)
+    except ScenarioError as error:
+        print(f"error: {error}", file=err)
+        return EXIT_USAGE
+    original = yaml.safe_load(Path(args.path).read_text(encoding="utf-8"))
+    probe = Scenario(**{**scenario.__dict__, "expect": {}})
+    probe.steps = [s for s in scenario.steps if s.name != "expect"]
+    result = run_scenario(probe, seed=args.seed)
+    if result.failures:
+        for failure in result.failures:
+            print(f"error: {failure}", file=err)
+        return EXIT_FAILED
+    original["steps"] = [s for s in original["steps"] if not _is_expect_step(s)]
+    original["expect"] = observed(result, trace=not args.no_trace)
+    if args.seed is not None and "brokers" not in original:
+        original["seed"] = args.seed
+    text = dump(original)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"recorded {args.path} -> {args.output}", file=out)
+    else:
+        out.write(text)
+    return EXIT_OK
+
+
+def _is_expect_step(step: Any) -> bool:
+    return isinstance(step, dict) and "expect" in step
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    out, err = sys.stdout, sys.stderr
+    if args.command == "run":
+        return _cmd_run(args, out, err)
+    if args.command == "validate":
+        return _cmd_validate(args, out, err)
+    if args.command == "record":
+        return _cmd_record(args, out, err)
+    json.dump(json_schema(), out, indent=2)
+    out.write("\n")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

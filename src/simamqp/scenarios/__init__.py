@@ -1,0 +1,104 @@
+"""Scenario files: YAML descriptions of brokers, client steps, faults and expectations.
+
+``load(path)`` validates a whole file first (errors are one line: ``file:line:column: ...``),
+so nothing runs from a malformed file; ``run_scenario(scenario)`` drives the core engine and
+returns what failed; ``Recorder(broker)`` turns what a program did into a scenario that replays
+the same trace. ``json_schema()`` is the JSON Schema of the format, generated from the same
+definitions the loader checks (it also ships as ``simamqp/scenario.schema.json``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._model import STEPS, Scenario, Step, json_schema, validate
+from ._record import Recorder, plain
+from ._runner import Result, Run, run_scenario, trace_diff
+from ._yaml import Mark, ScenarioError, load_marked
+
+__all__ = [
+    "STEPS",
+    "Mark",
+    "Recorder",
+    "Result",
+    "Run",
+    "Scenario",
+    "ScenarioError",
+    "Step",
+    "collect",
+    "dump",
+    "json_schema",
+    "load",
+    "load_text",
+    "run_scenario",
+    "trace_diff",
+    "write",
+]
+
+SUFFIXES = (".yaml", ".yml")
+
+
+def load_text(text: str, path: str = "<string>") -> Scenario:
+    """Parse and validate one scenario document."""
+    return validate(load_marked(text, path), path)
+
+
+def load(path: str | os.PathLike[str]) -> Scenario:
+    """Read, parse and validate one scenario file."""
+    name = os.fspath(path)
+    try:
+        text = Path(name).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ScenarioError(Mark(name, 1, 1), f"not UTF-8 text: {err.reason}") from None
+    except OSError as err:
+        raise ScenarioError(Mark(name, 1, 1), f"cannot read: {err.strerror}") from None
+    return load_text(text, name)
+
+
+def collect(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Scenario files named, or found (recursively, sorted) in the folders named."""
+    found: list[Path] = []
+    for entry in paths:
+        path = Path(entry)
+        if path.is_dir():
+            found.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.suffix in SUFFIXES and p.is_file() and ".simamqp" not in p.parts[:-1]
+                )
+            )
+        else:
+            found.append(path)
+    return found
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, with multi-line strings as literal blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump(data: dict[str, Any]) -> str:
+    """A scenario (plain data) as YAML that ``load`` reads back."""
+    return yaml.dump(
+        plain(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100
+    )
+
+
+def write(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(dump(data), encoding="utf-8")
+    return target

@@ -1,0 +1,674 @@
+"""What a scenario file may contain: one table of definitions, used both to validate files
+(with ``file:line:column`` errors) and to generate the JSON Schema that ships with the package.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._yaml import Mark, MarkedDict, MarkedList, ScenarioError
+
+__all__ = [
+    "EXPECT_FIELDS",
+    "STEPS",
+    "TOP_FIELDS",
+    "BrokerSpec",
+    "Field",
+    "Scenario",
+    "Step",
+    "StepSpec",
+    "json_schema",
+    "validate",
+]
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a mapping: its type (a name below), whether it is required, what it means."""
+
+    type: str
+    doc: str = ""
+    required: bool = False
+    enum: tuple[str, ...] | None = None
+
+
+#: type name -> (JSON Schema, words for an error message)
+TYPES: dict[str, tuple[dict[str, Any], str]] = {
+    "string": ({"type": "string"}, "a string"),
+    "integer": ({"type": "integer"}, "an integer"),
+    "number": ({"type": "number"}, "a number"),
+    "boolean": ({"type": "boolean"}, "true or false"),
+    "mapping": ({"type": "object"}, "a mapping"),
+    "list": ({"type": "array"}, "a list"),
+    "body": ({"type": "string"}, "a string (the message body)"),
+    "body-or-null": ({"type": ["string", "null"]}, "a string (a body) or null (no message)"),
+    "code": (
+        {"oneOf": [{"type": "integer"}, {"const": "closed"}]},
+        'an AMQP reply code (e.g. 404) or "closed"',
+    ),
+    "list-or-mapping": ({"type": ["array", "object"]}, "a list or a mapping"),
+    "any": ({}, "any value"),
+}
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    doc: str
+    fields: Mapping[str, Field]
+    #: the field a bare scalar value fills (``- advance: 5``), if any.
+    scalar: str | None = None
+    #: True for steps that act as a client (take ``client``/``channel``/``error``).
+    client: bool = True
+
+
+_CLIENT = {
+    "client": Field("string", "client (connection) name; opened on first use (default c1)"),
+    "channel": Field("integer", "channel number on that connection (default 1)"),
+    "error": Field("code", "the AMQP reply code this step must fail with"),
+    "broker": Field("string", "broker a new client connects to (default: the first broker)"),
+}
+_TAG = {
+    "delivery_tag": Field("integer", "delivery tag to settle"),
+    "body": Field("body", "settle the latest unsettled delivery with this body instead"),
+}
+
+
+def _step(doc: str, scalar: str | None = None, client: bool = True, **fields: Field) -> StepSpec:
+    merged = {**(_CLIENT if client else {}), **fields}
+    return StepSpec(doc, merged, scalar, client)
+
+
+_ARGS = Field("mapping", "x-arguments table")
+
+STEPS: dict[str, StepSpec] = {
+    "open": _step("open a connection for a client", vhost=Field("string", "vhost (default /)")),
+    "channel": _step("open a channel (steps open channels on first use)"),
+    "exchange_declare": _step(
+        "exchange.declare",
+        exchange=Field("string", "exchange name", required=True),
+        type=Field("string", "exchange type: direct (default), fanout, topic, headers"),
+        passive=Field("boolean"),
+        durable=Field("boolean"),
+        auto_delete=Field("boolean"),
+        internal=Field("boolean"),
+        arguments=_ARGS,
+    ),
+    "exchange_delete": _step(
+        "exchange.delete",
+        exchange=Field("string", required=True),
+        if_unused=Field("boolean"),
+    ),
+    "exchange_bind": _step(
+        "exchange.bind (destination receives what source routes)",
+        destination=Field("string", required=True),
+        source=Field("string", required=True),
+        routing_key=Field("string"),
+        arguments=_ARGS,
+    ),
+    "exchange_unbind": _step(
+        "exchange.unbind",
+        destination=Field("string", required=True),
+        source=Field("string", required=True),
+        routing_key=Field("string"),
+        arguments=_ARGS,
+    ),
+    "queue_declare": _step(
+        "queue.declare",
+        queue=Field("string", "queue name ('' lets the broker name it)"),
+        passive=Field("boolean"),
+        durable=Field("boolean"),
+        exclusive=Field("boolean"),
+        auto_delete=Field("boolean"),
+        arguments=_ARGS,
+    ),
+    "queue_bind": _step(
+        "queue.bind",
+        queue=Field("string", required=True),
+        exchange=Field("string", required=True),
+        routing_key=Field("string"),
+        arguments=_ARGS,
+    ),
+    "queue_unbind": _step(
+        "queue.unbind",
+        queue=Field("string", required=True),
+        exchange=Field("string", required=True),
+        routing_key=Field("string"),
+        arguments=_ARGS,
+    ),
+    "queue_purge": _step("queue.purge", queue=Field("string", required=True)),
+    "queue_delete": _step(
+        "queue.delete",
+        queue=Field("string", required=True),
+        if_unused=Field("boolean"),
+        if_empty=Field("boolean"),
+    ),
+    "qos": _step(
+        "basic.qos",
+        prefetch_count=Field("integer", required=True),
+        prefetch_size=Field("integer"),
+        a_global=Field("boolean", "RabbitMQ's per-channel (global) prefetch"),
+    ),
+    "confirm_select": _step("confirm.select: publisher confirms on this channel"),
+    "publish": _step(
+        "basic.publish",
+        body=Field("body", "message body; '{i}' is replaced by the copy number with repeat"),
+        body_base64=Field("string", "message body as base64 (binary bodies)"),
+        exchange=Field("string", "exchange ('' is the default exchange)"),
+        routing_key=Field("string"),
+        mandatory=Field("boolean"),
+        immediate=Field("boolean"),
+        properties=Field("mapping", "basic properties (py-amqp names)"),
+        repeat=Field("integer", "publish this many copies (default 1)"),
+    ),
+    "consume": _step(
+        "basic.consume",
+        queue=Field("string", required=True),
+        consumer_tag=Field("string"),
+        no_ack=Field("boolean"),
+        exclusive=Field("boolean"),
+        arguments=_ARGS,
+    ),
+    "cancel": _step("basic.cancel", consumer_tag=Field("string", required=True)),
+    "get": _step(
+        "basic.get",
+        queue=Field("string", required=True),
+        no_ack=Field("boolean"),
+        expect=Field("body-or-null", "the body this get must return (null: queue empty)"),
+    ),
+    "ack": _step("basic.ack", **_TAG, multiple=Field("boolean")),
+    "reject": _step("basic.reject", **_TAG, requeue=Field("boolean")),
+    "nack": _step("basic.nack", **_TAG, multiple=Field("boolean"), requeue=Field("boolean")),
+    "recover": _step("basic.recover", requeue=Field("boolean")),
+    "flow": _step("channel.flow", active=Field("boolean", required=True)),
+    "close_channel": _step("channel.close (client side)"),
+    "close": _step("connection.close (client side)"),
+    "advance": _step(
+        "move the virtual clock forward, firing each timer at its due time",
+        scalar="seconds",
+        client=False,
+        seconds=Field("number", "seconds to move forward"),
+        to=Field("number", "absolute time to move to (what record mode writes)"),
+        broker=Field("string"),
+    ),
+    "run_until_idle": _step(
+        "deliver everything due and fire due timers", client=False, broker=Field("string")
+    ),
+    "restart": _step(
+        "restart the broker: connections dropped, transient state lost",
+        client=False,
+        broker=Field("string"),
+    ),
+    "close_connections": _step(
+        "force-close every connection (320 CONNECTION_FORCED)",
+        client=False,
+        broker=Field("string"),
+    ),
+    "add_vhost": _step(
+        "create a vhost", client=False, vhost=Field("string", required=True), broker=Field("string")
+    ),
+    "fault_add": _step(
+        "activate a fault rule (simamqp.core.faults.FaultRule fields)",
+        client=False,
+        broker=Field("string"),
+        point=Field("string", "publish, enqueue, deliver, ack or connection", required=True),
+        action=Field("string", "drop, duplicate, reorder, delay, redeliver, ...", required=True),
+        name=Field("string"),
+        queue=Field("string"),
+        exchange=Field("string"),
+        routing_key=Field("string", "topic pattern"),
+        properties=Field("mapping"),
+        headers=Field("mapping"),
+        nth=Field("integer"),
+        probability=Field("number"),
+        max_count=Field("integer"),
+        copies=Field("integer"),
+        window=Field("integer"),
+        delay=Field("number"),
+        reply_code=Field("integer"),
+        reply_text=Field("string"),
+    ),
+    "fault_remove": _step(
+        "deactivate a fault rule", client=False, name=Field("string", required=True),
+        broker=Field("string"),
+    ),
+    "expect": _step("check expectations at this point", client=False),
+}
+
+BROKER_FIELDS: dict[str, Field] = {
+    "seed": Field("integer", "the broker's seed (default 0; simamqp run --seed overrides)"),
+    "clock": Field("string", "virtual (default) or wall", enum=("virtual", "wall")),
+    "start": Field("number", "virtual clock start time (default 0)"),
+    "vhosts": Field("list", "extra vhosts to create"),
+}
+
+DECLARE_FIELDS: dict[str, Field] = {
+    "exchanges": Field("list", "exchange_declare arguments, one mapping each"),
+    "queues": Field("list", "queue_declare arguments, one mapping each"),
+    "bindings": Field("list", "queue_bind (queue:) or exchange_bind (destination:) arguments"),
+}
+
+EXPECT_FIELDS: dict[str, Field] = {
+    "broker": Field("string", "the broker these expectations are about"),
+    "deliveries": Field(
+        "mapping",
+        "client -> the messages it received (deliveries and gets) in order: bodies, or "
+        "mappings with body/redelivered/routing_key/exchange/consumer_tag/via/properties",
+    ),
+    "queues": Field(
+        "mapping",
+        "queue -> 'absent' or a mapping of messages_ready, messages_unacknowledged, messages, "
+        "consumers, bodies, durable, exclusive, auto_delete, arguments, vhost",
+    ),
+    "exchanges": Field("mapping", "exchange -> 'absent' or a mapping of type, durable, ..."),
+    "errors": Field("list", "every error in order: mappings of client, code, text (substring)"),
+    "returns": Field("mapping", "client -> bodies of basic.return'ed messages, in order"),
+    "confirms": Field("mapping", "client -> list of 'ack'/'nack' publisher confirms, in order"),
+    "cancels": Field("mapping", "client -> consumer tags the broker cancelled, in order"),
+    "events": Field("mapping", "trace event kind -> how many such events"),
+    "time": Field("number", "the clock's time"),
+    "trace_digest": Field("string", "sha256 of the trace (broker.trace.digest())"),
+    "trace": Field("list", "the trace events, one line each (record mode writes this)"),
+}
+
+TOP_FIELDS: dict[str, Field] = {
+    "version": Field("integer", "scenario format version: 1", required=True),
+    "name": Field("string", "what the scenario shows (default: the file name)"),
+    "description": Field("string"),
+    "tags": Field("list", "words -k can select on"),
+    **{k: v for k, v in BROKER_FIELDS.items()},
+    "brokers": Field("mapping", "name -> broker settings (seed, clock, start, vhosts)"),
+    "declare": Field("mapping", "entities declared before the steps, by client 'setup'"),
+    "faults": Field("list-or-mapping", "fault plan rules (simamqp.core.faults), per from_dict"),
+    "steps": Field("list", "client steps, in order", required=True),
+    "expect": Field("mapping", "expectations checked after the last step"),
+}
+
+
+@dataclass
+class BrokerSpec:
+    name: str
+    seed: int = 0
+    clock: str = "virtual"
+    start: float = 0.0
+    vhosts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Step:
+    name: str
+    args: dict[str, Any]
+    mark: Mark
+    index: int
+
+    def where(self) -> str:
+        return f"step {self.index + 1} ({self.name}) at {self.mark}"
+
+
+@dataclass
+class Scenario:
+    path: str
+    name: str
+    brokers: dict[str, BrokerSpec]
+    steps: list[Step]
+    expect: dict[str, Any]
+    declare: dict[str, Any]
+    faults: Any
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+    mark: Mark | None = None
+
+    @property
+    def default_broker(self) -> str:
+        return next(iter(self.brokers))
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+def _type_ok(kind: str, value: Any, spec: Field) -> bool:
+    if kind in ("string", "body"):
+        ok = isinstance(value, str)
+    elif kind == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "number":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif kind == "boolean":
+        ok = isinstance(value, bool)
+    elif kind == "mapping":
+        ok = isinstance(value, dict)
+    elif kind == "list":
+        ok = isinstance(value, list)
+    elif kind == "body-or-null":
+        ok = value is None or isinstance(value, str)
+    elif kind == "code":
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or value == "closed"
+    elif kind == "list-or-mapping":
+        ok = isinstance(value, list | dict)
+    else:
+        ok = True
+    if ok and spec.enum is not None:
+        ok = value in spec.enum
+    return ok
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    kind = {int: "integer", float: "number", str: "string"}.get(type(value), type(value).__name__)
+    return f"{kind} {value!r}"
+
+
+def _suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_fields(
+    mapping: MarkedDict, fields: Mapping[str, Field], what: str, *, mark: Mark | None = None
+) -> None:
+    """Every key known, every value of its type, every required key present."""
+    for key, value in mapping.items():
+        spec = fields.get(key)
+        if spec is None:
+            known = sorted(fields)
+            raise ScenarioError(
+                mapping.key_marks.get(key, mapping.mark),
+                f"unknown field {key!r} in {what}{_suggest(key, known)}; "
+                f"expected one of: {', '.join(known)}",
+            )
+        if not _type_ok(spec.type, value, spec):
+            expected = TYPES[spec.type][1]
+            if spec.enum is not None:
+                expected = "one of " + ", ".join(repr(e) for e in spec.enum)
+            raise ScenarioError(
+                mapping.mark_of(key),
+                f"{what}: field {key!r} must be {expected}, got {_describe(value)}",
+            )
+    for key, spec in fields.items():
+        if spec.required and key not in mapping:
+            raise ScenarioError(
+                mark or mapping.mark, f"{what}: missing required field {key!r}"
+            )
+
+
+def _require_mapping(value: Any, mark: Mark, what: str) -> MarkedDict:
+    if not isinstance(value, MarkedDict):
+        raise ScenarioError(mark, f"{what} must be a mapping, got {_describe(value)}")
+    return value
+
+
+def _parse_step(item: Any, mark: Mark, index: int) -> Step:
+    names = sorted(STEPS)
+    if isinstance(item, str):
+        spec = STEPS.get(item)
+        if spec is None:
+            raise ScenarioError(
+                mark, f"unknown step {item!r}{_suggest(item, names)}; expected one of: "
+                + ", ".join(names),
+            )
+        missing = [k for k, f in spec.fields.items() if f.required]
+        if missing:
+            raise ScenarioError(mark, f"step {item!r}: missing required field {missing[0]!r}")
+        return Step(item, {}, mark, index)
+    if not isinstance(item, MarkedDict) or len(item) != 1:
+        raise ScenarioError(
+            mark,
+            "a step must be a mapping with exactly one key, the step name "
+            f"(e.g. '- publish: {{routing_key: q, body: hi}}'), got {_describe(item)}"
+            + (f" with keys {', '.join(map(repr, item))}" if isinstance(item, dict) else ""),
+        )
+    name, value = next(iter(item.items()))
+    spec = STEPS.get(name)
+    if spec is None:
+        raise ScenarioError(
+            item.key_marks[name],
+            f"unknown step {name!r}{_suggest(name, names)}; expected one of: " + ", ".join(names),
+        )
+    value_mark = item.mark_of(name)
+    if name == "expect":
+        body = _require_mapping(value, value_mark, "step 'expect'")
+        _check_expect(body)
+        return Step(name, dict(body), item.key_marks[name], index)
+    if value is None:
+        args = MarkedDict()
+        args.mark, args.key_marks, args.value_marks = value_mark, {}, {}
+    elif isinstance(value, MarkedDict):
+        args = value
+    elif spec.scalar is not None and not isinstance(value, list):
+        args = MarkedDict({spec.scalar: value})
+        args.mark = value_mark
+        args.key_marks = {spec.scalar: value_mark}
+        args.value_marks = {spec.scalar: value_mark}
+    else:
+        raise ScenarioError(
+            value_mark, f"step {name!r} takes a mapping of fields, got {_describe(value)}"
+        )
+    check_fields(args, spec.fields, f"step {name!r}", mark=item.key_marks[name])
+    if name == "advance" and ("seconds" in args) == ("to" in args):
+        raise ScenarioError(value_mark, "step 'advance': give exactly one of 'seconds' or 'to'")
+    if name == "advance" and args.get("seconds", 0) < 0:
+        raise ScenarioError(value_mark, "step 'advance': time never goes backwards (seconds < 0)")
+    if name in ("ack", "reject", "nack") and ("delivery_tag" in args) == ("body" in args):
+        raise ScenarioError(
+            value_mark, f"step {name!r}: give exactly one of 'delivery_tag' or 'body'"
+        )
+    if name == "publish" and "body" in args and "body_base64" in args:
+        raise ScenarioError(value_mark, "step 'publish': give 'body' or 'body_base64', not both")
+    return Step(name, dict(args), item.key_marks[name], index)
+
+
+def _check_expect(expect: MarkedDict) -> None:
+    check_fields(expect, EXPECT_FIELDS, "expect")
+    for section in ("deliveries", "returns", "confirms", "cancels"):
+        table = expect.get(section)
+        if isinstance(table, MarkedDict):
+            for client, items in table.items():
+                if not isinstance(items, list):
+                    raise ScenarioError(
+                        table.mark_of(client),
+                        f"expect.{section}.{client} must be a list, got {_describe(items)}",
+                    )
+    for section in ("queues", "exchanges"):
+        table = expect.get(section)
+        if isinstance(table, MarkedDict):
+            for name, state in table.items():
+                if state != "absent" and not isinstance(state, dict):
+                    raise ScenarioError(
+                        table.mark_of(name),
+                        f"expect.{section}.{name} must be 'absent' or a mapping, "
+                        f"got {_describe(state)}",
+                    )
+    events = expect.get("events")
+    if isinstance(events, MarkedDict):
+        for kind, count in events.items():
+            if not isinstance(count, int) or isinstance(count, bool):
+                raise ScenarioError(
+                    events.mark_of(kind), f"expect.events.{kind} must be an integer count"
+                )
+
+
+def _broker_spec(name: str, data: Mapping[str, Any], mark: Mark) -> BrokerSpec:
+    vhosts = data.get("vhosts", [])
+    if not all(isinstance(v, str) for v in vhosts):
+        raise ScenarioError(mark, "vhosts must be a list of strings")
+    return BrokerSpec(
+        name=name,
+        seed=int(data.get("seed", 0)),
+        clock=str(data.get("clock", "virtual")),
+        start=float(data.get("start", 0.0)),
+        vhosts=list(vhosts),
+    )
+
+
+def validate(data: Any, path: str) -> Scenario:
+    """Check a parsed file against the definitions; the first problem raises ScenarioError."""
+    top_mark = data.mark if isinstance(data, MarkedDict | MarkedList) else Mark(path, 1, 1)
+    if not isinstance(data, MarkedDict):
+        raise ScenarioError(
+            top_mark, f"a scenario file must be a mapping with 'version: 1', got {_describe(data)}"
+        )
+    if "version" not in data:
+        raise ScenarioError(data.mark, "missing required field 'version' (expected version: 1)")
+    version = data["version"]
+    if version != VERSION or isinstance(version, bool):
+        raise ScenarioError(
+            data.mark_of("version"),
+            f"unknown version {version!r}; this simamqp reads version: {VERSION}",
+        )
+    check_fields(data, TOP_FIELDS, "scenario")
+    brokers: dict[str, BrokerSpec] = {}
+    if "brokers" in data:
+        table = data["brokers"]
+        if any(k in data for k in BROKER_FIELDS):
+            raise ScenarioError(
+                data.key_marks["brokers"],
+                "give broker settings either at the top level or under 'brokers', not both",
+            )
+        if not table:
+            raise ScenarioError(data.mark_of("brokers"), "brokers: expected at least one broker")
+        for name, settings in table.items():
+            settings = _require_mapping(settings, table.mark_of(name), f"brokers.{name}")
+            check_fields(settings, BROKER_FIELDS, f"brokers.{name}")
+            brokers[name] = _broker_spec(name, settings, settings.mark)
+    else:
+        brokers["default"] = _broker_spec("default", data, data.mark)
+    declare = data.get("declare", MarkedDict())
+    if "declare" in data:
+        check_fields(declare, DECLARE_FIELDS, "declare")
+        for section in ("exchanges", "queues", "bindings"):
+            for i, entry in enumerate(declare.get(section, [])):
+                entry_mark = declare[section].mark_of(i)
+                entry = _require_mapping(entry, entry_mark, f"declare.{section}[{i + 1}]")
+                step_name = {
+                    "exchanges": "exchange_declare",
+                    "queues": "queue_declare",
+                    "bindings": "exchange_bind" if "destination" in entry else "queue_bind",
+                }[section]
+                fields = {
+                    k: v for k, v in STEPS[step_name].fields.items() if k not in _CLIENT
+                }
+                check_fields(entry, fields, f"declare.{section}[{i + 1}]")
+    faults = data.get("faults")
+    if isinstance(faults, list):
+        for i, rule in enumerate(faults):
+            _require_mapping(rule, faults.mark_of(i), f"faults[{i + 1}]")
+    if faults is not None:
+        from ..core.faults import InvalidFault, parse_rules
+
+        try:
+            parse_rules(faults)
+        except (InvalidFault, TypeError, ValueError) as err:
+            raise ScenarioError(data.mark_of("faults"), f"faults: {err}") from None
+    steps_value = data["steps"]
+    steps = [
+        _parse_step(item, steps_value.mark_of(i), i) for i, item in enumerate(steps_value)
+    ]
+    for step in steps:
+        target = step.args.get("broker")
+        if target is not None and target not in brokers:
+            raise ScenarioError(
+                step.mark, f"{step.where()}: unknown broker {target!r}; "
+                f"expected one of: {', '.join(brokers)}"
+            )
+        if step.name == "fault_add":
+            from ..core.faults import FaultRule, InvalidFault
+
+            rule = {k: v for k, v in step.args.items() if k != "broker"}
+            try:
+                FaultRule.from_dict(rule)
+            except (InvalidFault, TypeError, ValueError) as err:
+                raise ScenarioError(step.mark, f"{step.where()}: {err}") from None
+        if step.name == "advance" and brokers[target or next(iter(brokers))].clock == "wall":
+            raise ScenarioError(step.mark, "step 'advance' needs clock: virtual")
+    expect = data.get("expect", MarkedDict())
+    if "expect" in data:
+        _check_expect(expect)
+    tags = data.get("tags", [])
+    default_name = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return Scenario(
+        path=path,
+        name=str(data.get("name", default_name)),
+        brokers=brokers,
+        steps=steps,
+        expect=dict(expect),
+        declare=dict(declare),
+        faults=faults,
+        description=str(data.get("description", "")),
+        tags=[str(t) for t in tags],
+        mark=data.mark,
+    )
+
+
+# -- JSON Schema ------------------------------------------------------------------------------
+
+
+def _object(fields: Mapping[str, Field], *, closed: bool = True) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    for key, spec in fields.items():
+        prop = dict(TYPES[spec.type][0])
+        if spec.enum is not None:
+            prop["enum"] = list(spec.enum)
+        if spec.doc:
+            prop["description"] = spec.doc
+        properties[key] = prop
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    required = [k for k, f in fields.items() if f.required]
+    if required:
+        schema["required"] = required
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files, generated from the same tables the loader uses."""
+    step_variants: list[dict[str, Any]] = []
+    bare = []
+    for name, spec in STEPS.items():
+        if name == "expect":
+            body: dict[str, Any] = {"$ref": "#/$defs/expect"}
+        else:
+            body = {"oneOf": [_object(spec.fields), {"type": "null"}]}
+            if spec.scalar is not None:
+                scalar_schema = dict(TYPES[spec.fields[spec.scalar].type][0])
+                body["oneOf"].append(scalar_schema)
+        step_variants.append(
+            {
+                "type": "object",
+                "description": spec.doc,
+                "properties": {name: body},
+                "required": [name],
+                "additionalProperties": False,
+            }
+        )
+        if not any(f.required for f in spec.fields.values()) and name != "expect":
+            bare.append(name)
+    step_variants.append({"enum": bare, "description": "a step with no fields"})
+    top = _object(TOP_FIELDS)
+    top["properties"]["version"] = {"const": VERSION, "description": "scenario format version"}
+    top["properties"]["steps"] = {"type": "array", "items": {"$ref": "#/$defs/step"}}
+    top["properties"]["expect"] = {"$ref": "#/$defs/expect"}
+    top["properties"]["declare"] = _object(DECLARE_FIELDS)
+    top["properties"]["brokers"] = {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": _object(BROKER_FIELDS),
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://simamqp.invalid/scenario-v1.schema.json",
+        "title": "simamqp scenario file, version 1",
+        **top,
+        "$defs": {"step": {"oneOf": step_variants}, "expect": _object(EXPECT_FIELDS)},
+    }
