@@ -28,6 +28,7 @@ from .core.errors import (
     PreconditionFailed,
     ResourceLocked,
 )
+from .core.faults import FaultPlan, FaultRule, InvalidFault
 from .core.trace import Event, Trace
 from .wallclock import WallClock
 
@@ -46,6 +47,9 @@ __all__ = [
     "ConnectionForced",
     "Event",
     "ExchangeInfo",
+    "FaultPlan",
+    "FaultRule",
+    "InvalidFault",
     "NotAllowed",
     "NotFound",
     "PreconditionFailed",
