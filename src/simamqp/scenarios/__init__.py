@@ -70,7 +70,9 @@ def collect(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
                 sorted(
                     p
                     for p in path.rglob("*")
-                    if p.suffix in SUFFIXES and p.is_file() and ".simamqp" not in p.parts[:-1]
+                    if p.suffix in SUFFIXES
+                    and p.is_file()
+                    and ".simamqp" not in p.relative_to(path).parts[:-1]
                 )
             )
         else:
