@@ -1,0 +1,448 @@
+"""Hypothesis strategies for AMQP data, fault plans and RPC result streams.
+
+Hypothesis style (hypothesis-python/docs/api-style.rst): plural nouns, keyword-only arguments,
+and bad arguments raise ``hypothesis.errors.InvalidArgument`` when the strategy is *defined*, not
+when it is drawn from. Hypothesis is a test extra: only this module and ``simamqp.stateful``
+import it.
+
+Values are valid for RabbitMQ unless a parameter says otherwise, so a test can publish, declare
+and bind what it draws without tripping a channel error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from .core.faults import ACTIONS, ACTIONS_BY_POINT, POINTS, FaultRule
+
+__all__ = [
+    "EXCHANGE_TYPES",
+    "FINAL_STATES",
+    "RPCResultStream",
+    "binding_keys",
+    "exchange_types",
+    "fault_plans",
+    "fault_rules",
+    "headers_tables",
+    "message_properties",
+    "queue_arguments",
+    "routing_keys",
+    "rpc_result_streams",
+]
+
+EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
+#: Celery's READY_STATES: a task reports one of them last.
+FINAL_STATES = ("SUCCESS", "FAILURE", "REVOKED")
+_DEFAULT_WORDS = ("a", "b", "c", "orders", "eu")
+#: AMQP shortstr: a routing key is at most 255 bytes.
+_SHORTSTR_MAX = 255
+
+
+# -- argument checks ---------------------------------------------------------------------------
+
+
+def _check_int(value: Any, name: str, *, minimum: int = 0, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{name}={value!r} must be an int")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise InvalidArgument(f"{name}={value!r} must be {bound}")
+
+
+def _check_range(min_value: int, max_value: int, min_name: str, max_name: str) -> None:
+    if min_value > max_value:
+        raise InvalidArgument(f"{min_name}={min_value} is greater than {max_name}={max_value}")
+
+
+def _check_words(words: Sequence[str] | None) -> tuple[str, ...]:
+    if words is None:
+        return _DEFAULT_WORDS
+    if isinstance(words, str) or not isinstance(words, Sequence):
+        raise InvalidArgument(f"words={words!r} must be a sequence of strings")
+    out = tuple(words)
+    if not out:
+        raise InvalidArgument("words must not be empty")
+    for word in out:
+        if not isinstance(word, str) or "." in word or word in ("*", "#"):
+            raise InvalidArgument(f"word {word!r} must be a str without '.', '*' or '#'")
+    return out
+
+
+def _check_names(value: Iterable[str] | None, name: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise InvalidArgument(f"{name}={value!r} must be a collection of names, not a str")
+    out = tuple(value)
+    if not all(isinstance(v, str) for v in out):
+        raise InvalidArgument(f"{name}={value!r} must contain only strings")
+    return out
+
+
+# -- exchanges and keys ------------------------------------------------------------------------
+
+
+def exchange_types(*, builtin_only: bool = True) -> st.SearchStrategy[str]:
+    """The exchange types RabbitMQ knows (``builtin_only=False`` adds an unknown one)."""
+    if not isinstance(builtin_only, bool):
+        raise InvalidArgument(f"builtin_only={builtin_only!r} must be a bool")
+    if builtin_only:
+        return st.sampled_from(EXCHANGE_TYPES)
+    return st.sampled_from((*EXCHANGE_TYPES, "x-unknown"))
+
+
+def routing_keys(
+    *, min_words: int = 0, max_words: int = 4, words: Sequence[str] | None = None
+) -> st.SearchStrategy[str]:
+    """Dot-separated routing keys over a small vocabulary (so keys collide with bindings)."""
+    _check_int(min_words, "min_words")
+    _check_int(max_words, "max_words")
+    _check_range(min_words, max_words, "min_words", "max_words")
+    vocabulary = _check_words(words)
+    return (
+        st.lists(st.sampled_from(vocabulary), min_size=min_words, max_size=max_words)
+        .map(".".join)
+        .filter(lambda key: len(key.encode()) <= _SHORTSTR_MAX)
+    )
+
+
+def binding_keys(
+    *,
+    exchange_type: str = "topic",
+    min_words: int = 0,
+    max_words: int = 4,
+    words: Sequence[str] | None = None,
+) -> st.SearchStrategy[str]:
+    """Binding keys; for ``topic`` exchanges they contain ``*`` and ``#`` wildcards."""
+    if exchange_type not in EXCHANGE_TYPES:
+        raise InvalidArgument(f"exchange_type={exchange_type!r} must be one of {EXCHANGE_TYPES}")
+    _check_int(min_words, "min_words")
+    _check_int(max_words, "max_words")
+    _check_range(min_words, max_words, "min_words", "max_words")
+    vocabulary = _check_words(words)
+    if exchange_type != "topic":
+        return routing_keys(min_words=min_words, max_words=max_words, words=vocabulary)
+    word = st.one_of(st.sampled_from(vocabulary), st.sampled_from(("*", "#")))
+    return (
+        st.lists(word, min_size=min_words, max_size=max_words)
+        .map(".".join)
+        .filter(lambda key: len(key.encode()) <= _SHORTSTR_MAX)
+    )
+
+
+# -- tables and properties ---------------------------------------------------------------------
+
+_INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+#: Hypothesis text never contains surrogates, so it always encodes as UTF-8 longstr.
+_SHORT_TEXT = st.text(max_size=16)
+
+
+def _field_values(max_depth: int) -> st.SearchStrategy[Any]:
+    scalars: st.SearchStrategy[Any] = st.one_of(
+        st.none(),
+        st.booleans(),
+        _INT64,
+        _SHORT_TEXT,
+        st.binary(max_size=16),
+        st.floats(allow_nan=False, allow_infinity=False),
+    )
+    if max_depth <= 0:
+        return scalars
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3),
+            st.dictionaries(st.text(max_size=8), inner, max_size=3),
+        ),
+        max_leaves=6,
+    )
+
+
+def headers_tables(
+    *,
+    keys: st.SearchStrategy[str] | None = None,
+    max_size: int = 4,
+    max_depth: int = 1,
+    exclude_x_keys: bool = True,
+) -> st.SearchStrategy[dict[str, Any]]:
+    """AMQP field tables (``application_headers``): str keys, typed values, optional nesting.
+
+    ``exclude_x_keys`` leaves out keys starting with ``x-`` (those mean something to
+    headers exchanges and RabbitMQ features).
+    """
+    _check_int(max_size, "max_size")
+    _check_int(max_depth, "max_depth", maximum=3)
+    if keys is not None and not isinstance(keys, st.SearchStrategy):
+        raise InvalidArgument(f"keys={keys!r} must be a strategy")
+    key_strategy = keys if keys is not None else st.text(min_size=1, max_size=12)
+    if exclude_x_keys:
+        key_strategy = key_strategy.filter(lambda k: not k.startswith("x-"))
+    return st.dictionaries(key_strategy, _field_values(max_depth), max_size=max_size)
+
+
+def message_properties(
+    *,
+    expiration: bool = False,
+    priority: bool = True,
+    headers: bool = True,
+    persistent: bool | None = None,
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Basic-class properties by py-amqp name (``application_headers``, ``delivery_mode``...).
+
+    ``expiration`` adds per-message TTLs (off by default: they make messages vanish with time);
+    ``persistent`` fixes ``delivery_mode`` (None: 1, 2 or absent).
+    """
+    for name, value in (("expiration", expiration), ("priority", priority), ("headers", headers)):
+        if not isinstance(value, bool):
+            raise InvalidArgument(f"{name}={value!r} must be a bool")
+    if persistent is not None and not isinstance(persistent, bool):
+        raise InvalidArgument(f"persistent={persistent!r} must be a bool or None")
+    optional: dict[str, st.SearchStrategy[Any]] = {
+        "content_type": st.sampled_from(("application/json", "text/plain", "application/x-yaml")),
+        "content_encoding": st.sampled_from(("utf-8", "binary")),
+        "correlation_id": st.uuids().map(str),
+        "message_id": st.uuids().map(str),
+        "type": st.sampled_from(("task", "event")),
+        "app_id": st.sampled_from(("simamqp", "celery")),
+    }
+    if persistent is None:
+        optional["delivery_mode"] = st.sampled_from((1, 2))
+    if priority:
+        optional["priority"] = st.integers(min_value=0, max_value=9)
+    if expiration:
+        optional["expiration"] = st.integers(min_value=0, max_value=60_000).map(str)
+    if headers:
+        optional["application_headers"] = headers_tables(max_size=3, max_depth=0)
+    required: dict[str, st.SearchStrategy[Any]] = {}
+    if persistent is not None:
+        required["delivery_mode"] = st.just(2 if persistent else 1)
+    return st.fixed_dictionaries(required, optional=optional)
+
+
+def queue_arguments(
+    *,
+    ttl: bool = True,
+    max_length: bool = True,
+    priority: bool = False,
+    dead_letter_exchange: str | None = None,
+    expires: bool = False,
+    single_active_consumer: bool = False,
+) -> st.SearchStrategy[dict[str, Any]]:
+    """``queue.declare`` arguments RabbitMQ accepts; each feature is opt-in or opt-out.
+
+    ``dead_letter_exchange`` names the DLX to use when dead-lettering is drawn.
+    """
+    for name, value in (
+        ("ttl", ttl),
+        ("max_length", max_length),
+        ("priority", priority),
+        ("expires", expires),
+        ("single_active_consumer", single_active_consumer),
+    ):
+        if not isinstance(value, bool):
+            raise InvalidArgument(f"{name}={value!r} must be a bool")
+    if dead_letter_exchange is not None and not isinstance(dead_letter_exchange, str):
+        raise InvalidArgument(f"dead_letter_exchange={dead_letter_exchange!r} must be a str")
+    optional: dict[str, st.SearchStrategy[Any]] = {}
+    if ttl:
+        optional["x-message-ttl"] = st.integers(min_value=0, max_value=10_000)
+    if max_length:
+        optional["x-max-length"] = st.integers(min_value=0, max_value=10)
+        optional["x-max-length-bytes"] = st.integers(min_value=0, max_value=1_000)
+        optional["x-overflow"] = st.sampled_from(
+            ("drop-head", "reject-publish", "reject-publish-dlx")
+        )
+    if priority:
+        optional["x-max-priority"] = st.integers(min_value=1, max_value=10)
+    if dead_letter_exchange is not None:
+        optional["x-dead-letter-exchange"] = st.just(dead_letter_exchange)
+        optional["x-dead-letter-routing-key"] = routing_keys(max_words=2)
+    if expires:
+        optional["x-expires"] = st.integers(min_value=1, max_value=60_000)
+    if single_active_consumer:
+        optional["x-single-active-consumer"] = st.booleans()
+    return st.fixed_dictionaries({}, optional=optional).map(_consistent_queue_arguments)
+
+
+def _consistent_queue_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    # A dead-letter routing key without a DLX is a PRECONDITION_FAILED in RabbitMQ.
+    if "x-dead-letter-exchange" not in arguments:
+        arguments.pop("x-dead-letter-routing-key", None)
+    return arguments
+
+
+# -- fault plans -------------------------------------------------------------------------------
+
+
+def fault_rules(
+    *,
+    points: Iterable[str] = POINTS,
+    actions: Iterable[str] | None = None,
+    queues: Iterable[str] | None = None,
+    max_delay: float = 5.0,
+    max_count: int | None = 3,
+) -> st.SearchStrategy[FaultRule]:
+    """Single ``FaultRule``s at the given points, with the given actions.
+
+    ``queues`` are names a ``queue`` selector may use (None: no queue selectors). Rules that
+    close connections or restart the broker are always bounded by ``max_count`` (default 3)
+    so a plan cannot keep a client from ever getting through.
+    """
+    point_list = _check_names(points, "points")
+    assert point_list is not None
+    if not point_list:
+        raise InvalidArgument("points must not be empty")
+    for point in point_list:
+        if point not in POINTS:
+            raise InvalidArgument(f"unknown point {point!r}; one of {POINTS}")
+    action_set = set(ACTIONS) if actions is None else set(_check_names(actions, "actions") or ())
+    for action in action_set:
+        if action not in ACTIONS:
+            raise InvalidArgument(f"unknown action {action!r}; one of {ACTIONS}")
+    pairs = [(p, a) for p in point_list for a in sorted(ACTIONS_BY_POINT[p]) if a in action_set]
+    if not pairs:
+        raise InvalidArgument(f"no action in {sorted(action_set)} is possible at {point_list}")
+    queue_names = _check_names(queues, "queues")
+    if (
+        isinstance(max_delay, bool)
+        or not isinstance(max_delay, int | float)
+        or not math.isfinite(max_delay)
+        or max_delay <= 0
+    ):
+        raise InvalidArgument(f"max_delay={max_delay!r} must be a positive finite number")
+    if max_count is not None:
+        _check_int(max_count, "max_count", minimum=1)
+
+    @st.composite
+    def rule(draw: st.DrawFn) -> FaultRule:
+        point, action = draw(st.sampled_from(pairs))
+        kwargs: dict[str, Any] = {"point": point, "action": action}
+        if queue_names and point in ("enqueue", "deliver", "ack") and draw(st.booleans()):
+            kwargs["queue"] = draw(st.sampled_from(queue_names))
+        if draw(st.booleans()):
+            kwargs["nth"] = draw(st.integers(min_value=1, max_value=5))
+        if draw(st.booleans()):
+            kwargs["probability"] = draw(st.sampled_from((0.1, 0.25, 0.5, 0.9)))
+        disruptive = action in ("close_channel", "close_connection", "restart")
+        if max_count is not None and (disruptive or draw(st.booleans())):
+            kwargs["max_count"] = draw(st.integers(min_value=1, max_value=max_count))
+        if action == "duplicate":
+            kwargs["copies"] = draw(st.integers(min_value=1, max_value=3))
+        if action == "reorder":
+            kwargs["window"] = draw(st.integers(min_value=2, max_value=4))
+        if action in ("delay", "reorder"):
+            kwargs["delay"] = draw(
+                st.floats(min_value=0.0, max_value=max_delay, allow_nan=False).map(
+                    lambda d: round(d, 3)
+                )
+            )
+        return FaultRule(**kwargs)
+
+    return rule()
+
+
+def fault_plans(
+    *,
+    points: Iterable[str] = POINTS,
+    actions: Iterable[str] | None = None,
+    queues: Iterable[str] | None = None,
+    min_rules: int = 0,
+    max_rules: int = 3,
+    max_delay: float = 5.0,
+    max_count: int | None = 3,
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Fault plans as plain data: ``{"version": 1, "rules": [...]}``.
+
+    Plain data prints as a falsifying example that can be pasted into a scenario's ``faults:``
+    and loaded with ``broker.faults.load(plan)`` (see docs/faults.md).
+    """
+    _check_int(min_rules, "min_rules")
+    _check_int(max_rules, "max_rules")
+    _check_range(min_rules, max_rules, "min_rules", "max_rules")
+    rules = fault_rules(
+        points=points, actions=actions, queues=queues, max_delay=max_delay, max_count=max_count
+    )
+
+    def to_plan(items: list[FaultRule]) -> dict[str, Any]:
+        named = []
+        for index, item in enumerate(items, 1):
+            data = item.to_dict()
+            data["name"] = f"r{index}"
+            named.append(data)
+        return {"version": 1, "rules": named}
+
+    return st.lists(rules, min_size=min_rules, max_size=max_rules).map(to_plan)
+
+
+# -- RPC result streams ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RPCResultStream:
+    """One task's state reports: ``states`` in the order the worker sent them, ``arrivals`` in
+    the order a client receives them (reordered, with duplicates)."""
+
+    task_id: str
+    states: tuple[str, ...]
+    arrivals: tuple[str, ...]
+
+    @property
+    def final_state(self) -> str:
+        return self.states[-1]
+
+
+def rpc_result_streams(
+    *,
+    task_ids: st.SearchStrategy[str] | None = None,
+    final_states: Sequence[str] = FINAL_STATES,
+    max_progress: int = 3,
+    max_retries: int = 1,
+    max_duplicates: int = 3,
+    reorder: bool = True,
+    include_received: bool = True,
+) -> st.SearchStrategy[RPCResultStream]:
+    """A Celery task's state sequence (RECEIVED? STARTED PROGRESS* (RETRY STARTED PROGRESS*)*
+    FINAL) and an arrival order with up to ``max_duplicates`` duplicates and, when ``reorder``,
+    any permutation (shrinking towards the sent order)."""
+    final = _check_names(final_states, "final_states")
+    if not final:
+        raise InvalidArgument("final_states must not be empty")
+    _check_int(max_progress, "max_progress", maximum=20)
+    _check_int(max_retries, "max_retries", maximum=5)
+    _check_int(max_duplicates, "max_duplicates", maximum=20)
+    for name, value in (("reorder", reorder), ("include_received", include_received)):
+        if not isinstance(value, bool):
+            raise InvalidArgument(f"{name}={value!r} must be a bool")
+    if task_ids is not None and not isinstance(task_ids, st.SearchStrategy):
+        raise InvalidArgument(f"task_ids={task_ids!r} must be a strategy")
+    ids = task_ids if task_ids is not None else st.uuids().map(str)
+
+    @st.composite
+    def stream(draw: st.DrawFn) -> RPCResultStream:
+        states: list[str] = []
+        if include_received and draw(st.booleans()):
+            states.append("RECEIVED")
+        states.append("STARTED")
+        states += ["PROGRESS"] * draw(st.integers(min_value=0, max_value=max_progress))
+        for _ in range(draw(st.integers(min_value=0, max_value=max_retries))):
+            states += ["RETRY", "STARTED"]
+            states += ["PROGRESS"] * draw(st.integers(min_value=0, max_value=max_progress))
+        states.append(draw(st.sampled_from(final)))
+        arrivals = list(states)
+        for _ in range(draw(st.integers(min_value=0, max_value=max_duplicates))):
+            index = draw(st.integers(min_value=0, max_value=len(states) - 1))
+            # Without reordering a duplicate follows its original (a redelivery does).
+            lowest = 0 if reorder else arrivals.index(states[index]) + 1
+            position = draw(st.integers(min_value=lowest, max_value=len(arrivals)))
+            arrivals.insert(position, states[index])
+        if reorder:
+            arrivals = draw(st.permutations(arrivals))
+        return RPCResultStream(draw(ids), tuple(states), tuple(arrivals))
+
+    return stream()

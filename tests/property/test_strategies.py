@@ -1,0 +1,117 @@
+"""simamqp.strategies: Hypothesis API style and values RabbitMQ (the engine) accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from _property_budget import property_settings
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from simamqp import strategies as sims
+from simamqp.core.broker import Broker
+from simamqp.core.faults import FaultPlan, FaultRule, topic_matches
+
+
+@pytest.mark.parametrize(
+    ("factory", "kwargs"),
+    [
+        (sims.routing_keys, {"max_words": -1}),
+        (sims.routing_keys, {"min_words": 3, "max_words": 2}),
+        (sims.routing_keys, {"words": []}),
+        (sims.routing_keys, {"words": ["a.b"]}),
+        (sims.binding_keys, {"exchange_type": "nope"}),
+        (sims.exchange_types, {"builtin_only": "yes"}),
+        (sims.headers_tables, {"max_size": -1}),
+        (sims.message_properties, {"persistent": "no"}),
+        (sims.queue_arguments, {"ttl": 1}),
+        (sims.fault_plans, {"points": ["nowhere"]}),
+        (sims.fault_plans, {"points": ["connection"], "actions": ["drop"]}),
+        (sims.fault_plans, {"min_rules": 4, "max_rules": 1}),
+        (sims.fault_plans, {"max_delay": 0}),
+        (sims.rpc_result_streams, {"final_states": []}),
+        (sims.rpc_result_streams, {"max_duplicates": -1}),
+        (sims.rpc_result_streams, {"task_ids": "abc"}),
+    ],
+)
+def test_bad_arguments_raise_invalid_argument_at_definition(
+    factory: Any, kwargs: dict[str, Any]
+) -> None:
+    with pytest.raises(InvalidArgument):
+        factory(**kwargs)
+
+
+def test_arguments_are_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        sims.routing_keys(4)  # type: ignore[misc]
+
+
+@property_settings(minimum=200)
+@given(sims.binding_keys(), sims.routing_keys())
+def test_topic_binding_keys_route_like_the_engine(binding: str, key: str) -> None:
+    broker = Broker()
+    channel = broker.connect().channel()
+    channel.exchange_declare("t", "topic")
+    channel.queue_declare("q")
+    channel.queue_bind("q", "t", binding)
+    channel.basic_publish(b"x", "t", key)
+    assert broker.queue("q").messages_ready == int(topic_matches(binding, key))
+
+
+@property_settings()
+@given(sims.exchange_types(), sims.queue_arguments(dead_letter_exchange="dlx", priority=True))
+def test_declarations_are_accepted(exchange_type: str, arguments: dict[str, Any]) -> None:
+    broker = Broker()
+    channel = broker.connect().channel()
+    channel.exchange_declare("e", exchange_type)
+    channel.queue_declare("q", arguments=arguments)
+    assert broker.queue("q").arguments == arguments
+
+
+@property_settings()
+@given(sims.message_properties(expiration=True), sims.headers_tables(max_depth=2))
+def test_properties_and_headers_publish(props: dict[str, Any], table: dict[str, Any]) -> None:
+    broker = Broker()
+    channel = broker.connect().channel()
+    channel.queue_declare("q")
+    channel.basic_publish(b"x", "", "q", properties=props)
+    channel.basic_publish(b"y", "", "q", properties={"application_headers": table})
+    assert channel.is_open
+    assert broker.queue("q").messages_ready + len(broker.trace.of_kind("expire")) == 2
+
+
+@property_settings()
+@given(sims.fault_plans(queues=["q"], min_rules=1))
+def test_fault_plans_load_and_round_trip(plan: dict[str, Any]) -> None:
+    broker = Broker(seed=7)
+    broker.faults.load(plan)
+    exported = broker.faults.to_dict()
+    assert exported["rules"] == plan["rules"]
+    other = Broker(seed=exported["seed"])
+    assert FaultPlan.from_dict(exported, other).to_dict() == exported
+    assert all(isinstance(r, FaultRule) for r in other.faults.rules)
+
+
+@property_settings()
+@given(sims.rpc_result_streams(max_duplicates=2))
+def test_rpc_result_streams_shape(stream: sims.RPCResultStream) -> None:
+    assert stream.final_state in sims.FINAL_STATES
+    assert "STARTED" in stream.states
+    assert sorted(set(stream.arrivals)) == sorted(set(stream.states))
+    assert len(stream.arrivals) - len(stream.states) <= 2
+
+
+@property_settings()
+@given(sims.rpc_result_streams(reorder=False, max_duplicates=3))
+def test_unreordered_streams_keep_sent_order(stream: sims.RPCResultStream) -> None:
+    # The sent order is a subsequence of the arrivals: duplicates only follow their original.
+    arrivals = iter(stream.arrivals)
+    assert all(state in arrivals for state in stream.states)
+
+
+@given(st.data())
+def test_fault_rules_strategy_draws_valid_rules(data: st.DataObject) -> None:
+    rule = data.draw(sims.fault_rules(points=["deliver"], actions=["delay", "redeliver"]))
+    assert rule.point == "deliver" and rule.action in ("delay", "redeliver")
