@@ -164,6 +164,11 @@ STEPS: dict[str, StepSpec] = {
         immediate=Field("boolean"),
         properties=Field("mapping", "basic properties (py-amqp names)"),
         repeat=Field("integer", "publish this many copies (default 1)"),
+        reply_to_of=Field(
+            "string",
+            "reply to the last message this client received: routing key = its reply_to, "
+            "correlation_id copied unless given (a worker answering an RPC request)",
+        ),
     ),
     "consume": _step(
         "basic.consume",

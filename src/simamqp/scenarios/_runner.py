@@ -377,6 +377,18 @@ class Run:
 
     def _publish(self, channel: Channel, params: dict[str, Any]) -> None:
         repeat = int(params.pop("repeat", 1))
+        if "reply_to_of" in params:
+            source = self.clients.get(params.pop("reply_to_of"))
+            if source is None or not source.received:
+                raise StepFailed("reply_to_of: that client has received nothing to reply to")
+            request = source.received[-1]["properties"]
+            if not request.get("reply_to"):
+                raise StepFailed("reply_to_of: the last message received has no reply_to")
+            params["routing_key"] = request["reply_to"]
+            properties = dict(params.get("properties") or {})
+            if "correlation_id" in request:
+                properties.setdefault("correlation_id", request["correlation_id"])
+            params["properties"] = properties
         if "body_base64" in params:
             template: bytes | str = base64.b64decode(params.pop("body_base64"))
         else:
