@@ -261,7 +261,9 @@ class Queue:
 
     def _drop_head_over_limit(self) -> bool:
         args = self.args
-        if args.max_length is None and args.max_length_bytes is None:
+        if (args.max_length is None and args.max_length_bytes is None) or (
+            args.overflow != "drop-head"
+        ):
             return False
         dropped = False
         ready = self.ready
@@ -402,6 +404,8 @@ class Queue:
             self.unacked -= 1
             self.ready.insert_sorted(entry)
             self.ready_bytes += len(entry.message.body)
+        # requeue_and_run enforces drop-head limits too (rabbit_amqqueue_process).
+        self._drop_head_over_limit()
         self._drop_expired()
         self.dispatch()
 
