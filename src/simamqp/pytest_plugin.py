@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,7 +92,9 @@ def _clock(kind: str) -> Clock | None:
         from .wallclock import WallClock
 
         return WallClock()
-    raise pytest.UsageError(f"@pytest.mark.simamqp: clock must be 'virtual' or 'wall', not {kind!r}")
+    raise pytest.UsageError(
+        f"@pytest.mark.simamqp: clock must be 'virtual' or 'wall', not {kind!r}"
+    )
 
 
 @pytest.fixture
@@ -148,7 +150,7 @@ def _scenario_path(config: pytest.Config, node_id: str) -> Path:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[None]:
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
     state = item.stash.get(_STATE, None)
     if state is None or not report.failed or report.when == "teardown":

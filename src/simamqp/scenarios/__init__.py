@@ -94,9 +94,7 @@ _Dumper.add_representer(str, _str)
 
 def dump(data: dict[str, Any]) -> str:
     """A scenario (plain data) as YAML that ``load`` reads back."""
-    return yaml.dump(
-        plain(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100
-    )
+    return yaml.dump(plain(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 def write(data: dict[str, Any], path: str | os.PathLike[str]) -> Path:

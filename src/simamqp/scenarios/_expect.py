@@ -72,7 +72,7 @@ def _compare_list(what: str, expected: list[Any], actual: list[Any]) -> list[str
                 f"{what}[{i + 1}]: expected {_show(expected[i])}, got {_show(_brief(actual[i]))}"
             )
             got = [_brief(a) for a in actual]
-            problems.append(f"{what}: all received: {[g if isinstance(g, str) else g for g in got]}")
+            problems.append(f"{what}: all received: {got}")
             break
     return problems
 
@@ -93,6 +93,7 @@ def check_expectations(run: Run, expect: Mapping[str, Any]) -> list[str]:
     broker = run.brokers[broker_name]
     problems: list[str] = []
 
+    section: str
     for section, attr in (
         ("deliveries", "received"),
         ("returns", "returns"),
@@ -101,8 +102,8 @@ def check_expectations(run: Run, expect: Mapping[str, Any]) -> list[str]:
     ):
         for client_name, items in (expect.get(section) or {}).items():
             client = run.clients.get(client_name)
-            actual = list(getattr(client, attr)) if client is not None else []
-            problems += _compare_list(f"{section} of {client_name}", list(items), actual)
+            seen = list(getattr(client, attr)) if client is not None else []
+            problems += _compare_list(f"{section} of {client_name}", list(items), seen)
 
     for name, state in (expect.get("queues") or {}).items():
         vhost = state.get("vhost", "/") if isinstance(state, Mapping) else "/"
@@ -148,9 +149,7 @@ def check_expectations(run: Run, expect: Mapping[str, Any]) -> list[str]:
             if key not in xactual:
                 problems.append(f"exchange {name!r}: unknown field {key!r}")
             elif not _matches(want, xactual[key]):
-                problems.append(
-                    f"exchange {name!r}: {key} expected {want!r}, got {xactual[key]!r}"
-                )
+                problems.append(f"exchange {name!r}: {key} expected {want!r}, got {xactual[key]!r}")
 
     if "errors" in expect:
         problems += _compare_errors(list(expect["errors"]), run.errors)
@@ -180,10 +179,11 @@ def check_expectations(run: Run, expect: Mapping[str, Any]) -> list[str]:
 
 
 def _compare_errors(expected: list[Any], actual: list[dict[str, Any]]) -> list[str]:
+    want: Any
     problems: list[str] = []
     if len(expected) != len(actual):
-        got = [f"{a['client']}:{a['code']}" for a in actual]
-        problems.append(f"errors: expected {len(expected)}, got {len(actual)}: {got}")
+        summary = [f"{a['client']}:{a['code']}" for a in actual]
+        problems.append(f"errors: expected {len(expected)}, got {len(actual)}: {summary}")
     for i, (want, got) in enumerate(zip(expected, actual, strict=False)):
         if isinstance(want, int):
             want = {"code": want}

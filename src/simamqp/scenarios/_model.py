@@ -72,14 +72,14 @@ _CLIENT = {
     "error": Field("code", "the AMQP reply code this step must fail with"),
     "broker": Field("string", "broker a new client connects to (default: the first broker)"),
 }
-_TAG = {
+_TAG: dict[str, Any] = {
     "delivery_tag": Field("integer", "delivery tag to settle"),
     "body": Field("body", "settle the latest unsettled delivery with this body instead"),
 }
 
 
-def _step(doc: str, scalar: str | None = None, client: bool = True, **fields: Field) -> StepSpec:
-    merged = {**(_CLIENT if client else {}), **fields}
+def _step(doc: str, scalar: str | None = None, client: bool = True, **fields: Any) -> StepSpec:
+    merged: dict[str, Field] = {**(_CLIENT if client else {}), **fields}
     return StepSpec(doc, merged, scalar, client)
 
 
@@ -238,7 +238,9 @@ STEPS: dict[str, StepSpec] = {
         reply_text=Field("string"),
     ),
     "fault_remove": _step(
-        "deactivate a fault rule", client=False, name=Field("string", required=True),
+        "deactivate a fault rule",
+        client=False,
+        name=Field("string", required=True),
         broker=Field("string"),
     ),
     "expect": _step("check expectations at this point", client=False),
@@ -402,9 +404,7 @@ def check_fields(
             )
     for key, spec in fields.items():
         if spec.required and key not in mapping:
-            raise ScenarioError(
-                mark or mapping.mark, f"{what}: missing required field {key!r}"
-            )
+            raise ScenarioError(mark or mapping.mark, f"{what}: missing required field {key!r}")
 
 
 def _require_mapping(value: Any, mark: Mark, what: str) -> MarkedDict:
@@ -419,7 +419,8 @@ def _parse_step(item: Any, mark: Mark, index: int) -> Step:
         spec = STEPS.get(item)
         if spec is None:
             raise ScenarioError(
-                mark, f"unknown step {item!r}{_suggest(item, names)}; expected one of: "
+                mark,
+                f"unknown step {item!r}{_suggest(item, names)}; expected one of: "
                 + ", ".join(names),
             )
         missing = [k for k, f in spec.fields.items() if f.required]
@@ -560,12 +561,10 @@ def validate(data: Any, path: str) -> Scenario:
                     "queues": "queue_declare",
                     "bindings": "exchange_bind" if "destination" in entry else "queue_bind",
                 }[section]
-                fields = {
-                    k: v for k, v in STEPS[step_name].fields.items() if k not in _CLIENT
-                }
+                fields = {k: v for k, v in STEPS[step_name].fields.items() if k not in _CLIENT}
                 check_fields(entry, fields, f"declare.{section}[{i + 1}]")
     faults = data.get("faults")
-    if isinstance(faults, list):
+    if isinstance(faults, MarkedList):
         for i, rule in enumerate(faults):
             _require_mapping(rule, faults.mark_of(i), f"faults[{i + 1}]")
     if faults is not None:
@@ -575,16 +574,14 @@ def validate(data: Any, path: str) -> Scenario:
             parse_rules(faults)
         except (InvalidFault, TypeError, ValueError) as err:
             raise ScenarioError(data.mark_of("faults"), f"faults: {err}") from None
-    steps_value = data["steps"]
-    steps = [
-        _parse_step(item, steps_value.mark_of(i), i) for i, item in enumerate(steps_value)
-    ]
+    steps_value: MarkedList = data["steps"]
+    steps = [_parse_step(item, steps_value.mark_of(i), i) for i, item in enumerate(steps_value)]
     for step in steps:
         target = step.args.get("broker")
         if target is not None and target not in brokers:
             raise ScenarioError(
-                step.mark, f"{step.where()}: unknown broker {target!r}; "
-                f"expected one of: {', '.join(brokers)}"
+                step.mark,
+                f"{step.where()}: unknown broker {target!r}; expected one of: {', '.join(brokers)}",
             )
         if step.name == "fault_add":
             from ..core.faults import FaultRule, InvalidFault

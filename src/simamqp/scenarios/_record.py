@@ -231,7 +231,9 @@ class Recorder:
                 args = make_args(result)
                 trace = broker.trace
                 codes = [
-                    trace[i].attrs["code"] for i in range(mark, len(trace)) if trace[i].kind == "error"
+                    trace[i].attrs["code"]
+                    for i in range(mark, len(trace))
+                    if trace[i].kind == "error"
                 ]
                 if codes:
                     args["error"] = codes[0]

@@ -293,7 +293,9 @@ class Run:
                 self.open_client(args.get("client", "c1"), broker_name, args.get("vhost", "/"))
             except AMQPError as err:
                 if args.get("error") != err.reply_code:
-                    raise StepFailed(f"unexpected error {err.reply_code} {err.reply_text}") from None
+                    raise StepFailed(
+                        f"unexpected error {err.reply_code} {err.reply_text}"
+                    ) from None
             else:
                 if args.get("error") is not None:
                     raise StepFailed(f"expected error {args['error']}, it succeeded")
@@ -329,14 +331,24 @@ class Run:
             # e.g. a connection refused (530) raises without an error event
             codes.append(refused)
             self.errors.append(
-                {"client": client.name, "channel": None, "code": refused, "text": "",
-                 "step": step.index + 1}
+                {
+                    "client": client.name,
+                    "channel": None,
+                    "code": refused,
+                    "text": "",
+                    "step": step.index + 1,
+                }
             )
         if closed:
             codes.append("closed")
             self.errors.append(
-                {"client": client.name, "channel": args.get("channel", 1), "code": "closed",
-                 "text": "channel is closed", "step": step.index + 1}
+                {
+                    "client": client.name,
+                    "channel": args.get("channel", 1),
+                    "code": "closed",
+                    "text": "channel is closed",
+                    "step": step.index + 1,
+                }
             )
         expected = args.get("error")
         if expected is not None:
@@ -344,9 +356,7 @@ class Run:
                 got = f"got {', '.join(map(str, codes))}" if codes else "it succeeded"
                 raise StepFailed(f"expected error {expected}, {got}")
         elif codes:
-            text = next(
-                (e["text"] for e in self.errors if e["step"] == step.index + 1), ""
-            )
+            text = next((e["text"] for e in self.errors if e["step"] == step.index + 1), "")
             raise StepFailed(f"unexpected error {codes[0]} {text}".rstrip())
 
     def _client_step(self, client: Client, step: Step) -> None:
