@@ -106,9 +106,25 @@ def _inbound(channel: SimChannel, message: CoreMessage) -> amqp.Message:
     if encoding and channel.auto_decode:
         with contextlib.suppress(LookupError, UnicodeDecodeError):
             body = message.body.decode(encoding)
-    msg = amqp.Message(body, **properties)
-    msg.channel = channel
+    # Same object py-amqp's ``Message(body, **properties)`` builds, without copying the
+    # (already fresh) properties dict a second time through ``**``.
+    msg = amqp.Message(body, channel=channel)
+    msg.properties = properties
     return msg
+
+
+_get_ident = threading.get_ident
+
+
+def _notifier(condition: threading.Condition) -> Callable[[], None]:
+    """The engine connection's listener: wake a thread waiting on ``condition``, if any."""
+    waiters = condition._waiters  # type: ignore[attr-defined]
+
+    def notify() -> None:
+        if waiters:
+            condition.notify()
+
+    return notify
 
 
 def _to_amqp_error(err: AMQPError) -> amqp_exc.AMQPError:
@@ -630,7 +646,7 @@ class SimConnection:
         with broker.lock:
             self._condition = broker._new_condition()
             condition = self._condition
-            core.listener = condition.notify
+            core.listener = _notifier(condition)
         self._core = core
         if callback is not None:
             callback()
@@ -702,7 +718,14 @@ class SimConnection:
     # -- frames -----------------------------------------------------------------------------
 
     def _locked(self, fn: Callable[[], T]) -> T:
-        return self.broker.locked(fn)
+        # Broker.locked, inlined: this runs several times per message.
+        broker = self.broker
+        with broker.lock:
+            threads = broker._threads
+            ident = _get_ident()
+            if ident not in threads:
+                threads[ident] = threading.current_thread()
+            return fn()
 
     def _take(self, control_only: bool) -> F.Frame | None:
         """Pop the next frame (under the lock); with control_only, skip deliveries."""
@@ -721,6 +744,11 @@ class SimConnection:
         return None
 
     def _dispatch(self, frame: F.Frame) -> None:
+        if type(frame) is F.BasicDeliver:  # the common case first
+            deliver_to = self.channels.get(frame.channel_id)
+            if deliver_to is not None:
+                deliver_to._on_basic_deliver(frame)
+            return
         if isinstance(frame, F.ConnectionClose):
             self._collect(frame.error)
             raise _to_amqp_error(frame.error)
@@ -746,6 +774,9 @@ class SimConnection:
             self._dispatch(frame)
 
     def _dispatch_one(self, *, block: bool) -> bool:
+        core = self._core
+        if core is None or not core.outbox:
+            return False
         frame = self._locked(lambda: self._take(control_only=False))
         if frame is None:
             return False
@@ -780,9 +811,9 @@ class SimConnection:
         virtual = isinstance(clock, VirtualClock)
         ident = threading.get_ident()
         with broker.lock:
-            broker._threads.setdefault(ident, threading.current_thread())
-            start = clock.now()
-            deadline = None if timeout is None else start + timeout
+            if ident not in broker._threads:
+                broker._threads[ident] = threading.current_thread()
+            deadline = None if timeout is None else clock.now() + timeout
             real_deadline = None if timeout is None else time.monotonic() + timeout
             try:
                 while True:
