@@ -84,7 +84,7 @@ def test_seed_option_overrides_the_file(tmp_path: Path, cli: CLI) -> None:
 def test_record_then_run_reproduces_the_digest(tmp_path: Path, cli: CLI) -> None:
     source = Path(__file__).parents[2] / "scenarios" / "dlx-ttl" / "retry-chain.yaml"
     target = tmp_path / "retry.yaml"
-    status, out, _ = cli("record", source, "-o", target)
+    status, _out, _ = cli("record", source, "-o", target)
     assert status == 0
     recorded = load(target)
     assert recorded.expect["trace_digest"] == run_scenario(load(source)).digests["default"]

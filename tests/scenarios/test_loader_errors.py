@@ -83,7 +83,7 @@ def test_every_malformed_file_is_reported(
 ) -> None:
     for kind, (text, _, _) in MALFORMED.items():
         (tmp_path / f"{kind}.yaml").write_text(text)
-    status, out, err = cli("validate", tmp_path)
+    status, _out, err = cli("validate", tmp_path)
     assert status == 2
     assert len(err.strip().splitlines()) == len(MALFORMED)
 
