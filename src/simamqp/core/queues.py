@@ -225,18 +225,26 @@ class Queue:
     def enqueue(self, message: Message, now: float) -> bool:
         """Accept a routed message; False when the queue refused it (reject-publish)."""
         broker = self.broker
-        if (self.args.max_length is not None or self.args.max_length_bytes is not None) and (
-            self.args.overflow != "drop-head" and self.will_overflow(message)
+        args = self.args
+        if (args.max_length is not None or args.max_length_bytes is not None) and (
+            args.overflow != "drop-head" and self.will_overflow(message)
         ):
             broker._emit("reject-publish", queue=self.name, vhost=self.vhost, msg=message.id)
-            if self.args.overflow == "reject-publish-dlx":
+            if args.overflow == "reject-publish-dlx":
                 broker._dead_letter(self, message, "maxlen")
             return False
         self._seq += 1
-        entry = QueuedMessage(
-            message, self._seq, self._expiry_for(message, now), self._priority_for(message)
-        )
-        broker._emit("enqueue", queue=self.name, vhost=self.vhost, msg=message.id)
+        if args.message_ttl_ms is None and not args.max_priority:
+            # Hot path (benchmarks/): no queue TTL or priority to look up.
+            expiration = message.properties.get("expiration")
+            expires_at = None if expiration is None else now + int(expiration) / 1000.0
+            entry = QueuedMessage(message, self._seq, expires_at, 0)
+        else:
+            entry = QueuedMessage(
+                message, self._seq, self._expiry_for(message, now), self._priority_for(message)
+            )
+        if broker._tracing:
+            broker._emit("enqueue", queue=self.name, vhost=self.vhost, msg=message.id)
         # Try to hand the message straight to a consumer, as rabbit_amqqueue_process's
         # attempt_delivery does, before it counts against length limits or TTL.
         if not len(self.ready) and self.consumers:
