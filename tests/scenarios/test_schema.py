@@ -10,10 +10,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from test_loader_errors import MALFORMED
 
 from simamqp.scenarios import ScenarioError, collect, json_schema, load_text
-
-from .test_loader_errors import MALFORMED
 
 LIBRARY = Path(__file__).parents[2] / "scenarios"
 
