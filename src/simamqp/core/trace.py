@@ -58,6 +58,9 @@ def canonical(value: Any) -> Any:
     raise TypeError(f"cannot put {type(value).__name__} in a trace")
 
 
+_new_event = tuple.__new__
+
+
 class Trace:
     """Events in the order they happened; ``enabled=False`` records nothing (benchmarks)."""
 
@@ -67,7 +70,9 @@ class Trace:
 
     def emit(self, time: float, kind: str, attrs: Mapping[str, Any]) -> None:
         if self.enabled:
-            self._events.append(Event(len(self._events) + 1, time, kind, attrs))
+            events = self._events
+            # Event(...) without the NamedTuple's Python-level __new__ (same tuple; hot path).
+            events.append(_new_event(Event, (len(events) + 1, time, kind, attrs)))
 
     def __len__(self) -> int:
         return len(self._events)
