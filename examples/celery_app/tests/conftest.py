@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-
 from shop import make_app
 
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 from kombu import Queue
-
 from shop import EVENTS_EXCHANGE, publish_order_placed
 
 
