@@ -80,6 +80,24 @@ def _is_flat(properties: Mapping[str, Any]) -> bool:
     return True
 
 
+def _outbound_properties(properties: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The properties py-amqp would encode (None means absent), and whether they are flat."""
+    out = {}
+    flat = True
+    for key, value in properties.items():
+        if value is None:
+            continue
+        out[key] = value
+        if not flat:
+            continue
+        if key == "application_headers":
+            if value and not all(type(v) in _FLAT and type(v) is not float for v in value.values()):
+                flat = False
+        elif type(value) not in _FLAT:
+            flat = False
+    return out, flat
+
+
 def _wire_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
     """Properties as a peer decodes them after py-amqp encoded them."""
     encoded = amqp.Message(b"", **properties)._serialize_properties()
@@ -497,15 +515,19 @@ class SimChannel(base.StdChannel):
             properties = dict(properties)
             encoding = properties.setdefault("content_encoding", "utf-8")
             body = body.encode(encoding)
-        properties = {k: v for k, v in properties.items() if v is not None}
-        if not _is_flat(properties):
+        properties, flat = _outbound_properties(properties)
+        if not flat:
             properties = _wire_properties(properties)
+        broker = conn.broker
         try:
-            seq = conn._locked(
-                lambda: self._core.basic_publish(
+            with broker.lock:  # SimConnection._locked, inlined (once per message)
+                threads = broker._threads
+                ident = _get_ident()
+                if ident not in threads:
+                    threads[ident] = threading.current_thread()
+                seq = self._core.basic_publish(
                     body, exchange, routing_key, mandatory, immediate, properties
                 )
-            )
         except ChannelClosedError as err:
             if self._close_pending():
                 return  # the broker discards methods on a channel it is closing
