@@ -54,6 +54,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="base seed; each test's broker seed is derived from it and the test id",
     )
     group.addoption(
+        "--simamqp-no-record",
+        action="store_true",
+        default=False,
+        help="do not record what tests do to sim_broker (no replay scenario on failure)",
+    )
+    group.addoption(
         "--simamqp-scenario-dir",
         default=None,
         help="where failing tests' replay scenarios are written (default: <rootdir>/.simamqp)",
@@ -111,7 +117,7 @@ def sim_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
     elif not isinstance(seed, int) or isinstance(seed, bool):
         raise pytest.UsageError(f"@pytest.mark.simamqp: seed must be an int, not {seed!r}")
     broker = Broker(seed=seed, clock=_clock(options.get("clock", "virtual")))
-    recorder = Recorder(broker)
+    recorder = None if request.config.getoption("--simamqp-no-record") else Recorder(broker)
     request.node.stash[_STATE] = _State(broker, seed, base_seed, recorder)
     faults = options.get("faults")
     if faults is not None:
@@ -167,19 +173,20 @@ def _failure_section(item: pytest.Item, state: _State) -> str:
     from .scenarios import write
 
     broker = state.broker
-    data = state.recorder.scenario(
-        name=item.nodeid,
-        description=f"recorded from {item.nodeid} (seed {state.seed})",
-    )
-    path = write(data, _scenario_path(item.config, item.nodeid))
-    events = broker.trace.tail(TRACE_TAIL)
     lines = [
         f"seed: {state.seed} (--simamqp-seed={state.base_seed}, node id {item.nodeid})",
         f"broker: {broker.url if broker.name else '(unregistered)'}  clock: {broker.clock!r}",
         f"trace digest: {broker.trace.digest()} ({len(broker.trace)} events)",
-        f"replay scenario: {path}",
-        f"  simamqp run {path}",
-        f"last {len(events)} trace events:",
-        *(f"  {e}" for e in events),
     ]
+    if state.recorder is not None:
+        data = state.recorder.scenario(
+            name=item.nodeid,
+            description=f"recorded from {item.nodeid} (seed {state.seed})",
+        )
+        path = write(data, _scenario_path(item.config, item.nodeid))
+        lines += [f"replay scenario: {path}", f"  simamqp run {path}"]
+    else:
+        lines.append("replay scenario: not recorded (--simamqp-no-record)")
+    events = broker.trace.tail(TRACE_TAIL)
+    lines += [f"last {len(events)} trace events:", *(f"  {e}" for e in events)]
     return "\n".join(lines)

@@ -201,3 +201,32 @@ def test_tests_without_sim_broker_get_no_section(pytester: pytest.Pytester) -> N
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     assert "- simamqp -" not in result.stdout.str()
+
+
+def test_wall_clock_failure_replays_the_same_events(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.simamqp(clock="wall")
+        def test_wall(sim_broker):
+            with sim_broker.connection() as conn:
+                conn.SimpleQueue("q").put("x")
+            assert False
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    path = re.search(r"replay scenario: (\S+)", result.stdout.str())
+    assert path
+    scenario = load(path.group(1))
+    assert "events" in scenario.expect and "trace_digest" not in scenario.expect
+    assert run_scenario(scenario).passed
+
+
+def test_no_record_option(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_fail=FAILING)
+    result = pytester.runpytest("--simamqp-no-record")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["replay scenario: not recorded (--simamqp-no-record)"])
+    assert not (pytester.path / ".simamqp").exists()
