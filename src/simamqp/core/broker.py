@@ -549,12 +549,15 @@ class Broker:
                 if queue is not None and queue not in found:
                     found.append(queue)
             return found
+        first = exchange.route(routing_keys, headers)
+        if len(first) == 1 and first[0].kind == "queue":
+            return [first[0]]  # type: ignore[list-item]  # one queue, no hop: the common case
         queues: dict[str, Queue] = {}
         seen = {exchange.name}
         work = [exchange]
         while work:
             current = work.pop(0)
-            dests = current.route(routing_keys, headers)
+            dests = first if current is exchange else current.route(routing_keys, headers)
             if not dests and current.alternate_exchange is not None:
                 alternate = vhost.exchanges.get(current.alternate_exchange)
                 if alternate is not None:

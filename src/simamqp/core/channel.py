@@ -170,8 +170,11 @@ class Channel:
 
     def _async(self, method: tuple[int, int], fn: Callable[[], None]) -> None:
         """Run an asynchronous method; an AMQP error closes the channel via the outbox."""
-        self._check_open()
-        self.broker._tick()
+        if not (self.is_open and self.connection.is_open):
+            self._check_open()
+        broker = self.broker
+        if broker.scheduler._heap:  # what Broker._tick checks first (hot path: publish, ack)
+            broker._tick()
         try:
             fn()
         except AMQPError as err:
