@@ -28,6 +28,7 @@ class BrokerUnderTest:
         self.url = url
         self.sim = sim
         self._closables: list[Any] = []
+        self.celery_apps: list[Any] = []
 
     @property
     def is_sim(self) -> bool:
@@ -72,9 +73,26 @@ class BrokerUnderTest:
             conn.default_channel.queue_delete(queue_name)
 
     def close(self) -> None:
+        queues = [name for item in self._closables if isinstance(item, RPCBackend)
+                  for name in item.reply_queue_names()]
+        for app in self.celery_apps:
+            queues.append(app.conf.task_default_queue)
+            backend = app._backend  # None unless this thread created it
+            if backend is not None:
+                queues.append(backend.oid)
+                if not isinstance(backend, RPCBackend):
+                    with contextlib.suppress(Exception):
+                        backend.result_consumer.stop()
+            with contextlib.suppress(Exception):
+                app.close()
         for item in reversed(self._closables):
             with contextlib.suppress(Exception):
                 item.close() if hasattr(item, "close") else item.release()
+        # A reply queue that was only polled, never consumed, is not auto-deleted; do not
+        # leave it on the shared RabbitMQ for a day (x-expires).
+        with contextlib.suppress(Exception), kombu.Connection(self.url) as conn:
+            for name in queues:
+                conn.default_channel.queue_delete(name)
 
 
 def request_for(client: RPCBackend, task_id: str, **extra: Any) -> dict[str, Any]:
@@ -111,6 +129,7 @@ def celery_app(broker: BrokerUnderTest, result_backend: str, **settings: Any) ->
         broker_heartbeat=1,
         **settings,
     )
+    broker.celery_apps.append(app)
     return app
 
 

@@ -38,6 +38,13 @@ def _rabbitmq_unreachable() -> str | None:
     return _rabbitmq_reason[0]
 
 
+@pytest.fixture
+def sim_clock() -> object:
+    """The simulator's clock: None for its default. Modules that run a Celery worker in a
+    thread override this with a wall clock, since that worker paces itself in real time."""
+    return None
+
+
 @pytest.fixture(
     params=[
         pytest.param("simamqp", id="simamqp"),
@@ -50,7 +57,8 @@ def broker(request: pytest.FixtureRequest) -> Iterator[BrokerUnderTest]:
         if not hasattr(simamqp, "Broker"):
             pytest.skip("simamqp.Broker / its kombu transport is not implemented yet")
         seed = zlib.crc32(request.node.nodeid.encode())
-        sim = simamqp.Broker(seed=seed)
+        clock = request.getfixturevalue("sim_clock")
+        sim = simamqp.Broker(seed=seed) if clock is None else simamqp.Broker(seed=seed, clock=clock)
         simamqp.register(f"rpcbackend-{uuid.uuid4().hex}", sim)
         under_test = BrokerUnderTest("simamqp", sim.url, sim)
     else:

@@ -214,12 +214,15 @@ def test_celery_timeout_overshoots_to_a_second() -> None:
     from _rpc_helpers import RABBITMQ_URL
 
     celery_exceptions = pytest.importorskip("celery.exceptions")
-    app = celery_app(BrokerUnderTest("rabbitmq", RABBITMQ_URL), "rpc://")
-    started = time.monotonic()
-    with pytest.raises(celery_exceptions.TimeoutError):
-        app.AsyncResult(new_id()).get(timeout=0.05)
-    assert time.monotonic() - started >= 0.9  # Celery's bug: waits a whole interval
-    app.backend.result_consumer.stop()
+    broker = BrokerUnderTest("rabbitmq", RABBITMQ_URL)
+    app = celery_app(broker, "rpc://")
+    try:
+        started = time.monotonic()
+        with pytest.raises(celery_exceptions.TimeoutError):
+            app.AsyncResult(new_id()).get(timeout=0.05)
+        assert time.monotonic() - started >= 0.9  # Celery's bug: waits a whole interval
+    finally:
+        broker.close()
 
 
 # -- 5. threads and fork ----------------------------------------------------------------------
@@ -266,6 +269,7 @@ def test_forked_child_gets_its_own_reply_queue(broker: BrokerUnderTest) -> None:
             worker = broker.backend()
             worker.store_result(task_id, "child", "SUCCESS", request=request_for(client, task_id))
             status = client.wait_for(task_id, timeout=5)["result"]
+            broker.delete_queue(client.oid)  # os._exit skips the fixture's cleanup
             os.write(write_end, f"{client.oid} {status}".encode())
         except BaseException as exc:
             os.write(write_end, f"child failed: {exc!r}".encode())

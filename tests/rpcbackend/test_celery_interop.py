@@ -15,6 +15,13 @@ pytestmark = pytest.mark.celery
 OURS = "rpcbackend:RPCBackend"
 
 
+@pytest.fixture
+def sim_clock() -> object:
+    # The in-thread Celery worker blocks in real time; a virtual clock would jump past it.
+    simamqp = pytest.importorskip("simamqp")
+    return simamqp.WallClock()
+
+
 def _register(app: Any) -> None:
     @app.task(name="interop.add", shared=False)
     def add(x: int, y: int) -> int:
@@ -66,6 +73,16 @@ def test_group_join_native(apps: tuple[Any, Any]) -> None:
     assert job.get(timeout=10) == [2 * i for i in range(6)]
 
 
+def test_failure_fails_the_rest_of_the_chain(apps: tuple[Any, Any]) -> None:
+    from celery import chain
+
+    _, client = apps
+    result = chain(client.signature("interop.fail"),
+                   client.signature("interop.add", (1,))).apply_async()
+    with pytest.raises(KeyError, match="nope"):
+        result.get(timeout=10)
+
+
 def test_client_timeout_is_celerys_timeout_error(apps: tuple[Any, Any]) -> None:
     from celery.exceptions import TimeoutError as CeleryTimeoutError
 
@@ -93,10 +110,11 @@ def test_chords_are_refused_before_anything_is_sent(broker: BrokerUnderTest) -> 
         chord([app.signature("interop.add", (1, 1))], app.signature("interop.add", (0,))).delay()
 
 
+@pytest.mark.parametrize("apps", [("rpc://", OURS), (OURS, OURS)], indirect=True,
+                         ids=["celery-worker", "rpcbackend-worker"])
 def test_then_callbacks_fire_when_the_result_arrives(apps: tuple[Any, Any]) -> None:
     _, client = apps
-    if not isinstance(client.backend, RPCBackend):
-        pytest.skip("checks rpcbackend's client side")
+    assert isinstance(client.backend, RPCBackend)
     seen: list[Any] = []
     first = client.send_task("interop.add", (1, 2))
     first.then(lambda r: seen.append(r.result))
