@@ -448,7 +448,20 @@ class SimChannel(base.StdChannel):
         return msg
 
     def basic_ack(self, delivery_tag: int, multiple: bool = False, argsig: str = "Lb") -> None:
-        self._settle(lambda ch: ch.basic_ack(delivery_tag, multiple))
+        # _settle(lambda ch: ch.basic_ack(...)), inlined: once per message.
+        conn = self._conn()
+        broker = conn.broker
+        try:
+            with broker.lock:
+                threads = broker._threads
+                ident = _get_ident()
+                if ident not in threads:
+                    threads[ident] = threading.current_thread()
+                self._core.basic_ack(delivery_tag, multiple)
+        except ChannelClosedError as err:
+            if self._close_pending():
+                return  # the broker discards methods on a channel it is closing
+            raise amqp_exc.RecoverableConnectionError("connection already closed") from err
 
     def basic_reject(self, delivery_tag: int, requeue: bool, argsig: str = "Lb") -> None:
         self._settle(lambda ch: ch.basic_reject(delivery_tag, requeue))
