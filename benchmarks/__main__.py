@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"simamqp benchmarks — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{platform.python_implementation()} {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, {platform.machine()}"
+        f"{os.cpu_count()} CPUs, {platform.machine()}, load average {os.getloadavg()[0]:.1f}"
         f"{' (quick)' if args.quick else ''}"
     )
     if args.no_rabbitmq:
