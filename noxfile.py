@@ -1,0 +1,64 @@
+"""One session per concern, each runnable alone (`nox -s NAME`), as urllib3 does."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["lint", "typing", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = ["3.11", "3.12", "3.13"]
+RABBITMQ_URL = os.environ.get("SIMAMQP_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+@nox.session(python=PYTHON[0])
+def tests(session: nox.Session) -> None:
+    """The whole test suite (simamqp and RabbitMQ sides), as the README runs it."""
+    session.install(".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON[0])
+def conformance(session: nox.Session) -> None:
+    """The differential suite against RabbitMQ, with a deep state-machine run."""
+    session.install(".[test]")
+    session.env["SIMAMQP_DIFF_EXAMPLES"] = session.env.get("SIMAMQP_DIFF_EXAMPLES", "3000")
+    session.run("pytest", "tests/conformance", "-p", "no:randomly", *session.posargs)
+
+
+@nox.session(python=PYTHON[0])
+def properties(session: nox.Session) -> None:
+    """Property tests with a large budget (>= 2,000 state-machine examples)."""
+    session.install(".[test]")
+    session.env["SIMAMQP_PROPERTY_EXAMPLES"] = session.env.get("SIMAMQP_PROPERTY_EXAMPLES", "2000")
+    session.run("pytest", "tests/property", *session.posargs)
+
+
+@nox.session(python=PYTHON[0])
+def scenarios(session: nox.Session) -> None:
+    """Replay the bundled scenario library with the CLI."""
+    session.install(".")
+    session.run("simamqp", "run", "scenarios/", *session.posargs)
+
+
+@nox.session(python=PYTHON[0])
+def bench(session: nox.Session) -> None:
+    """Benchmarks: ratios measured side by side in one run (simamqp, memory://, RabbitMQ)."""
+    session.install(".[test]")
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python=PYTHON[0])
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run("ruff", "format", "--check", "src")
+
+
+@nox.session(python=PYTHON[0])
+def typing(session: nox.Session) -> None:
+    """mypy --strict on the shipped packages."""
+    session.install(".[test]", "mypy", "types-PyYAML")
+    session.run("mypy", "--strict", "src")
