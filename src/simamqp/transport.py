@@ -778,6 +778,18 @@ class SimConnection:
                 return frame
         return None
 
+    def _take_ready(self) -> F.Frame | None:
+        """The next frame if one is queued and no timer is pending (else None), under the lock."""
+        broker = self.broker
+        with broker.lock:
+            threads = broker._threads
+            ident = _get_ident()
+            if ident not in threads:
+                threads[ident] = threading.current_thread()
+            if broker.scheduler._heap:
+                return None
+            return self._take(control_only=False)
+
     def _dispatch(self, frame: F.Frame) -> None:
         if type(frame) is F.BasicDeliver:  # the common case first
             deliver_to = self.channels.get(frame.channel_id)
@@ -842,6 +854,13 @@ class SimConnection:
         if core is None or condition is None:
             raise amqp_exc.RecoverableConnectionError("connection already closed")
         broker = self.broker
+        if core.outbox and not broker.scheduler._heap:
+            # Hot path: a frame is ready and no timer is due to fire first; this is the first
+            # iteration of the loop below, without the deadline bookkeeping.
+            ready = self._take_ready()
+            if ready is not None:
+                self._dispatch(ready)
+                return
         clock = broker.clock
         virtual = isinstance(clock, VirtualClock)
         ident = threading.get_ident()
