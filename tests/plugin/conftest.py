@@ -2,5 +2,5 @@
 # needs here so every run shares one set of kombu classes (isinstance checks stay true).
 
 import simamqp.transport  # noqa: F401
-
-pytest_plugins = ["pytester"]
+# pytester itself is enabled for the whole run with `-p pytester` (pyproject addopts): a
+# pytest_plugins list is only allowed in the rootdir conftest.
