@@ -321,7 +321,9 @@ def fault_rules(
 
     @st.composite
     def rule(draw: st.DrawFn) -> FaultRule:
-        point, action = draw(st.sampled_from(pairs))
+        # Point first, then action: every point is equally likely whatever its action count.
+        point = draw(st.sampled_from(sorted({p for p, _ in pairs}, key=POINTS.index)))
+        action = draw(st.sampled_from([a for p, a in pairs if p == point]))
         kwargs: dict[str, Any] = {"point": point, "action": action}
         if queue_names and point in ("enqueue", "deliver", "ack") and draw(st.booleans()):
             kwargs["queue"] = draw(st.sampled_from(queue_names))
