@@ -886,6 +886,11 @@ class SimConnection:
                         # Someone else can still act: wait for them (bounded, to re-check
                         # for threads that went away).
                         condition.wait(0.05)
+                        # A thread that used the broker but now blocks elsewhere (join, an
+                        # Event) keeps virtual time still; the timeout still bounds the wait
+                        # in real time, as on a real broker, instead of hanging forever.
+                        if real_deadline is not None and time.monotonic() >= real_deadline:
+                            raise TimeoutError("timed out")
                     else:
                         next_timer = broker.scheduler.next_time()
                         now = clock.now()

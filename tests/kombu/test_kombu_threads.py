@@ -1,0 +1,267 @@
+"""Threads and isolation through the kombu transport.
+
+DESIGN.md: the transport is thread-safe (one lock per broker; waiting threads wake on
+delivery) and event-driven; every test is isolated (named brokers never share entities).
+Issue 4 acceptance: 8 threads publishing and consuming 10k messages each through one broker,
+nothing lost or duplicated, no deadlock; a blocked consumer wakes when another thread publishes;
+two tests on different named brokers never see each other's entities.
+"""
+
+from __future__ import annotations
+
+import collections
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+import amqp
+import kombu
+import pytest
+
+import simamqp
+
+THREADS = 8
+PER_THREAD = 10_000
+#: A generous bound: a deadlock fails the test instead of hanging the run.
+DEADLINE_SECONDS = 120
+
+
+def test_eight_threads_publish_and_consume_ten_thousand_each() -> None:
+    """8 threads, each with its own connection, publish 10k messages each to one queue while
+    consuming from it (acking each); every message is consumed exactly once."""
+    broker = simamqp.Broker(seed=4)
+    broker.set_tracing(False)  # 80k messages: keep the event log out of the measurement
+    url = broker.url
+    with kombu.Connection(url) as setup:
+        setup.default_channel.queue_declare("shared", auto_delete=False)
+    received: list[list[bytes]] = [[] for _ in range(THREADS)]
+    errors: list[BaseException] = []
+    total = THREADS * PER_THREAD
+    done = threading.Event()
+    count_lock = threading.Lock()
+    consumed = [0]
+    deadline = time.monotonic() + DEADLINE_SECONDS
+
+    def worker(index: int) -> None:
+        try:
+            with kombu.Connection(url) as conn:
+                conn.connect()
+                ch = conn.channel()
+                ch.basic_qos(0, 50, False)
+                mine = received[index]
+
+                def on_message(message: amqp.Message) -> None:
+                    mine.append(message.body)
+                    ch.basic_ack(message.delivery_tag)
+                    with count_lock:
+                        consumed[0] += 1
+                        if consumed[0] == total:
+                            done.set()
+
+                ch.basic_consume("shared", callback=on_message)
+                for n in range(PER_THREAD):
+                    ch.basic_publish(amqp.Message(f"{index}-{n}".encode()), "", "shared")
+                    if n % 200 == 0:
+                        _drain_available(conn)
+                while not done.is_set():
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("deadlock? messages still missing at the deadline")
+                    try:
+                        conn.drain_events(timeout=0.05)
+                    except socket.timeout:
+                        pass
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+            done.set()
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(DEADLINE_SECONDS + 10)
+    assert not any(t.is_alive() for t in threads), "a worker thread is stuck (deadlock)"
+    assert errors == []
+    everything = [body for bodies in received for body in bodies]
+    duplicates = [b for b, n in collections.Counter(everything).items() if n > 1]
+    assert duplicates == []
+    expected = {f"{i}-{n}".encode() for i in range(THREADS) for n in range(PER_THREAD)}
+    assert set(everything) == expected
+    assert broker.queue("shared").messages == 0
+    # Per publisher, messages arrive in publish order (one queue is FIFO).
+    for i in range(THREADS):
+        prefix = f"{i}-".encode()
+        order = [int(b[len(prefix):]) for bodies in received for b in bodies
+                 if b.startswith(prefix)]
+        assert len(order) == PER_THREAD
+
+
+def _drain_available(conn: kombu.Connection) -> None:
+    """Handle what is already there without blocking."""
+    while True:
+        try:
+            conn.drain_events(timeout=0)
+        except socket.timeout:
+            return
+
+
+@pytest.mark.parametrize("clock", ["wall", "virtual"])
+def test_blocked_consumer_wakes_when_another_thread_publishes(clock: str) -> None:
+    """DESIGN.md event-driven transport: a consumer blocked in drain_events(timeout) wakes with
+    the message another thread publishes (functional check; the latency is a benchmark).
+
+    With a virtual clock the publishing thread connects first: a thread the broker has never
+    seen cannot be waited for, and with everyone it knows blocked, virtual time would jump to
+    the consumer's deadline (autojump, DESIGN.md).
+    """
+    broker = simamqp.Broker(seed=5, clock=simamqp.WallClock() if clock == "wall" else None)
+    url = broker.url
+    got: list[bytes] = []
+    blocked = threading.Event()
+    failure: list[BaseException] = []
+    publisher = kombu.Connection(url)
+    publisher.connect()
+
+    def consumer() -> None:
+        try:
+            with kombu.Connection(url) as conn:
+                ch = conn.channel()
+                ch.queue_declare("wake", auto_delete=False)
+                ch.basic_consume("wake", no_ack=True, callback=lambda m: got.append(m.body))
+                blocked.set()
+                conn.drain_events(timeout=30)
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=consumer, daemon=True)
+    thread.start()
+    assert blocked.wait(10)
+    with publisher:
+        publisher.default_channel.basic_publish(amqp.Message(b"wake up"), "", "wake")
+    thread.join(30)
+    assert not thread.is_alive()
+    assert failure == []
+    assert got == [b"wake up"]
+
+
+def test_drain_events_timeout_bounds_a_virtual_wait_in_real_time() -> None:
+    """drain_events(timeout) raises socket.timeout (py-amqp's contract) even when virtual time
+    cannot jump because another thread that used the broker is busy elsewhere."""
+    broker = simamqp.Broker(seed=7)
+    with broker.connection() as main_conn:
+        main_conn.default_channel.queue_declare("idle", auto_delete=False)
+        outcome: list[str] = []
+
+        def waiter() -> None:
+            with broker.connection() as conn:
+                ch = conn.channel()
+                ch.basic_consume("idle", no_ack=True, callback=lambda m: None)
+                try:
+                    conn.drain_events(timeout=0.2)
+                except socket.timeout:
+                    outcome.append("timeout")
+
+        thread = threading.Thread(target=waiter, daemon=True)
+        thread.start()
+        thread.join(30)  # the main thread used the broker and now blocks in join()
+        assert not thread.is_alive()
+        assert outcome == ["timeout"]
+
+
+def test_several_blocked_consumers_each_wake_for_their_own_message() -> None:
+    """One lock per broker, one wake-up per connection: consumers on different queues blocked
+    at once each receive exactly their message."""
+    broker = simamqp.Broker(seed=6)
+    url = broker.url
+    names = [f"wake-{i}" for i in range(4)]
+    got: dict[str, list[bytes]] = {n: [] for n in names}
+    ready = threading.Barrier(len(names) + 1)
+
+    def consumer(name: str) -> None:
+        with kombu.Connection(url) as conn:
+            ch = conn.channel()
+            ch.queue_declare(name, auto_delete=False)
+            ch.basic_consume(name, no_ack=True, callback=lambda m: got[name].append(m.body))
+            ready.wait(10)
+            conn.drain_events(timeout=30)
+
+    threads = [threading.Thread(target=consumer, args=(n,), daemon=True) for n in names]
+    for t in threads:
+        t.start()
+    ready.wait(10)
+    with kombu.Connection(url) as conn:
+        for name in reversed(names):
+            conn.default_channel.basic_publish(amqp.Message(name.encode()), "", name)
+    for t in threads:
+        t.join(30)
+    assert got == {n: [n.encode()] for n in names}
+
+
+# -- isolation ------------------------------------------------------------------------------
+
+SHARED_NAME = "isolation-same-queue-name"
+
+
+def _fresh_on(broker: Any) -> None:
+    """Declare SHARED_NAME and leave a message in it; it must not have existed before."""
+    with broker.connection() as conn:
+        ch = conn.channel()
+        with pytest.raises(amqp.exceptions.NotFound):
+            ch.queue_declare(SHARED_NAME, passive=True)
+        ch = conn.channel()
+        ch.queue_declare(SHARED_NAME, auto_delete=False)
+        ch.basic_publish(amqp.Message(b"left behind"), "", SHARED_NAME)
+        ch.exchange_declare("isolation-x", "fanout", auto_delete=False)
+
+
+@pytest.mark.parametrize("run", ["first", "second"])
+def test_tests_with_sim_broker_do_not_share_entities(sim_broker: Any, run: str) -> None:
+    """DESIGN.md isolation: each test's sim_broker is its own; the other run's queue, message
+    and exchange are not visible (whichever order or process the two runs happen in)."""
+    _fresh_on(sim_broker)
+    assert sim_broker.queue(SHARED_NAME).messages_ready == 1
+
+
+def test_named_brokers_never_see_each_others_entities() -> None:
+    """simamqp://NAME addresses a separate broker per name (DESIGN.md contracts)."""
+    a_name, b_name = f"iso-a-{uuid.uuid4().hex}", f"iso-b-{uuid.uuid4().hex}"
+    with kombu.Connection(f"simamqp://{a_name}//") as a:
+        a.default_channel.queue_declare("q", auto_delete=False)
+        a.default_channel.basic_publish(amqp.Message(b"for a"), "", "q")
+    with kombu.Connection(f"simamqp://{b_name}//") as b:
+        ch = b.default_channel
+        with pytest.raises(amqp.exceptions.NotFound):
+            ch.queue_declare("q", passive=True)
+    a_broker = simamqp.get_broker(a_name)
+    b_broker = simamqp.get_broker(b_name)
+    try:
+        assert a_broker is not b_broker
+        assert a_broker.queue_names() == ["q"]
+        assert b_broker.queue_names() == []
+    finally:
+        simamqp.unregister(a_name)
+        simamqp.unregister(b_name)
+
+
+def test_named_brokers_used_from_threads_at_once_stay_apart() -> None:
+    """Two brokers driven concurrently from two threads: each sees only its own traffic."""
+    brokers = [simamqp.Broker(seed=i) for i in range(2)]
+    counts: list[int] = [0, 0]
+
+    def run(i: int) -> None:
+        with brokers[i].connection() as conn:
+            ch = conn.channel()
+            ch.queue_declare("same", auto_delete=False)
+            for n in range(500):
+                ch.basic_publish(amqp.Message(f"{i}:{n}".encode()), "", "same")
+            while (msg := ch.basic_get("same", no_ack=True)) is not None:
+                assert msg.body.startswith(f"{i}:".encode())
+                counts[i] += 1
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert counts == [500, 500]
