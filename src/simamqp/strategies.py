@@ -371,7 +371,11 @@ def fault_plans(
         points=points, actions=actions, queues=queues, max_delay=max_delay, max_count=max_count
     )
 
-    def to_plan(items: list[FaultRule]) -> dict[str, Any]:
+    # A composite (not ``.map``) so a falsifying example prints the plan itself, as plain data
+    # ready to paste into a scenario's ``faults:``.
+    @st.composite
+    def plan(draw: st.DrawFn) -> dict[str, Any]:
+        items = draw(st.lists(rules, min_size=min_rules, max_size=max_rules))
         named = []
         for index, item in enumerate(items, 1):
             data = item.to_dict()
@@ -379,7 +383,7 @@ def fault_plans(
             named.append(data)
         return {"version": 1, "rules": named}
 
-    return st.lists(rules, min_size=min_rules, max_size=max_rules).map(to_plan)
+    return plan()
 
 
 # -- RPC result streams ------------------------------------------------------------------------
