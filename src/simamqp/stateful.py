@@ -311,6 +311,7 @@ class BrokerStateMachine(RuleBasedStateMachine):
         self.queue_args: dict[str, dict[str, Any]] = {}
         self.durable: dict[str, bool] = {}
         self.bindings: dict[str, str] = {}
+        self.plan: dict[str, Any] = {"version": 1, "rules": []}
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -346,9 +347,15 @@ class BrokerStateMachine(RuleBasedStateMachine):
             self.durable[name] = is_durable
             self.bindings[name] = key
         self._declare_all()
+        self.plan = plan
         self.broker.faults.load(plan)
         for queue, no_ack, prefetch in consumers:
             self.consume(queue, no_ack, prefetch)
+
+    def replay_data(self) -> dict[str, Any]:
+        """The seed and fault plan of this run as plain data (``seed`` + ``faults:`` of a
+        scenario file; ``FaultPlan.from_dict`` reads it back)."""
+        return {**self.plan, "seed": self.broker.seed}
 
     def _channel(self) -> Channel:
         if self.publisher is None or not self.publisher.is_open:

@@ -8,3 +8,38 @@ from simamqp.stateful import BrokerStateMachine
 
 TestBrokerStateMachine = BrokerStateMachine.TestCase
 TestBrokerStateMachine.settings = property_settings(stateful_step_count=30)
+
+
+def _run_steps(seed: int, plan: dict[str, object]) -> BrokerStateMachine:
+    machine = BrokerStateMachine()
+    machine.setup(
+        seed=seed,
+        args=({"x-max-length": 3}, {"x-message-ttl": 500, "x-dead-letter-exchange": "dlx"}),
+        durable=(True, False),
+        bindings=("a.#", "*.b"),
+        plan=plan,
+        consumers=[("q1", False, 2), ("dlq", True, 0)],
+    )
+    machine.publish(key="a.b", direct=None, persistent=True, mandatory=True, body=b"x", count=6)
+    machine.settle(index=1, how="nack")
+    machine.advance(1.0)
+    machine.get(queue="q0", no_ack=False)
+    machine.ledger_agrees_with_engine()
+    machine.teardown()
+    return machine
+
+
+def test_replay_data_replays_the_same_trace() -> None:
+    plan = {
+        "version": 1,
+        "rules": [
+            {"point": "publish", "action": "duplicate", "probability": 0.5, "name": "r1"},
+            {"point": "deliver", "action": "redeliver", "nth": 2, "name": "r2"},
+        ],
+    }
+    first = _run_steps(99, plan)
+    data = first.replay_data()
+    assert data["seed"] == 99 and data["rules"] == plan["rules"]
+    again = _run_steps(int(data["seed"]), {k: v for k, v in data.items() if k != "seed"})
+    assert again.broker.trace.digest() == first.broker.trace.digest()
+    assert first.broker.trace.of_kind("fault")

@@ -55,6 +55,7 @@ __all__ = [
     "FaultPlan",
     "FaultRule",
     "InvalidFault",
+    "parse_rules",
     "topic_matches",
 ]
 
