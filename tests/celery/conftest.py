@@ -165,6 +165,12 @@ def _register_tasks(app: Any, env: CeleryEnv) -> None:
             raise Reject("try again", requeue=True)
         return list(seen[token])
 
+    @app.task(name="t.reject_drop", bind=True, shared=False, acks_late=True)
+    def reject_drop(self: Any, token: str) -> None:
+        seen.setdefault(token, []).append(self.request.id)
+        seen[token + ":done"].set()
+        raise Reject("drop it", requeue=False)
+
     @app.task(name="t.late", bind=True, shared=False, acks_late=True)
     def late(self: Any, token: str) -> str:
         # acks_late: while the task runs its message is still unacknowledged.

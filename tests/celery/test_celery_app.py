@@ -76,6 +76,34 @@ def test_revoke_before_execution(celery_env: CeleryEnv) -> None:
     assert result.state == "REVOKED"
 
 
+def test_revoke_a_task_waiting_for_its_eta(celery_env: CeleryEnv) -> None:
+    """workers.html#revoking-tasks: a task the worker already holds for its ETA is discarded
+    when revoked before the ETA."""
+    from celery.exceptions import TaskRevokedError
+
+    app = celery_env.app
+    result = app.tasks["t.add"].apply_async((1, 1), countdown=1)
+    replies = app.control.revoke(result.id, reply=True, timeout=5, limit=1)
+    assert len(replies) == 1
+    with pytest.raises(TaskRevokedError):
+        result.get(timeout=TIMEOUT)
+
+
+def test_reject_without_requeue_drops_the_message(celery_env: CeleryEnv) -> None:
+    """tasks.html#reject: Reject(requeue=False) settles the message without running it again
+    (basic.reject requeue=false, AMQP 0-9-1 spec 1.8.3.14)."""
+    import threading
+
+    token = celery_env.token()
+    celery_env.seen[token + ":done"] = threading.Event()
+    celery_env.app.tasks["t.reject_drop"].delay(token)
+    assert celery_env.seen[token + ":done"].wait(TIMEOUT)
+    # A ping through the same queue proves the worker moved on and nothing was redelivered.
+    assert celery_env.app.tasks["t.add"].delay(0, 0).get(timeout=TIMEOUT) == 0
+    assert len(celery_env.seen[token]) == 1
+    assert celery_env.ready_count(celery_env.names["default"]) == 0
+
+
 def test_acks_late_keeps_the_message_unacked_while_running(celery_env: CeleryEnv) -> None:
     """tasks.html#Task.acks_late: the message is acknowledged after the task ran."""
     token = celery_env.token()
