@@ -525,8 +525,12 @@ class SimChannel(base.StdChannel):
         body = msg.body
         properties = msg.properties
         if isinstance(body, str):
-            properties = dict(properties)
-            encoding = properties.setdefault("content_encoding", "utf-8")
+            # Copy only to add the key: _outbound_properties below copies anyway.
+            if "content_encoding" in properties:
+                encoding = properties["content_encoding"]
+            else:
+                encoding = "utf-8"
+                properties = {**properties, "content_encoding": encoding}
             body = body.encode(encoding)
         properties, flat = _outbound_properties(properties)
         if not flat:
@@ -636,6 +640,7 @@ class SimConnection:
         broker: Broker | None = None,
         confirm_publish: bool = False,
         client_properties: Mapping[str, Any] | None = None,
+        heartbeat: float | None = 0,
         **kwargs: Any,
     ) -> None:
         self.broker = broker if broker is not None else get_broker(host)
@@ -645,7 +650,10 @@ class SimConnection:
         self.confirm_publish = confirm_publish
         self.client_properties = dict(client_properties or {})
         self.server_properties = SERVER_PROPERTIES
-        self.heartbeat = 0
+        #: Negotiated heartbeat (s). RabbitMQ sends a heartbeat frame every heartbeat/2 s and
+        #: py-amqp's drain_events returns after reading one; simamqp does the same, so loops
+        #: that only check for shutdown between drain_events calls behave as on RabbitMQ.
+        self.heartbeat = float(heartbeat or 0)
         self.channels: dict[int, SimChannel] = {}
         self.client: Any = None
         self.on_blocked = kwargs.get("on_blocked")
@@ -743,6 +751,9 @@ class SimConnection:
         if condition is not None:
             with self.broker.lock:
                 self.broker._drop_condition(condition)
+                # A thread blocked in drain_events on this connection must see it closed now,
+                # as a socket read returns when the socket is closed.
+                condition.notify_all()
 
     def send_heartbeat(self) -> None:
         pass
@@ -869,6 +880,7 @@ class SimConnection:
                 broker._threads[ident] = threading.current_thread()
             deadline = None if timeout is None else clock.now() + timeout
             real_deadline = None if timeout is None else time.monotonic() + timeout
+            beat = time.monotonic() + self.heartbeat / 2 if self.heartbeat else None
             try:
                 while True:
                     broker._tick()
@@ -886,6 +898,8 @@ class SimConnection:
                         # Someone else can still act: wait for them (bounded, to re-check
                         # for threads that went away).
                         condition.wait(0.05)
+                        if beat is not None and time.monotonic() >= beat:
+                            return  # a heartbeat frame was read: nothing to dispatch
                         # A thread that used the broker but now blocks elsewhere (join, an
                         # Event) keeps virtual time still; the timeout still bounds the wait
                         # in real time, as on a real broker, instead of hanging forever.
@@ -902,6 +916,11 @@ class SimConnection:
                             waits.append(remaining)
                         if next_timer is not None:
                             waits.append(max(next_timer - now, 0.0))
+                        if beat is not None:
+                            until_beat = beat - time.monotonic()
+                            if until_beat <= 0:
+                                return  # a heartbeat frame was read: nothing to dispatch
+                            waits.append(until_beat)
                         condition.wait(min(waits) if waits else None)
             finally:
                 broker._waiting.pop(ident, None)
@@ -937,6 +956,7 @@ class Transport(kombu_pyamqp.Transport):
             password=conninfo.password or "guest",
             virtual_host=conninfo.virtual_host or "/",
             confirm_publish=bool(options.pop("confirm_publish", False)),
+            heartbeat=conninfo.heartbeat,
             **options,
         )
         conn.client = self.client
@@ -949,8 +969,8 @@ class Transport(kombu_pyamqp.Transport):
     def heartbeat_check(self, connection: SimConnection, rate: int = 2) -> None:
         pass
 
-    def get_heartbeat_interval(self, connection: SimConnection) -> int:
-        return 0
+    def get_heartbeat_interval(self, connection: SimConnection) -> float:
+        return connection.heartbeat
 
 
 #: py-amqp's names, for code that imports them from the transport module.
