@@ -8,6 +8,7 @@ time.sleep/time.time calls).
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 import subprocess
 import sys
@@ -216,3 +217,51 @@ def test_the_layering_checks_catch_offences() -> None:
         "bad.py:8 nap",
         "bad.py:9 time.time",
     ]
+
+
+def test_trace_records_every_kind_of_event() -> None:
+    """Issue 3: the trace has every publish, route, enqueue, deliver, ack, nack, reject,
+    expire, dead-letter, return, confirm and restart event; events are numbered and timed."""
+    broker = Broker(seed=2)
+    conn = broker.connect()
+    ch = conn.channel()
+    ch.queue_declare("dlq")
+    ch.queue_declare(
+        "q",
+        arguments={
+            "x-dead-letter-exchange": "",
+            "x-message-ttl": 1000,
+            "x-dead-letter-routing-key": "dlq",
+        },
+    )
+    ch.confirm_select()
+    for body in (b"a", b"b", b"c", b"d"):
+        ch.basic_publish(body, "", "q")
+    ch.basic_publish(b"lost", "amq.direct", "nowhere", mandatory=True)
+    tags = [ch.basic_get("q").delivery_tag for _ in range(3)]  # type: ignore[union-attr]
+    ch.basic_ack(tags[0])
+    ch.basic_nack(tags[1], requeue=True)
+    ch.basic_reject(tags[2], requeue=False)
+    ch.basic_consume("dlq", no_ack=True)
+    broker.advance(2)
+    broker.restart()
+    kinds = {event.kind for event in broker.trace}
+    wanted = {
+        "publish",
+        "route",
+        "enqueue",
+        "deliver",
+        "get",
+        "ack",
+        "nack",
+        "reject",
+        "expire",
+        "dead-letter",
+        "return",
+        "confirm",
+        "restart",
+    }
+    assert wanted <= kinds, wanted - kinds
+    events = broker.trace.events
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert all(a.time <= b.time for a, b in itertools.pairwise(events))
