@@ -264,3 +264,30 @@ def test_named_brokers_used_from_threads_at_once_stay_apart() -> None:
     for t in threads:
         t.join(60)
     assert counts == [500, 500]
+
+
+def test_blocked_drain_events_jumps_virtual_time_to_the_next_timer() -> None:
+    """Issue 4: with a virtual clock, a blocked drain_events advances virtual time to the next
+    timer instead of sleeping: a 1-hour TTL dead-letters at once, in virtual time."""
+    broker = simamqp.Broker(seed=9)
+    got: list[Any] = []
+    with broker.connection() as conn:
+        ch = conn.channel()
+        ch.queue_declare("dead", auto_delete=False)
+        ch.queue_declare(
+            "slow",
+            auto_delete=False,
+            arguments={
+                "x-message-ttl": 3_600_000,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": "dead",
+            },
+        )
+        ch.basic_publish(amqp.Message(b"later"), "", "slow")
+        ch.basic_consume("dead", no_ack=True, callback=got.append)
+        started = time.monotonic()
+        conn.drain_events(timeout=7200)
+        assert time.monotonic() - started < 60  # generous: it did not sleep for an hour
+    assert [m.body for m in got] == [b"later"]
+    assert broker.clock.now() == 3600.0
+    assert got[0].headers["x-death"][0]["reason"] == "expired"
