@@ -11,7 +11,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-DEFAULT_EXAMPLES = 100
+DEFAULT_EXAMPLES = 300
 
 
 def examples(minimum: int = 0) -> int:

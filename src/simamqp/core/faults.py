@@ -307,7 +307,10 @@ class FaultPlan:
         self._exempt: set[tuple[str, str, int]] = set()
         #: Messages currently held back by ``delay`` or ``reorder`` (by message id).
         self._held: dict[int, int] = {}
+        #: A held publish (or ack) being released is not subject to faults at its point again;
+        #: it still meets the faults of later points (enqueue, deliver).
         self._releasing = False
+        self._releasing_ack = False
 
     def __repr__(self) -> str:
         return f"<FaultPlan {[r.name for r in self.rules]}>"
@@ -529,8 +532,6 @@ class FaultPlan:
 
     def on_enqueue(self, queue: Queue, message: Message, now: float) -> bool:
         """Enqueue ``message`` subject to enqueue faults; False when the queue refused it."""
-        if self._releasing:
-            return queue.enqueue(message, now)
         rule = self._select("enqueue", message, queue.name)
         if rule is None:
             return queue.enqueue(message, now)
@@ -738,7 +739,7 @@ class FaultPlan:
 
     def on_ack(self, channel: Channel, delivery_tag: int, multiple: bool) -> bool:
         """True when a fault took the basic.ack over (the channel must not settle it)."""
-        if self._releasing or "ack" not in self._points:
+        if self._releasing_ack or "ack" not in self._points:
             return False
         target = channel.unacked.get(delivery_tag)
         if target is None:
@@ -787,11 +788,11 @@ class FaultPlan:
                 "fault-lost", channel=channel.id, delivery_tag=delivery_tag, reason="stale-ack"
             )
             return
-        self._releasing = True
+        self._releasing_ack = True
         try:
             channel.basic_ack(delivery_tag, multiple)
         finally:
-            self._releasing = False
+            self._releasing_ack = False
 
     # -- connection ----------------------------------------------------------------------------
 
