@@ -26,7 +26,8 @@ def test_task_runs_and_returns(celery_env: CeleryEnv) -> None:
 
 
 def test_many_tasks(celery_env: CeleryEnv) -> None:
-    """Results of many tasks sent at once all come back to the one rpc reply queue."""
+    """Results of many tasks sent at once all come back to the one rpc reply queue
+    (https://docs.celeryq.dev/en/stable/userguide/tasks.html#rpc-result-backend-rabbitmq-qpid)."""
     add = celery_env.app.tasks["t.add"]
     results = [add.delay(i, i) for i in range(20)]
     assert [r.get(timeout=TIMEOUT) for r in results] == [2 * i for i in range(20)]
@@ -163,7 +164,8 @@ def test_routing_by_topic_exchange(celery_env: CeleryEnv, routing_key: str) -> N
 
 
 def test_unroutable_topic_key_is_not_delivered(celery_env: CeleryEnv) -> None:
-    """A key no binding matches is dropped by the exchange: the task never runs."""
+    """A key no binding matches is dropped by the exchange: the task never runs (AMQP 0-9-1
+    spec 3.1.3.3, https://www.rabbitmq.com/tutorials/tutorial-five-python.html)."""
     from celery.exceptions import TimeoutError as CeleryTimeout
 
     result = celery_env.app.tasks["t.report"].apply_async(routing_key="nobody.listens.here")

@@ -140,7 +140,7 @@ def test_autojump_jumps_to_the_next_timer() -> None:
 
 
 def test_advance_needs_a_virtual_clock() -> None:
-    """A wall clock moves by itself: advance() refuses it."""
+    """A wall clock moves by itself: advance() refuses it (DESIGN.md Clock)."""
     broker = Broker(seed=1, clock=WallClock())
     with pytest.raises(TypeError):
         broker.advance(1)

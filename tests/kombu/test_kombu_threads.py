@@ -29,7 +29,8 @@ DEADLINE_SECONDS = 120
 
 
 def test_eight_threads_publish_and_consume_ten_thousand_each() -> None:
-    """8 threads, each with its own connection, publish 10k messages each to one queue while
+    """Issue 4 acceptance (DESIGN.md thread safety): 8 threads, each with its own
+    connection, publish 10k messages each to one queue while
     consuming from it (acking each); every message is consumed exactly once."""
     broker = simamqp.Broker(seed=4)
     broker.set_tracing(False)  # 80k messages: keep the event log out of the measurement
@@ -169,8 +170,8 @@ def test_drain_events_timeout_bounds_a_virtual_wait_in_real_time() -> None:
 
 
 def test_several_blocked_consumers_each_wake_for_their_own_message() -> None:
-    """One lock per broker, one wake-up per connection: consumers on different queues blocked
-    at once each receive exactly their message."""
+    """DESIGN.md (one lock per broker, waiting threads wake on delivery): consumers on
+    different queues blocked at once each receive exactly their message."""
     broker = simamqp.Broker(seed=6)
     url = broker.url
     names = [f"wake-{i}" for i in range(4)]
@@ -244,7 +245,8 @@ def test_named_brokers_never_see_each_others_entities() -> None:
 
 
 def test_named_brokers_used_from_threads_at_once_stay_apart() -> None:
-    """Two brokers driven concurrently from two threads: each sees only its own traffic."""
+    """DESIGN.md isolation: two brokers driven concurrently from two threads: each sees
+    only its own traffic."""
     brokers = [simamqp.Broker(seed=i) for i in range(2)]
     counts: list[int] = [0, 0]
 
