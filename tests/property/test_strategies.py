@@ -115,3 +115,14 @@ def test_unreordered_streams_keep_sent_order(stream: sims.RPCResultStream) -> No
 def test_fault_rules_strategy_draws_valid_rules(data: st.DataObject) -> None:
     rule = data.draw(sims.fault_rules(points=["deliver"], actions=["delay", "redeliver"]))
     assert rule.point == "deliver" and rule.action in ("delay", "redeliver")
+
+
+def test_hypothesis_is_imported_only_by_the_strategy_modules() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, simamqp, simamqp.core.faults, rpcbackend; "
+        "assert 'hypothesis' not in sys.modules, 'runtime imports hypothesis'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
