@@ -639,11 +639,12 @@ class Broker:
         # x-death lists the routing key and the CC keys; BCC keys still route the dead letter
         # but are never listed (measured on RabbitMQ 3.10.8).
         cc = (message.headers or {}).get("CC")
-        death_keys = (message.routing_key,) + tuple(
+        cc_keys = [
             k.decode() if isinstance(k, bytes) else k
             for k in (cc if isinstance(cc, list) else [])
             if isinstance(k, str | bytes)
-        )
+        ]
+        death_keys = (message.routing_key, *cc_keys)
         headers = _x_death(
             message.headers,
             queue.name,
