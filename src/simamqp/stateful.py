@@ -388,7 +388,7 @@ class BrokerStateMachine(RuleBasedStateMachine):
 
     @rule(
         key=sims.routing_keys(words=WORDS, max_words=3),
-        direct=st.sampled_from((None, *QUEUES, DLQ)),
+        direct=st.sampled_from((None, *QUEUES, DLQ, "consumed", "consumed")),
         persistent=st.booleans(),
         mandatory=st.booleans(),
         body=st.binary(max_size=8),
@@ -404,6 +404,12 @@ class BrokerStateMachine(RuleBasedStateMachine):
         count: int,
     ) -> None:
         props = {"delivery_mode": 2 if persistent else 1}
+        if direct == "consumed":
+            # Aim at a queue someone consumes from: deliveries, acks and their faults need it.
+            consumed = sorted(
+                {c.queue.name for ch, _ in self.consumers for c in ch.consumers.values()}
+            )
+            direct = consumed[0] if consumed else None
         for _ in range(count):
             channel = self._channel()
             self._record_publish_persistence(persistent)
@@ -474,6 +480,27 @@ class BrokerStateMachine(RuleBasedStateMachine):
         else:
             channel.basic_reject(tag, requeue=requeue)
 
+    @rule(
+        policy=st.lists(
+            st.sampled_from(("ack", "ack", "nack-requeue", "reject-drop", "leave")),
+            min_size=1,
+            max_size=8,
+        )
+    )
+    def work(self, policy: list[str]) -> None:
+        """Every consumer channel settles its oldest deliveries, one policy entry each."""
+        for channel in self._open_channels():
+            for how in policy:
+                if not channel.is_open or not channel.unacked:
+                    break
+                tag = min(channel.unacked)
+                if how == "ack":
+                    channel.basic_ack(tag)
+                elif how == "nack-requeue":
+                    channel.basic_nack(tag, requeue=True)
+                elif how == "reject-drop":
+                    channel.basic_reject(tag, requeue=False)
+
     @rule(index=st.integers(0, 50))
     def recover(self, index: int) -> None:
         channels = self._open_channels()
@@ -490,25 +517,21 @@ class BrokerStateMachine(RuleBasedStateMachine):
     def advance(self, seconds: float) -> None:
         self.broker.advance(seconds)
 
-    @rule()
-    def restart(self) -> None:
-        self.broker.restart()
-        self.consumers.clear()
-        self._declare_all()
-
-    @rule()
-    def redeclare(self) -> None:
-        self._declare_all()
-
-    @rule()
-    def remove_faults(self) -> None:
-        self.broker.faults.clear()
-
-    @rule(queue=st.sampled_from(QUEUES))
-    def purge_by_deleting(self, queue: str) -> None:
-        channel = self._channel()
-        if queue in self.broker.vhosts["/"].queues:
-            channel.queue_delete(queue)
+    @rule(
+        kind=st.sampled_from(("restart", "redeclare", "remove_faults", "delete_queue")),
+        queue=st.sampled_from(QUEUES),
+    )
+    def disrupt(self, kind: str, queue: str) -> None:
+        """One rule for the rare, disruptive operations, so they stay rare."""
+        if kind == "restart":
+            self.broker.restart()
+            self.consumers.clear()
+        elif kind == "remove_faults":
+            self.broker.faults.clear()
+        elif kind == "delete_queue":
+            channel = self._channel()
+            if queue in self.broker.vhosts["/"].queues:
+                channel.queue_delete(queue)
         self._declare_all()
 
     # -- invariants --------------------------------------------------------------------------
