@@ -304,7 +304,8 @@ class FaultPlan:
         self._points: frozenset[str] = frozenset()
         self._next_rule = 1
         #: Deliveries a fault put back or released, exempt from deliver faults once.
-        self._exempt: set[tuple[str, str, int]] = set()
+        #: Keyed by id() with the entry as value: the entry stays alive, so its id is not reused.
+        self._exempt: dict[int, QueuedMessage] = {}
         #: Messages currently held back by ``delay`` or ``reorder`` (by message id).
         self._held: dict[int, int] = {}
         #: A held publish (or ack) being released is not subject to faults at its point again;
@@ -661,9 +662,7 @@ class FaultPlan:
         self, channel: Channel, consumer: Consumer, queue: Queue, entry: QueuedMessage
     ) -> bool:
         """True when a fault took the delivery over (the channel must not push it)."""
-        key = (queue.vhost, queue.name, entry.seq)
-        if key in self._exempt:
-            self._exempt.discard(key)
+        if self._exempt.pop(id(entry), None) is entry:
             return False
         if "deliver" not in self._points:
             return False
@@ -712,7 +711,7 @@ class FaultPlan:
         if redelivered:
             entry.redelivered = True
         self.broker._emit("requeue", queue=queue.name, msgs=[entry.message.id])
-        self._exempt.add((queue.vhost, queue.name, entry.seq))
+        self._exempt[id(entry)] = entry
         queue.ready.insert_sorted(entry)
         queue.ready_bytes += len(entry.message.body)
 
@@ -725,12 +724,12 @@ class FaultPlan:
             and consumer.queue is queue
             and channel.consumers.get(consumer.tag) is consumer
         ):
-            self._exempt.add((queue.vhost, queue.name, entry.seq))
+            self._exempt[id(entry)] = entry
             channel._deliver(consumer, queue, entry)
             return
         # The consumer went away meanwhile: the message was never delivered, back it goes.
         self._put_back(queue, entry, redelivered=False)
-        self._exempt.discard((queue.vhost, queue.name, entry.seq))
+        self._exempt.pop(id(entry), None)
         if not queue.deleted:
             queue._drop_expired()
             queue.dispatch()
