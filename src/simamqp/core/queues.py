@@ -367,8 +367,8 @@ class Queue:
 
     def dispatch(self) -> None:
         """Deliver ready messages to consumers with capacity."""
-        if self._dispatching or not self.consumers or self.deleted:
-            return
+        if self._dispatching or not self.consumers or self.deleted or not len(self.ready):
+            return  # (an empty queue: the common case after an ack)
         self._dispatching = True
         try:
             ready = self.ready
