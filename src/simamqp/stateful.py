@@ -24,6 +24,7 @@ Use it from a test module::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -312,6 +313,8 @@ class BrokerStateMachine(RuleBasedStateMachine):
         self.durable: dict[str, bool] = {}
         self.bindings: dict[str, str] = {}
         self.plan: dict[str, Any] = {"version": 1, "rules": []}
+        self.scenario_path: str | None = None
+        self.recorder: Any = None
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -342,6 +345,7 @@ class BrokerStateMachine(RuleBasedStateMachine):
         consumers: list[tuple[str, bool, int]],
     ) -> None:
         self.broker = Broker(seed=seed)
+        self._start_recording()
         for name, arguments, is_durable, key in zip(QUEUES, args, durable, bindings, strict=True):
             self.queue_args[name] = arguments
             self.durable[name] = is_durable
@@ -351,6 +355,33 @@ class BrokerStateMachine(RuleBasedStateMachine):
         self.broker.faults.load(plan)
         for queue, no_ack, prefetch in consumers:
             self.consume(queue, no_ack, prefetch)
+
+    def _start_recording(self) -> None:
+        """With ``SIMAMQP_SCENARIO_OUT=PATH``, record every run as a scenario file.
+
+        Each run overwrites PATH; Hypothesis replays the minimal failing example last, so after
+        a failure PATH holds it: ``simamqp run PATH`` replays the same trace digest.
+        """
+        self.scenario_path = os.environ.get("SIMAMQP_SCENARIO_OUT") or None
+        self.recorder = None
+        if self.scenario_path is not None:
+            from .scenarios import Recorder  # imports yaml: only when asked to record
+
+            self.recorder = Recorder(self.broker)
+
+    def _write_scenario(self) -> None:
+        if self.recorder is None or self.scenario_path is None:
+            return
+        from .scenarios import write
+
+        description = (
+            "BrokerStateMachine run recorded by simamqp.stateful (seed and fault plan: "
+            f"{self.replay_data()})"
+        )
+        write(
+            self.recorder.scenario("broker-state-machine", description=description),
+            self.scenario_path,
+        )
 
     def replay_data(self) -> dict[str, Any]:
         """The seed and fault plan of this run as plain data (``seed`` + ``faults:`` of a
@@ -548,5 +579,6 @@ class BrokerStateMachine(RuleBasedStateMachine):
         # Let every held message come back, then everything must still add up.
         self.broker.faults.clear()
         self.broker.advance(60.0)
+        self._write_scenario()
         self.ledger.feed(self.broker)
         self.ledger.check(self.broker)

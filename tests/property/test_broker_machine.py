@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pathlib
+
+import pytest
 from _property_budget import property_settings
 
 from simamqp.stateful import BrokerStateMachine
@@ -43,3 +46,22 @@ def test_replay_data_replays_the_same_trace() -> None:
     again = _run_steps(int(data["seed"]), {k: v for k, v in data.items() if k != "seed"})
     assert again.broker.trace.digest() == first.broker.trace.digest()
     assert first.broker.trace.of_kind("fault")
+
+
+def test_a_recorded_run_replays_as_a_scenario_with_the_same_digest(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenarios = pytest.importorskip("simamqp.scenarios")
+    out = tmp_path / "machine.yaml"
+    monkeypatch.setenv("SIMAMQP_SCENARIO_OUT", str(out))
+    plan = {
+        "version": 1,
+        "rules": [
+            {"point": "enqueue", "action": "reorder", "window": 3, "name": "r1"},
+            {"point": "ack", "action": "drop", "nth": 1, "name": "r2"},
+        ],
+    }
+    machine = _run_steps(5, plan)
+    result = scenarios.run_scenario(scenarios.load(out))
+    assert result.passed, result.failures
+    assert result.digests == {"default": machine.broker.trace.digest()}
