@@ -19,7 +19,6 @@ consumer with the wire's types (tuples become lists, datetimes lose sub-seconds.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import defaultdict
@@ -122,8 +121,11 @@ def _inbound(channel: SimChannel, message: CoreMessage) -> amqp.Message:
     body: bytes | str = message.body
     encoding = properties.get("content_encoding")
     if encoding and channel.auto_decode:
-        with contextlib.suppress(LookupError, UnicodeDecodeError):
+        # try/except rather than a suppress() context manager: once per delivery.
+        try:
             body = message.body.decode(encoding)
+        except (LookupError, UnicodeDecodeError):
+            body = message.body
     # Same object py-amqp's ``Message(body, **properties)`` builds, without copying the
     # (already fresh) properties dict a second time through ``**``.
     msg = amqp.Message(body, channel=channel)
