@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -294,7 +296,8 @@ def test_connection_loss_during_a_wait_ends_in_the_result_or_a_clear_timeout(
         started_virtual = sim.broker.clock.now()
         started_wall = time.monotonic()
         try:
-            meta = sim.client.wait_for(stream.task_id, timeout=timeout)
+            with _fails_instead_of_hanging(10.0):
+                meta = sim.client.wait_for(stream.task_id, timeout=timeout)
         except ResultTimeout as exc:
             # Only acceptable if the fault really took the result away (queue or message lost).
             lost = sim.broker.trace.of_kind("queue-delete", "restart")
@@ -304,6 +307,32 @@ def test_connection_loss_during_a_wait_ends_in_the_result_or_a_clear_timeout(
         else:
             assert meta["status"] == stream.final_state
         assert time.monotonic() - started_wall < 10, "a wait must never hang"
+
+
+class _Hang(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _fails_instead_of_hanging(seconds: float) -> Iterator[None]:
+    """Turn a hang into a test failure (SIGALRM; the wait runs in the main thread)."""
+    if (
+        not hasattr(signal, "setitimer")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise _Hang(f"the wait hung for {seconds} s of wall time")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 # -- Celery's own rpc backend: SUCCESS overtaken by a late STARTED ------------------------------
