@@ -55,7 +55,7 @@ class Sim:
     conn: kombu.Connection
     closables: list[Any] = field(default_factory=list)
 
-    def publish(self, task_id: str, status: str) -> None:
+    def publish(self, task_id: str, status: str, *, client: RPCBackend | None = None) -> None:
         body = {
             "status": status,
             "result": _result_for(status, task_id),
@@ -67,7 +67,7 @@ class Sim:
         kombu.Producer(self.conn).publish(
             body,
             exchange="",
-            routing_key=self.client.oid,
+            routing_key=(client or self.client).oid,
             correlation_id=task_id,
             serializer="json",
             delivery_mode=1,
@@ -143,7 +143,12 @@ _reply_faults = sims.fault_plans(
 
 @property_settings(minimum=MISSION_EXAMPLES)
 @given(
-    streams=st.lists(sims.rpc_result_streams(max_duplicates=2), min_size=1, max_size=4),
+    streams=st.lists(
+        sims.rpc_result_streams(max_duplicates=2),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda s: s.task_id,
+    ),
     data=st.data(),
     plan=_reply_faults,
     broker_seed=st.integers(0, 2**32 - 1),
@@ -169,6 +174,61 @@ def test_out_of_order_delivery_never_moves_a_task_backwards(
         _check_seen(streams, seen)
         # A late report of a finished task is acked and ignored, never read as news.
         assert sim.client.get_task_meta(ids[0])["status"] == streams[0].final_state
+
+
+@property_settings(minimum=MISSION_EXAMPLES)
+@given(
+    per_client=st.lists(
+        st.lists(sims.rpc_result_streams(max_duplicates=1), min_size=1, max_size=2),
+        min_size=2,
+        max_size=3,
+    ).filter(
+        lambda clients: len({s.task_id for c in clients for s in c}) == sum(map(len, clients))
+    ),
+    data=st.data(),
+    plan=_reply_faults,
+    broker_seed=st.integers(0, 2**32 - 1),
+)
+def test_many_clients_each_see_their_own_tasks_final_states_once(
+    per_client: list[list[sims.RPCResultStream]],
+    data: st.DataObject,
+    plan: dict[str, Any],
+    broker_seed: int,
+) -> None:
+    with sim_rpc(broker_seed, plan=plan) as sim:
+        clients = [sim.client]
+        for _ in per_client[1:]:
+            other = RPCBackend(Config(broker_url=sim.broker.url), clock=sim.broker.clock.now)
+            sim.closables.append(other)
+            other.on_task_call(kombu.Producer(sim.conn), "declare")
+            clients.append(other)
+        try:
+            # One global interleaving of every client's messages.
+            flat = [(c, s) for c, streams in enumerate(per_client) for s in streams]
+            order = data.draw(_interleavings([s for _, s in flat]), label="interleaving")
+            messages = _ordered_messages([s for _, s in flat], order)
+            owner = {s.task_id: clients[c] for c, s in flat}
+            for task_id, status in messages:
+                sim.publish(task_id, status, client=owner[task_id])
+            for client, streams in zip(clients, per_client, strict=True):
+                seen: dict[str, list[str]] = {}
+                results = dict(
+                    client.iter_results(
+                        [s.task_id for s in streams],
+                        timeout=30,
+                        on_message=lambda m, seen=seen: seen.setdefault(m["task_id"], []).append(
+                            m["status"]
+                        ),
+                    )
+                )
+                assert {t: m["status"] for t, m in results.items()} == {
+                    s.task_id: s.final_state for s in streams
+                }
+                _check_seen(streams, seen)
+        finally:
+            for other in clients[1:]:
+                with contextlib.suppress(Exception):
+                    other.close()
 
 
 @property_settings(minimum=MISSION_EXAMPLES)
