@@ -814,8 +814,10 @@ class FaultPlan:
 
         text = rule.reply_text or f"fault injected by rule '{rule.name}'"
         cls = error_for_code(rule.reply_code)
+        # The method the close names: what the client was doing when the fault hit.
+        method = {"publish": (60, 40), "ack": (60, 80)}.get(rule.point, (0, 0))
         err: AMQPError = channel_level(
-            cls if cls is not AMQPError else PreconditionFailed, text, (60, 40)
+            cls if cls is not AMQPError else PreconditionFailed, text, method
         )
         if not channel.is_open:
             return
