@@ -237,6 +237,8 @@ def test_many_clients_each_see_their_own_tasks_final_states_once(
     copies=st.integers(1, 3),
     point=st.sampled_from(("publish", "enqueue")),
     redeliver_nth=st.none() | st.integers(1, 6),
+    lost_ack=st.none()
+    | st.tuples(st.sampled_from(("redeliver", "close_channel")), st.integers(1, 6)),
     broker_seed=st.integers(0, 2**32 - 1),
 )
 def test_duplicate_delivery_reports_the_final_state_exactly_once(
@@ -244,6 +246,7 @@ def test_duplicate_delivery_reports_the_final_state_exactly_once(
     copies: int,
     point: str,
     redeliver_nth: int | None,
+    lost_ack: tuple[str, int] | None,
     broker_seed: int,
 ) -> None:
     rules: list[dict[str, Any]] = [
@@ -251,6 +254,9 @@ def test_duplicate_delivery_reports_the_final_state_exactly_once(
     ]
     if redeliver_nth is not None:
         rules.append({"point": "deliver", "action": "redeliver", "nth": redeliver_nth})
+    if lost_ack is not None:
+        # An ack lost with its channel: the message comes back, redelivered (at-least-once).
+        rules.append({"point": "ack", "action": lost_ack[0], "nth": lost_ack[1], "max_count": 1})
     seen: dict[str, list[str]] = {}
     with sim_rpc(broker_seed, plan={"version": 1, "rules": rules}) as sim:
         for status in stream.arrivals:
