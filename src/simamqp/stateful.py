@@ -49,6 +49,10 @@ WORDS = ("a", "b")
 _RETURNING_DELIVER_FAULTS = frozenset({"redeliver", "close_channel", "close_connection", "restart"})
 
 
+#: Fault actions RabbitMQ itself can cause (docs/faults.md): they never lose a queued message.
+_RABBITMQ_POSSIBLE = frozenset(
+    {"redeliver", "close_channel", "close_connection", "restart", "overflow"}
+)
 #: Consumers mostly acknowledge: acks, nacks and ack faults need unacknowledged deliveries.
 _MOSTLY_ACKING = st.sampled_from((False, False, False, True))
 
@@ -574,6 +578,16 @@ class BrokerStateMachine(RuleBasedStateMachine):
             conn.outbox.clear()
         self.ledger.feed(self.broker)
         self.ledger.check(self.broker)
+
+    @invariant()
+    def rabbitmq_possible_faults_lose_nothing(self) -> None:
+        """Under faults RabbitMQ itself can cause, no queued message is lost to a fault."""
+        actions = {rule["action"] for rule in self.plan.get("rules", [])}
+        if actions <= _RABBITMQ_POSSIBLE and self.ledger.fates.get("fault-dropped", 0):
+            raise LedgerError(
+                f"a RabbitMQ-possible fault plan lost {self.ledger.fates['fault-dropped']} "
+                f"queued message(s): {self.plan}"
+            )
 
     def teardown(self) -> None:
         # Let every held message come back, then everything must still add up.
