@@ -661,6 +661,8 @@ class SimConnection:
         self.on_blocked = kwargs.get("on_blocked")
         self.on_unblocked = kwargs.get("on_unblocked")
         self._core: CoreConnection | None = None
+        #: The client has seen the connection closed (it closed it, or read connection.close).
+        self._closed = True
         self._condition: threading.Condition | None = None
         self._default_channel: SimChannel | None = None
 
@@ -677,7 +679,7 @@ class SimConnection:
     # -- lifecycle --------------------------------------------------------------------------
 
     def connect(self, callback: Callable[[], Any] | None = None) -> SimConnection:
-        if self._core is not None and self._core.is_open:
+        if self._core is not None and not self._closed:
             return self
         broker = self.broker
         try:
@@ -693,13 +695,17 @@ class SimConnection:
             condition = self._condition
             core.listener = _notifier(condition)
         self._core = core
+        self._closed = False
         if callback is not None:
             callback()
         return self
 
     @property
     def connected(self) -> bool:
-        return self._core is not None and self._core.is_open
+        # Like py-amqp: a connection the broker closed stays "connected" until the client has
+        # read the connection.close (drain_events or a sync call raises it); otherwise kombu
+        # would silently reconnect and the client would never see ConnectionForced.
+        return self._core is not None and not self._closed
 
     @property
     def server_capabilities(self) -> dict[str, Any]:
@@ -746,6 +752,7 @@ class SimConnection:
         self._collect(None)
 
     def _collect(self, reason: AMQPError | None) -> None:
+        self._closed = True
         for channel in list(self.channels.values()):
             channel.collect()
         self.channels.clear()

@@ -19,12 +19,6 @@ def broker() -> simamqp.Broker:
         simamqp.unregister(sim.name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="transport: SimConnection.connected turns False as soon as the engine closes the "
-    "connection, so kombu's Connection.connection silently reconnects and drain_events times "
-    "out; py-amqp stays connected until it reads connection.close and raises ConnectionForced",
-)
 def test_forced_close_reaches_kombu_as_connection_forced(broker: simamqp.Broker) -> None:
     broker.faults.add(point="deliver", action="close_connection", queue="q", nth=1)
     with broker.connection() as conn, broker.connection() as producer_conn:
