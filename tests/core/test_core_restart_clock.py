@@ -46,6 +46,8 @@ def test_restart_keeps_durable_entities_and_persistent_messages() -> None:
     assert "dq" in broker.queue_names() and "tq" not in broker.queue_names()
     assert "dx" in broker.exchange_names() and "tx" not in broker.exchange_names()
     assert broker.exchange("dx").bindings == (("queue", "dq", "k"),)
+    # The transient message is gone; the persistent ones not yet consumed stay, in order.
+    assert broker.queue("dq").bodies == (b"unacked", b"persistent2")
     assert "restart" in [e.kind for e in broker.trace]
 
 
