@@ -17,6 +17,7 @@ class CeleryEnv:
     run: str
     app: Any
     names: dict[str, str] = field(default_factory=dict)
+    hostname: str = ""
     #: Shared with the tasks: what they saw, keyed by a per-test token.
     seen: dict[str, Any] = field(default_factory=dict)
 

@@ -104,8 +104,16 @@ def celery_env(request: pytest.FixtureRequest) -> Iterator[CeleryEnv]:
     )
     env = CeleryEnv(request.param, url, sim, run, app, names)
     _register_tasks(app, env)
+    # A unique node name: revoke() is a broadcast on RabbitMQ's shared celery.pidbox exchange,
+    # so the tests address their own worker only (other Celery workers may share RabbitMQ).
+    env.hostname = f"simamqp-tests-{run}@localhost"
     with start_worker(
-        app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=15
+        app,
+        pool="solo",
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=15,
+        hostname=env.hostname,
     ):
         yield env
     with contextlib.suppress(Exception):

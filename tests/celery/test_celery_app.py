@@ -67,9 +67,12 @@ def test_revoke_before_execution(celery_env: CeleryEnv) -> None:
 
     app = celery_env.app
     task_id = f"revoked-{celery_env.token()}"
-    replies = app.control.revoke(task_id, reply=True, timeout=5, limit=1)
+    replies = app.control.revoke(
+        task_id, reply=True, timeout=5, limit=1, destination=[celery_env.hostname]
+    )
     assert len(replies) == 1
-    [(_, reply)] = replies[0].items()
+    [(node, reply)] = replies[0].items()
+    assert node == celery_env.hostname
     assert "revoked" in reply["ok"]
     result = app.tasks["t.add"].apply_async((1, 1), task_id=task_id)
     with pytest.raises(TaskRevokedError):
@@ -84,7 +87,9 @@ def test_revoke_a_task_waiting_for_its_eta(celery_env: CeleryEnv) -> None:
 
     app = celery_env.app
     result = app.tasks["t.add"].apply_async((1, 1), countdown=1)
-    replies = app.control.revoke(result.id, reply=True, timeout=5, limit=1)
+    replies = app.control.revoke(
+        result.id, reply=True, timeout=5, limit=1, destination=[celery_env.hostname]
+    )
     assert len(replies) == 1
     with pytest.raises(TaskRevokedError):
         result.get(timeout=TIMEOUT)
