@@ -224,8 +224,12 @@ class RPCBackend:
     def binding_for(self, queue_name: str) -> KombuQueue:
         """The reply queue declaration, identical to Celery 5's ``RPCBackend.binding``."""
         return self.Queue(
-            queue_name, self.exchange, queue_name,
-            durable=True, auto_delete=self.auto_delete, expires=self.expires,
+            queue_name,
+            self.exchange,
+            queue_name,
+            durable=True,
+            auto_delete=self.auto_delete,
+            expires=self.expires,
         )
 
     @property
@@ -263,8 +267,7 @@ class RPCBackend:
             with self._lock:
                 self._extra_reply_queues[thread_oid] = None
         for name in self.reply_queue_names():
-            maybe_declare(self.binding_for(name)(producer.channel), retry=True,
-                          **self.retry_policy)
+            maybe_declare(self.binding_for(name)(producer.channel), retry=True, **self.retry_policy)
 
     def reply_properties(self, task_id: str) -> dict[str, str]:
         """Message properties a standalone client puts on a request for ``task_id``."""
@@ -302,8 +305,13 @@ class RPCBackend:
         if not routing_key:
             return None
         meta = build_meta(
-            task_id, state, result, traceback, request,
-            serializer=self.serializer, now=self._now,
+            task_id,
+            state,
+            result,
+            traceback,
+            request,
+            serializer=self.serializer,
+            now=self._now,
             extended=bool(self.app.conf.get("result_extended")),
         )
         with self._publish_lock:
@@ -334,16 +342,29 @@ class RPCBackend:
     def mark_as_started(self, task_id: str, **meta: Any) -> Any:
         return self.store_result(task_id, meta, _states.STARTED)
 
-    def mark_as_done(self, task_id: str, result: Any, request: Any = None,
-                     store_result: bool = True, state: str = _states.SUCCESS) -> None:
+    def mark_as_done(
+        self,
+        task_id: str,
+        result: Any,
+        request: Any = None,
+        store_result: bool = True,
+        state: str = _states.SUCCESS,
+    ) -> None:
         if store_result and not _field(request, "ignore_result"):
             self.store_result(task_id, result, state, request=request)
         if request is not None and _field(request, "chord"):
             self.on_chord_part_return(request, state, result)
 
-    def mark_as_failure(self, task_id: str, exc: BaseException, traceback: str | None = None,
-                        request: Any = None, store_result: bool = True,
-                        call_errbacks: bool = True, state: str = _states.FAILURE) -> None:
+    def mark_as_failure(
+        self,
+        task_id: str,
+        exc: BaseException,
+        traceback: str | None = None,
+        request: Any = None,
+        store_result: bool = True,
+        call_errbacks: bool = True,
+        state: str = _states.FAILURE,
+    ) -> None:
         if store_result:
             self.store_result(task_id, exc, state, traceback=traceback, request=request)
         if request is None:
@@ -355,8 +376,9 @@ class RPCBackend:
             return
         # Chained tasks and errbacks are Celery canvas features; reuse Celery's own code for
         # them (only reachable when a Celery worker drives this backend, so Celery is loaded).
-        celery_base._fail_chain(self, _field(request, "chain"), exc, traceback,
-                                store_result=store_result, state=state)
+        celery_base._fail_chain(
+            self, _field(request, "chain"), exc, traceback, store_result=store_result, state=state
+        )
         if call_errbacks and _field(request, "errbacks"):
             celery_base._call_task_errbacks(self, request, exc, traceback)
 
@@ -365,13 +387,25 @@ class RPCBackend:
         assert celery_base is not None
         return bool(celery_base._errback_arity_greater(self, errback, n))
 
-    def mark_as_retry(self, task_id: str, exc: BaseException, traceback: str | None = None,
-                      request: Any = None, store_result: bool = True,
-                      state: str = _states.RETRY) -> Any:
+    def mark_as_retry(
+        self,
+        task_id: str,
+        exc: BaseException,
+        traceback: str | None = None,
+        request: Any = None,
+        store_result: bool = True,
+        state: str = _states.RETRY,
+    ) -> Any:
         return self.store_result(task_id, exc, state, traceback=traceback, request=request)
 
-    def mark_as_revoked(self, task_id: str, reason: str = "", request: Any = None,
-                        store_result: bool = True, state: str = _states.REVOKED) -> None:
+    def mark_as_revoked(
+        self,
+        task_id: str,
+        reason: str = "",
+        request: Any = None,
+        store_result: bool = True,
+        state: str = _states.REVOKED,
+    ) -> None:
         celery_exc = sys.modules.get("celery.exceptions")
         revoked_cls: type[Exception] = getattr(celery_exc, "TaskRevokedError", RuntimeError)
         if store_result:
@@ -496,13 +530,15 @@ class RPCBackend:
 
     poll = get_task_meta
 
-    def _poll_if_idle(self, backlog_limit: int, *, raise_on_overflow: bool,
-                      task_id: str = "") -> None:
+    def _poll_if_idle(
+        self, backlog_limit: int, *, raise_on_overflow: bool, task_id: str = ""
+    ) -> None:
         if not self._io_lock.acquire(blocking=False):
             return
         try:
-            self.result_consumer.poll(backlog_limit, raise_on_overflow=raise_on_overflow,
-                                      task_id=task_id)
+            self.result_consumer.poll(
+                backlog_limit, raise_on_overflow=raise_on_overflow, task_id=task_id
+            )
         finally:
             self._io_lock.release()
             self._on_reconnected()
@@ -550,9 +586,15 @@ class RPCBackend:
     def _get_task_meta_for(self, task_id: str) -> Meta:
         return self.get_task_meta(task_id)
 
-    def _ensure_retryable(self, func: Callable[..., Any], *args: Any, fallback_exc: Any = None,
-                          fallback_msg: Any = None, max_retries: Any = None,
-                          **kwargs: Any) -> Any:
+    def _ensure_retryable(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        fallback_exc: Any = None,
+        fallback_msg: Any = None,
+        max_retries: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         # Retrying is done per operation with retry_policy; Celery's worker calls this hook.
         return func(*args, **kwargs)
 
@@ -563,9 +605,15 @@ class RPCBackend:
             self._store.forget(task_id)
             self._pending.pop(task_id, None)
 
-    def wait_for(self, task_id: str, timeout: float | None = None, interval: float = 0.5,
-                 no_ack: bool = True, on_interval: Callable[[], Any] | None = None,
-                 on_message: Callable[[Meta], Any] | None = None) -> Meta:
+    def wait_for(
+        self,
+        task_id: str,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_interval: Callable[[], Any] | None = None,
+        on_message: Callable[[Meta], Any] | None = None,
+    ) -> Meta:
         """Block until ``task_id`` reaches a final state and return its meta.
 
         ``timeout`` is in seconds (``0`` reads what is queued once, ``None`` waits forever);
@@ -574,15 +622,19 @@ class RPCBackend:
         Celery's signature and are ignored: waiting is event driven, and every message is
         acknowledged once buffered.
         """
-        for _, meta in self.iter_results([task_id], timeout=timeout, on_message=on_message,
-                                         on_interval=on_interval):
+        for _, meta in self.iter_results(
+            [task_id], timeout=timeout, on_message=on_message, on_interval=on_interval
+        ):
             return meta
         raise AssertionError("iter_results ended without a result or an error")
 
-    def iter_results(self, task_ids: Iterable[str], timeout: float | None = None,
-                     on_message: Callable[[Meta], Any] | None = None,
-                     on_interval: Callable[[], Any] | None = None,
-                     ) -> Iterator[tuple[str, Meta]]:
+    def iter_results(
+        self,
+        task_ids: Iterable[str],
+        timeout: float | None = None,
+        on_message: Callable[[Meta], Any] | None = None,
+        on_interval: Callable[[], Any] | None = None,
+    ) -> Iterator[tuple[str, Meta]]:
         """Yield ``(task_id, meta)`` for each id as it reaches a final state, in arrival order.
 
         ``timeout`` bounds the whole iteration; when it runs out, :class:`ResultTimeout` is
@@ -626,8 +678,11 @@ class RPCBackend:
                 if watch in self._watches:
                     self._watches.remove(watch)
 
-    def _harvest(self, watch: _Watch, remaining: dict[str, None],
-                 ) -> tuple[list[Meta], list[tuple[str, Meta]], int]:
+    def _harvest(
+        self,
+        watch: _Watch,
+        remaining: dict[str, None],
+    ) -> tuple[list[Meta], list[tuple[str, Meta]], int]:
         with self._lock:
             progress = list(watch.metas)
             watch.metas.clear()
@@ -666,8 +721,9 @@ class RPCBackend:
                 if self._version == seen:
                     self._changed.wait(timeout=block)
 
-    def _timeout_error(self, missing: list[str], timeout: float | None,
-                       losses_at_start: int) -> ResultTimeout:
+    def _timeout_error(
+        self, missing: list[str], timeout: float | None, losses_at_start: int
+    ) -> ResultTimeout:
         message = (
             f"timed out after {timeout} s waiting for the result of task(s) "
             f"{', '.join(missing)} on reply queue {self.oid!r}"
@@ -681,16 +737,22 @@ class RPCBackend:
             )
         return _timeout_class()(message)
 
-    def get_many(self, task_ids: Iterable[str], timeout: float | None = None,
-                 interval: float = 0.5, no_ack: bool = True,
-                 on_message: Callable[[Meta], Any] | None = None,
-                 on_interval: Callable[[], Any] | None = None,
-                 max_iterations: int | None = None, **kwargs: Any,
-                 ) -> Iterator[tuple[str, Meta]]:
+    def get_many(
+        self,
+        task_ids: Iterable[str],
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_message: Callable[[Meta], Any] | None = None,
+        on_interval: Callable[[], Any] | None = None,
+        max_iterations: int | None = None,
+        **kwargs: Any,
+    ) -> Iterator[tuple[str, Meta]]:
         """Yield ``(task_id, meta)`` for final results; one read pass if ``max_iterations``."""
         if max_iterations is None:
-            yield from self.iter_results(task_ids, timeout=timeout, on_message=on_message,
-                                         on_interval=on_interval)
+            yield from self.iter_results(
+                task_ids, timeout=timeout, on_message=on_message, on_interval=on_interval
+            )
             return
         try:
             yield from self.iter_results(task_ids, timeout=0, on_message=on_message)
@@ -703,8 +765,9 @@ class RPCBackend:
     def is_async(self) -> bool:
         return True
 
-    def add_pending_result(self, result: Any, weak: bool = False,
-                           start_drainer: bool = True) -> Any:
+    def add_pending_result(
+        self, result: Any, weak: bool = False, start_drainer: bool = True
+    ) -> Any:
         """Track a Celery ``AsyncResult`` so it is fulfilled (``then`` callbacks run) on arrival."""
         self._ensure_process()
         with self._lock:
@@ -736,20 +799,34 @@ class RPCBackend:
         refs = self._pending.pop(task_id, {})
         return [r for r in (ref() for ref in refs.values()) if r is not None]
 
-    def wait_for_pending(self, result: Any, callback: Any = None, propagate: bool = True,
-                         timeout: float | None = None, interval: float = 0.5,
-                         no_ack: bool = True, on_message: Callable[[Meta], Any] | None = None,
-                         on_interval: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
+    def wait_for_pending(
+        self,
+        result: Any,
+        callback: Any = None,
+        propagate: bool = True,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_message: Callable[[Meta], Any] | None = None,
+        on_interval: Callable[[], Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """What ``AsyncResult.get`` calls: wait, fill the result's cache, raise or return."""
-        meta = self.wait_for(result.id, timeout=timeout, on_message=on_message,
-                             on_interval=on_interval)
+        meta = self.wait_for(
+            result.id, timeout=timeout, on_message=on_message, on_interval=on_interval
+        )
         result._maybe_set_cache(meta)
         return result.maybe_throw(callback=callback, propagate=propagate)
 
-    def iter_native(self, result: Any, timeout: float | None = None, interval: float = 0.5,
-                    no_ack: bool = True, on_message: Callable[[Meta], Any] | None = None,
-                    on_interval: Callable[[], Any] | None = None,
-                    ) -> Iterator[tuple[str, Any]]:
+    def iter_native(
+        self,
+        result: Any,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        no_ack: bool = True,
+        on_message: Callable[[Meta], Any] | None = None,
+        on_interval: Callable[[], Any] | None = None,
+    ) -> Iterator[tuple[str, Any]]:
         """What ``ResultSet.join_native`` calls: ``(id, meta)`` per member as it finishes."""
         nodes_by_id: dict[str, list[Any]] = {}
         for node in result.results:
@@ -761,8 +838,9 @@ class RPCBackend:
                 yield node.id, cache
             else:
                 nodes_by_id.setdefault(node.id, []).append(node)
-        for task_id, meta in self.iter_results(list(nodes_by_id), timeout=timeout,
-                                               on_message=on_message, on_interval=on_interval):
+        for task_id, meta in self.iter_results(
+            list(nodes_by_id), timeout=timeout, on_message=on_message, on_interval=on_interval
+        ):
             for node in nodes_by_id[task_id]:
                 node._maybe_set_cache(meta)
             yield task_id, meta
@@ -851,16 +929,23 @@ class RPCBackend:
             del local.oid
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_unpickle_backend, (type(self), self.app, {
-            "connection": self._connection,
-            "exchange": self.exchange_name,
-            "exchange_type": self.exchange_type,
-            "persistent": self.persistent,
-            "serializer": self.serializer,
-            "auto_delete": self.auto_delete,
-            "expires": self.expires,
-            "url": self.url,
-        }))
+        return (
+            _unpickle_backend,
+            (
+                type(self),
+                self.app,
+                {
+                    "connection": self._connection,
+                    "exchange": self.exchange_name,
+                    "exchange_type": self.exchange_type,
+                    "persistent": self.persistent,
+                    "serializer": self.serializer,
+                    "auto_delete": self.auto_delete,
+                    "expires": self.expires,
+                    "url": self.url,
+                },
+            ),
+        )
 
 
 _MISSING = object()

@@ -97,6 +97,7 @@ class ResultConsumer:
         With ``raise_on_overflow``, raise :class:`BacklogLimitExceeded` if more were waiting;
         the extra message read to find that out is buffered and acknowledged like the others.
         """
+
         def _poll() -> None:
             if self._consumer is not None:
                 self._drain_nowait()
@@ -184,8 +185,13 @@ class ResultConsumer:
         for queue in queues:
             queue.declare()
         consumer = self.Consumer(
-            self._channel, queues, callbacks=[self._on_body], no_ack=False,
-            accept=self.accept, on_decode_error=self._on_decode_error, auto_declare=False,
+            self._channel,
+            queues,
+            callbacks=[self._on_body],
+            no_ack=False,
+            accept=self.accept,
+            on_decode_error=self._on_decode_error,
+            auto_declare=False,
         )
         consumer.consume()
         self._consumer = consumer
@@ -231,8 +237,9 @@ class ResultConsumer:
         self.losses += 1
         self.last_loss = f"{type(exc).__name__}: {exc}"
         logger.warning(
-            "rpcbackend: lost the connection or reply queue (%s); reconnecting and "
-            "redeclaring %s", self.last_loss, ", ".join(self.backend.reply_queue_names()),
+            "rpcbackend: lost the connection or reply queue (%s); reconnecting and redeclaring %s",
+            self.last_loss,
+            ", ".join(self.backend.reply_queue_names()),
         )
         self.on_after_fork()  # drop the dead connection without talking on it
         self._ensure_connected()
@@ -259,6 +266,7 @@ class ResultConsumer:
         # leaving it unacked would pin it on the channel until the connection closes.
         logger.error(
             "rpcbackend: dropped an undecodable result message (content type %r): %s",
-            message.content_type, exc,
+            message.content_type,
+            exc,
         )
         message.ack()

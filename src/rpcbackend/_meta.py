@@ -157,9 +157,7 @@ def build_meta(
         "status": state,
         "result": encoded,
         "traceback": traceback,
-        "children": (
-            None if request is None else [child.as_tuple() for child in (children or [])]
-        ),
+        "children": (None if request is None else [child.as_tuple() for child in (children or [])]),
         "date_done": now().isoformat() if state in READY_STATES else None,
     }
     group_id = request_field(request, "group")
@@ -176,8 +174,7 @@ def build_meta(
             kwargs=request_field(request, "kwargs"),
             worker=request_field(request, "hostname"),
             retries=request_field(request, "retries"),
-            queue=delivery_info.get("routing_key") if isinstance(delivery_info, Mapping)
-            else None,
+            queue=delivery_info.get("routing_key") if isinstance(delivery_info, Mapping) else None,
         )
     meta["task_id"] = task_id
     return meta

@@ -55,23 +55,34 @@ class ResultStore:
         entry = self._entries.get(task_id)
         current = entry.meta if entry is not None else None
         if not supersedes(meta, current):
-            if current is not None and is_ready(current["status"]) and (
-                is_ready(meta["status"]) and meta["status"] != current["status"]
+            if (
+                current is not None
+                and is_ready(current["status"])
+                and (is_ready(meta["status"]) and meta["status"] != current["status"])
             ):
                 logger.warning(
                     "task %s reported both %s and %s; keeping %s (rpcbackend state precedence)",
-                    task_id, current["status"], meta["status"], current["status"],
+                    task_id,
+                    current["status"],
+                    meta["status"],
+                    current["status"],
                 )
             return Merge(accepted=False, became_ready=False)
         was_ready = current is not None and is_ready(current["status"])
         if was_ready and current is not None:
             logger.warning(
                 "task %s reported both %s and %s; keeping %s (rpcbackend state precedence)",
-                task_id, current["status"], meta["status"], meta["status"],
+                task_id,
+                current["status"],
+                meta["status"],
+                meta["status"],
             )
         self._evicted.pop(task_id, None)
-        new_entry = _Entry(meta, claimed=entry.claimed if entry else False,
-                           ready_seq=entry.ready_seq if entry else 0)
+        new_entry = _Entry(
+            meta,
+            claimed=entry.claimed if entry else False,
+            ready_seq=entry.ready_seq if entry else 0,
+        )
         if is_ready(meta["status"]) and not was_ready:
             self._ready_counter += 1
             new_entry.ready_seq = self._ready_counter
@@ -130,7 +141,9 @@ class ResultStore:
                 logger.warning(
                     "rpcbackend buffer full (%d results): dropped the unclaimed %s result of "
                     "task %s; waiting for it now raises ResultEvicted",
-                    self.limit, entry.meta["status"], victim,
+                    self.limit,
+                    entry.meta["status"],
+                    victim,
                 )
                 self._evicted[victim] = None
                 while len(self._evicted) > 4 * self.limit:

@@ -49,7 +49,12 @@ class Broker(_core.Broker):
         super().__init__(seed, clock, trace=trace, user=user)
         self.lock = threading.RLock()
         self.name: str | None = None
-        self._threads: dict[int, threading.Thread] = {}
+        #: Threads that have used the broker. The creating thread counts from the start: a
+        #: consumer thread that blocks before the test thread publishes must not see virtual
+        #: time jump past its deadline while the test thread is still busy.
+        self._threads: dict[int, threading.Thread] = {
+            threading.get_ident(): threading.current_thread()
+        }
         #: thread ident -> virtual deadline (None: waits forever) of threads blocked on us.
         self._waiting: dict[int, float | None] = {}
         self._conditions: list[threading.Condition] = []

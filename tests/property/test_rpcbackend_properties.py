@@ -71,6 +71,11 @@ class Sim:
             correlation_id=task_id,
             serializer="json",
             delivery_mode=1,
+            # After a forced close the producer's next publish reads the connection.close and
+            # raises ConnectionForced (as py-amqp does on RabbitMQ): reconnect and publish, as a
+            # worker's producer does. Zero intervals: no real sleeping.
+            retry=True,
+            retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0},
         )
 
     def queue_counts(self) -> tuple[int, int]:
