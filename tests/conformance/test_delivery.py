@@ -287,6 +287,29 @@ def test_basic_recover_requeue(env):
     assert got == [(b"0", True), (b"1", True)]
 
 
+def test_recover_requeues_per_consumer_tag_basic_get_group_first(env):
+    """rabbit_channel foreach_per_queue: recover settles per (queue, consumer tag), basic.get
+    deliveries (tag ``none``) first, and each group is redelivered before the next is requeued.
+    Found by the differential state machine."""
+    ch = env.channel()
+    q = env.queue(ch)
+    env.publish(ch, b"m0", "", q)
+    ch.basic_qos(0, 1, False)
+    first, got = env.consume(ch, q, consumer_tag="ctag-a")
+    assert env.drain(until=lambda: len(got) == 1)
+    env.publish(ch, b"m1", "", q)  # held back: the consumer's prefetch is full
+    ch.basic_cancel(first)  # m0 stays unacked on the channel, under ctag-a
+    assert env.get(ch, q, no_ack=False).body == b"m1"
+    ch.basic_qos(0, 0, False)
+    _, again = env.consume(ch, q, consumer_tag="ctag-b")
+    ch.basic_recover(requeue=True)
+    assert env.drain(until=lambda: len(again) == 2)
+    assert [(m.body, m.delivery_info["redelivered"]) for m in again] == [
+        (b"m1", True),
+        (b"m0", True),
+    ]
+
+
 def test_consumer_receives_in_order_with_delivery_info(env):
     """rabbitmq.com/consumers.html#message-properties: basic.deliver fields."""
     ch = env.channel()

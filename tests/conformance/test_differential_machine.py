@@ -333,12 +333,16 @@ class DifferentialMachine(RuleBasedStateMachine):
         if name in self.queues and mismatch:
             kind = self.queues[name]  # mostly an equivalent redeclare; 1 in 8 may be a 406
         args = QUEUE_KINDS[kind]
+        # declare-ok's counts are not ordered after a requeue on RabbitMQ (basic.recover and
+        # nack reach the queue process asynchronously): compare the name here, and the counts
+        # with converge_counts, which waits for RabbitMQ to settle.
         result = self.step(
             f"queue_declare({name}, {kind})",
-            lambda s: tuple(s.ch.queue_declare(s.n(name), auto_delete=False, arguments=args)),
+            lambda s: s.ch.queue_declare(s.n(name), auto_delete=False, arguments=args)[0],
         )
         if result[0] == "ok":
             self.queues.setdefault(name, kind)
+            self.converge_counts()
 
     @rule(
         j=st.integers(0, N_EXCHANGES - 1),

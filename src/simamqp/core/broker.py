@@ -135,6 +135,8 @@ class Broker:
         self.faults = FaultPlan(self)
         self._next_connection_id = 1
         self._next_message_id = 1
+        #: Creation order of queues (stands in for Erlang pid order when RabbitMQ sorts by queue).
+        self._queue_serial = 0
         self._reply_channels: dict[str, Channel] = {}
         self._restarting = False
 

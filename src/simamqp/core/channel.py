@@ -750,8 +750,15 @@ class Channel:
         self._settle_negative(settled, requeue, kind)
 
     def _settle_negative(self, settled: list[_Unacked], requeue: bool, kind: str) -> None:
+        """Requeue or discard deliveries the way rabbit_channel's foreach_per_queue does.
+
+        RabbitMQ settles per (queue, consumer tag) group, groups in Erlang term order of
+        ``{QPid, CTag}`` (basic.get deliveries have the atom ``none``, which sorts before every
+        binary tag), and each group's requeue delivers before the next group is requeued: a
+        basic.get message can be redelivered before an older consumer delivery.
+        """
         broker = self.broker
-        by_queue: dict[int, tuple[Queue, list[QueuedMessage]]] = {}
+        groups: dict[tuple[int, int, bytes], tuple[Queue, list[QueuedMessage]]] = {}
         for item in settled:
             broker._emit(
                 kind,
@@ -761,16 +768,24 @@ class Channel:
                 msg=item.entry.message.id,
                 requeue=requeue,
             )
-            if requeue:
-                by_queue.setdefault(id(item.queue), (item.queue, []))[1].append(item.entry)
-            else:
-                item.queue.settle()
-                if not item.queue.deleted:
-                    broker._dead_letter(item.queue, item.entry.message, "rejected")
+            consumer = item.consumer
+            key = (
+                item.queue.serial,
+                0 if consumer is None else 1,
+                b"" if consumer is None else consumer.tag.encode(),
+            )
+            groups.setdefault(key, (item.queue, []))[1].append(item.entry)
         released = self._release(settled)
-        for queue, entries in by_queue.values():
-            entries.sort(key=lambda e: e.seq)
-            queue.requeue(entries)
+        for key in sorted(groups):
+            queue, entries = groups[key]
+            entries.sort(key=_entry_seq)
+            if requeue:
+                queue.requeue(entries)
+                continue
+            for entry in entries:
+                queue.settle()
+                if not queue.deleted:
+                    broker._dead_letter(queue, entry.message, "rejected")
         for queue in released:
             queue.dispatch()
 
@@ -842,3 +857,7 @@ def _flag(value: object) -> str:
 def reply_address(key: bytes, channel_ref: str) -> str:
     """A direct reply-to address shaped like RabbitMQ's (two base64 parts)."""
     return f"{_REPLY_PREFIX}{channel_ref}.{base64.b64encode(key).decode()}"
+
+
+def _entry_seq(entry: QueuedMessage) -> int:
+    return entry.seq

@@ -170,6 +170,8 @@ class Queue:
         self.unacked = 0
         self.had_consumer = False
         self.deleted = False
+        broker._queue_serial += 1
+        self.serial = broker._queue_serial
         self._seq = 0
         self._head_timer: Timer | None = None
         self._head_timer_at: float | None = None
