@@ -310,6 +310,28 @@ def test_recover_requeues_per_consumer_tag_basic_get_group_first(env):
     ]
 
 
+def test_prefetch_credit_follows_a_reused_consumer_tag(env):
+    """rabbit_limiter keeps consumer-prefetch credit per consumer tag: settling deliveries of a
+    cancelled consumer credits a new consumer that reuses its tag (found by the differential
+    state machine)."""
+    ch = env.channel()
+    q = env.queue(ch)
+    env.publish(ch, b"m0", "", q)
+    env.publish(ch, b"m1", "", q)
+    tag, got = env.consume(ch, q, consumer_tag="same-tag")
+    assert env.drain(until=lambda: len(got) == 2)
+    ch.basic_cancel(tag)  # m0 and m1 stay unacked on the channel, under "same-tag"
+    ch.basic_qos(0, 1, False)
+    _, again = env.consume(ch, q, consumer_tag="same-tag")
+    ch.basic_recover(requeue=True)  # two settlements under "same-tag": two credits
+    assert env.drain(until=lambda: len(again) == 2)
+    env.drain(timeout=QUIET)
+    assert [(m.body, m.delivery_info["redelivered"]) for m in again] == [
+        (b"m0", True),
+        (b"m1", True),
+    ]
+
+
 def test_consumer_receives_in_order_with_delivery_info(env):
     """rabbitmq.com/consumers.html#message-properties: basic.deliver fields."""
     ch = env.channel()

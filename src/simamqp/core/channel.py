@@ -707,9 +707,20 @@ class Channel:
     def _release(self, settled: Iterable[_Unacked]) -> list[Queue]:
         """Account for settled deliveries; the queues that may now deliver more."""
         queues: dict[int, Queue] = {}
+        consumers = self.consumers
         for item in settled:
             consumer = item.consumer
             if consumer is not None:
+                current = consumers.get(consumer.tag)
+                if (
+                    current is not consumer
+                    and current is not None
+                    and current.queue is consumer.queue
+                ):
+                    # RabbitMQ keeps consumer-prefetch credit per consumer *tag* (rabbit_limiter's
+                    # queue-side credits): settling a delivery made under a tag credits whichever
+                    # consumer holds that tag now, even a newer one that reused it.
+                    consumer = current
                 consumer.unacked -= 1
                 self.global_unacked -= 1
                 queues[id(consumer.queue)] = consumer.queue
