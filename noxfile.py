@@ -25,7 +25,10 @@ def conformance(session: nox.Session) -> None:
     """The differential suite against RabbitMQ, with a deep state-machine run."""
     session.install(".[test]")
     session.env["SIMAMQP_DIFF_EXAMPLES"] = session.env.get("SIMAMQP_DIFF_EXAMPLES", "3000")
-    session.run("pytest", "tests/conformance", "-p", "no:randomly", *session.posargs)
+    session.env["SIMAMQP_DIFF_SELFCHECK_EXAMPLES"] = session.env.get(
+        "SIMAMQP_DIFF_SELFCHECK_EXAMPLES", "200"
+    )
+    session.run("pytest", "tests/conformance", *session.posargs)
 
 
 @nox.session(python=PYTHON[0])
