@@ -5,10 +5,11 @@ restart the broker, under a drawn seed and fault plan. After every step the mach
 broker's trace into a ledger of message *copies* (one per message per queue) and checks:
 
 1. **Conservation.** Every published message has exactly one publish outcome (routed, returned,
-   unroutable, dropped by a declared fault, or held back by one), and every copy is in exactly
-   one state: ready, unacked, held back by a fault, or gone as acked, rejected, dead-lettered,
-   expired, dropped by overflow, dropped by a declared fault, deleted with its queue, or lost in
-   a restart (only non-persistent messages may be).
+   unroutable, dropped by a declared fault at publish or route, or held back by one; a route
+   drop must take the engine's unroutable path and never reach a queue), and every copy is in
+   exactly one state: ready, unacked, held back by a fault, or gone as acked, rejected,
+   dead-lettered, expired, dropped by overflow, dropped by a declared fault, deleted with its
+   queue, or lost in a restart (only non-persistent messages may be).
 2. **Counts agree with inspection.** For every queue the ledger's ready and unacked copies are
    exactly the engine's (by message id), and ``broker.queue()`` reports the same numbers.
 3. **FIFO for undisturbed messages.** Per queue, first deliveries (not redelivered, not touched
@@ -141,10 +142,19 @@ class Ledger:
         if kind == "publish":
             self.publish_outcome[a["msg"]] = "pending"
         elif kind == "route":
-            if a["msg"] in self.publish_outcome:
-                self.publish_outcome[a["msg"]] = "routed" if a["queues"] else "unroutable"
+            msg = a["msg"]
+            if msg in self.publish_outcome:
+                if self.publish_outcome[msg] == "route-dropped":
+                    # A route drop is followed by the engine's unroutable path.
+                    if a["queues"]:
+                        raise LedgerError(f"{event}: a route-dropped message was routed")
+                    self.publish_outcome[msg] = "fault-dropped"
+                else:
+                    self.publish_outcome[msg] = "routed" if a["queues"] else "unroutable"
         elif kind == "enqueue":
             queue = a["queue"]
+            if self.publish_outcome.get(a["msg"]) in ("fault-dropped", "route-dropped"):
+                raise LedgerError(f"{event}: message {a['msg']} was dropped by a fault")
             position = self.positions.get(queue, 0) + 1
             self.positions[queue] = position
             key = (queue, a["msg"])
@@ -213,6 +223,17 @@ class Ledger:
                 self.publish_outcome[msg] = "held"
             else:
                 self.publish_outcome[msg] = "fault-dropped"
+        elif point == "route":
+            msg = a["msg"]
+            if action == "drop":
+                self.publish_outcome[msg] = "route-dropped"
+            elif action == "duplicate":
+                self.publish_outcome[msg] = "pending"
+                for copy in a["copies"]:
+                    self.persistent[copy] = self._is_persistent(msg)
+                    self.publish_outcome[copy] = "pending"
+            else:
+                self.publish_outcome[msg] = "held"
         elif point == "enqueue":
             if action == "duplicate":
                 for copy in a["copies"]:
@@ -238,7 +259,7 @@ class Ledger:
         # Publish outcomes: a routed message's route event replaces "pending" at once, so
         # "pending" left over after a step means a message vanished without an outcome.
         for msg, outcome in self.publish_outcome.items():
-            if outcome == "pending":
+            if outcome in ("pending", "route-dropped"):
                 raise LedgerError(f"message {msg} was published but has no outcome")
         vhost = broker.vhosts["/"]
         if self.restarted:

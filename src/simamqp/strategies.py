@@ -325,7 +325,7 @@ def fault_rules(
         point = draw(st.sampled_from(sorted({p for p, _ in pairs}, key=POINTS.index)))
         action = draw(st.sampled_from([a for p, a in pairs if p == point]))
         kwargs: dict[str, Any] = {"point": point, "action": action}
-        if queue_names and point in ("enqueue", "deliver", "ack") and draw(st.booleans()):
+        if queue_names and point in ("route", "enqueue", "deliver", "ack") and draw(st.booleans()):
             kwargs["queue"] = draw(st.sampled_from(queue_names))
         if draw(st.booleans()):
             kwargs["nth"] = draw(st.integers(min_value=1, max_value=5))

@@ -10,7 +10,13 @@ from simamqp.core.broker import Broker
 from simamqp.core.channel import Channel
 from simamqp.core.errors import ConnectionForced
 from simamqp.core.faults import FaultPlan, FaultRule, InvalidFault, topic_matches
-from simamqp.core.frames import BasicDeliver, ChannelClose, ConnectionClose
+from simamqp.core.frames import (
+    BasicAck,
+    BasicDeliver,
+    BasicReturn,
+    ChannelClose,
+    ConnectionClose,
+)
 
 
 def setup(seed: int = 0, **queue_args: Any) -> tuple[Broker, Channel]:
@@ -70,6 +76,14 @@ def test_topic_patterns(pattern: str, key: str, expected: bool) -> None:
         {"point": "enqueue", "action": "delay"},
         {"point": "enqueue", "action": "delay", "delay": -1},
         {"point": "enqueue", "action": "drop", "max_count": True},
+        {"point": "route", "action": "overflow"},
+        {"point": "route", "action": "redeliver"},
+        {"point": "route", "action": "close_channel"},
+        {"point": "route", "action": "restart"},
+        {"point": "route", "action": "delay"},
+        {"point": "route", "action": "reorder", "window": 1},
+        {"point": "route", "action": "duplicate", "copies": 0},
+        {"point": "route", "action": "drop", "queue": 1},
     ],
 )
 def test_bad_rules_raise_invalid_fault(kwargs: dict[str, Any]) -> None:
@@ -284,3 +298,195 @@ def test_no_rules_no_fault_events() -> None:
     broker, channel = setup()
     publish(channel, b"x")
     assert not broker.trace.of_kind("fault")
+
+
+# -- route point -------------------------------------------------------------------------------
+
+
+def fanout_setup(seed: int = 0) -> tuple[Broker, Channel]:
+    """Exchange "fx" (fanout) bound to queues "a" and "b"."""
+    broker = Broker(seed=seed)
+    channel = broker.connect().channel()
+    channel.exchange_declare("fx", "fanout")
+    for name in ("a", "b"):
+        channel.queue_declare(name)
+        channel.queue_bind(name, "fx")
+    return broker, channel
+
+
+def fx_publish(channel: Channel, *bodies: bytes, mandatory: bool = False) -> None:
+    for body in bodies:
+        channel.basic_publish(body, "fx", "k", mandatory=mandatory)
+
+
+def queue_bodies(broker: Broker, name: str) -> list[bytes]:
+    return list(broker.queue(name).bodies)
+
+
+def test_route_point_accepts_its_actions_and_queue_selector() -> None:
+    for action in ("drop", "duplicate", "reorder"):
+        FaultRule(point="route", action=action, queue="q", exchange="x", routing_key="a.#")
+    FaultRule(point="route", action="delay", delay=1.0, nth=2, probability=0.5, max_count=1)
+    rules = [{"point": "route", "action": "drop", "name": "r", "queue": "q", "headers": {"h": 1}}]
+    assert FaultPlan.from_dict({"rules": rules}, Broker()).to_dict()["rules"] == rules
+
+
+def test_drop_at_route_reaches_no_queue() -> None:
+    broker, channel = fanout_setup()
+    broker.faults.add(point="route", action="drop", name="lose", nth=2)
+    fx_publish(channel, b"1", b"2", b"3")
+    assert queue_bodies(broker, "a") == queue_bodies(broker, "b") == [b"1", b"3"]
+    (event,) = broker.trace.of_kind("fault")
+    assert event.attrs == {
+        "rule": "lose",
+        "point": "route",
+        "action": "drop",
+        "msg": event.attrs["msg"],
+        "queues": ["a", "b"],
+    }
+    routes = [e.attrs["queues"] for e in broker.trace.of_kind("route")]
+    assert routes == [["a", "b"], [], ["a", "b"]]
+
+
+def test_drop_at_route_returns_a_mandatory_publish_and_confirms_it() -> None:
+    broker, channel = fanout_setup()
+    channel.confirm_select()
+    broker.faults.add(point="route", action="drop", name="lose", max_count=1)
+    fx_publish(channel, b"back", b"kept", mandatory=True)
+    outbox = list(channel.connection.outbox)
+    returns = [f for f in outbox if isinstance(f, BasicReturn)]
+    acks = [f for f in outbox if isinstance(f, BasicAck)]
+    assert [(r.reply_code, r.reply_text, r.message.body) for r in returns] == [
+        (312, "NO_ROUTE", b"back")
+    ]
+    assert [a.delivery_tag for a in acks] == [1, 2]
+    # basic.return comes before the confirm's basic.ack, as in RabbitMQ.
+    assert outbox.index(returns[0]) < outbox.index(acks[0])
+    assert queue_bodies(broker, "a") == [b"kept"]
+    assert [e.attrs["code"] for e in broker.trace.of_kind("return")] == [312]
+
+
+def test_duplicate_at_route_copies_to_every_routed_queue() -> None:
+    broker, channel = fanout_setup()
+    channel.confirm_select()
+    broker.faults.add(point="route", action="duplicate", copies=2, max_count=1)
+    fx_publish(channel, b"x", b"y")
+    assert queue_bodies(broker, "a") == queue_bodies(broker, "b") == [b"x", b"x", b"x", b"y"]
+    (event,) = broker.trace.of_kind("fault")
+    assert len(event.attrs["copies"]) == 2 and event.attrs["queues"] == ["a", "b"]
+    ids = [e.message.id for e in broker.vhosts["/"].queues["a"].ready]
+    assert len(set(ids)) == 4  # each copy is a new message
+    acks = [f for f in channel.connection.outbox if isinstance(f, BasicAck)]
+    assert [a.delivery_tag for a in acks] == [1, 2]  # one confirm per publish
+
+
+def test_delay_at_route_keeps_the_routing_result() -> None:
+    broker, channel = fanout_setup()
+    channel.confirm_select()
+    broker.faults.add(point="route", action="delay", delay=2.0, nth=1)
+    fx_publish(channel, b"late", b"early")
+    assert queue_bodies(broker, "a") == [b"early"]
+    assert broker.faults.held_messages == 1
+    # Unbinding meanwhile does not matter: the message was routed before it was held.
+    channel.queue_unbind("b", "fx")
+    broker.advance(2.0)
+    assert queue_bodies(broker, "a") == queue_bodies(broker, "b") == [b"early", b"late"]
+    assert broker.faults.held_messages == 0
+    acks = [f for f in channel.connection.outbox if isinstance(f, BasicAck)]
+    assert sorted(a.delivery_tag for a in acks) == [1, 2]
+
+
+def test_delay_at_route_loses_the_copy_of_a_queue_deleted_meanwhile() -> None:
+    broker, channel = fanout_setup()
+    broker.faults.add(point="route", action="delay", delay=1.0, max_count=1)
+    fx_publish(channel, b"m")
+    channel.queue_delete("b")
+    broker.advance(1.0)
+    assert queue_bodies(broker, "a") == [b"m"]
+    lost = broker.trace.of_kind("fault-lost")
+    assert [(e.attrs["queue"], e.attrs["reason"]) for e in lost] == [("b", "queue-deleted")]
+
+
+def test_reorder_at_route_releases_out_of_order() -> None:
+    broker, channel = fanout_setup(seed=5)
+    broker.faults.add(point="route", action="reorder", window=3, max_count=3)
+    fx_publish(channel, b"1", b"2", b"3")
+    got = queue_bodies(broker, "a")
+    assert sorted(got) == [b"1", b"2", b"3"] and got != [b"1", b"2", b"3"]
+    assert queue_bodies(broker, "b") == got
+
+
+def test_reorder_at_route_flushes_an_unfilled_window() -> None:
+    broker, channel = fanout_setup()
+    broker.faults.add(point="route", action="reorder", window=4, delay=0.5, max_count=2)
+    fx_publish(channel, b"1", b"2")
+    assert queue_bodies(broker, "a") == []
+    broker.advance(0.5)
+    assert queue_bodies(broker, "a") == [b"2", b"1"]
+
+
+def test_route_queue_selector_means_the_result_contains_the_queue() -> None:
+    broker = Broker()
+    channel = broker.connect().channel()
+    channel.exchange_declare("tx", "topic")
+    channel.queue_declare("a")
+    channel.queue_declare("b")
+    channel.queue_bind("a", "tx", "#")
+    channel.queue_bind("b", "tx", "only.b")
+    broker.faults.add(point="route", action="drop", queue="b", name="no-b")
+    channel.basic_publish(b"to-a", "tx", "x")
+    channel.basic_publish(b"to-both", "tx", "only.b")
+    # The whole message routes nowhere, not just its copy for "b".
+    assert queue_bodies(broker, "a") == [b"to-a"]
+    assert queue_bodies(broker, "b") == []
+    assert fault_events(broker) == ["no-b"]
+
+
+def test_route_selectors_exchange_routing_key_headers() -> None:
+    broker, channel = fanout_setup()
+    channel.queue_declare("q")
+    broker.faults.add(point="route", action="drop", exchange="fx", routing_key="k")
+    broker.faults.add(point="route", action="drop", headers={"kill": 1})
+    fx_publish(channel, b"dropped")
+    channel.basic_publish(b"kept", "", "q")
+    channel.basic_publish(b"killed", "", "q", properties={"application_headers": {"kill": 1}})
+    assert queue_bodies(broker, "a") == []
+    assert queue_bodies(broker, "q") == [b"kept"]
+
+
+def test_route_faults_skip_unroutable_messages() -> None:
+    broker, channel = setup()
+    broker.faults.add(point="route", action="duplicate", name="dup")
+    channel.basic_publish(b"x", "", "nowhere")
+    assert not broker.trace.of_kind("fault")
+    assert broker.faults._states["dup"].matched == 0
+
+
+def test_held_publish_meets_route_faults_on_release() -> None:
+    broker, channel = fanout_setup()
+    broker.faults.add(point="publish", action="delay", delay=1.0, max_count=1)
+    broker.faults.add(point="route", action="duplicate", max_count=1)
+    fx_publish(channel, b"m")
+    broker.advance(1.0)
+    assert queue_bodies(broker, "a") == [b"m", b"m"]
+
+
+def _route_fault_digest(seed: int) -> str:
+    broker, channel = fanout_setup(seed)
+    broker.faults.load(
+        [
+            {"point": "route", "action": "drop", "probability": 0.3},
+            {"point": "route", "action": "reorder", "window": 3, "probability": 0.5},
+            {"point": "route", "action": "duplicate", "queue": "a", "probability": 0.5},
+            {"point": "route", "action": "delay", "delay": 0.25, "probability": 0.5},
+        ]
+    )
+    channel.confirm_select()
+    fx_publish(channel, *[str(i).encode() for i in range(30)], mandatory=True)
+    broker.advance(5.0)
+    return broker.trace.digest()
+
+
+def test_route_faults_are_deterministic() -> None:
+    assert _route_fault_digest(9) == _route_fault_digest(9)
+    assert _route_fault_digest(9) != _route_fault_digest(10)

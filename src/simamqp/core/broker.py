@@ -499,6 +499,11 @@ class Broker:
             routed = delivered
         else:
             queues = self._route(vhost, exchange, message.routing_keys, message.headers)
+            if self.faults.rules and self.faults.has_point("route") and queues:
+                after = self.faults.on_route(channel, message, mandatory, confirm_seq, queues)
+                if after is None:
+                    return  # a route fault took the message over (held, or duplicated)
+                queues = after
             routed = bool(queues)
         if self._tracing:
             self._emit("route", msg=message.id, queues=[q.name for q in queues])

@@ -8,6 +8,10 @@ Points and the actions each one accepts (``ACTIONS_BY_POINT``):
 
 - ``publish``: a message reached an exchange, before routing. ``drop``, ``duplicate``,
   ``delay``, ``reorder``, ``close_channel``, ``close_connection``, ``restart``.
+- ``route``: the exchange graph was resolved to a non-empty set of queues, before any of them
+  enqueues the message. ``drop`` (the message routes nowhere: unroutable, so a mandatory
+  publish is returned 312 NO_ROUTE and a confirm-mode publisher gets an ack), ``duplicate``,
+  ``delay``, ``reorder`` (held messages keep the queues they were routed to).
 - ``enqueue``: a routed message is about to enter one queue. ``drop``, ``duplicate``,
   ``delay``, ``reorder``, ``overflow``.
 - ``deliver``: a queue hands a message to a consumer. ``drop``, ``delay``, ``redeliver``,
@@ -34,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +66,7 @@ __all__ = [
 #: Version of the ``FaultPlan.to_dict()`` format.
 FAULT_PLAN_VERSION = 1
 
-POINTS = ("publish", "enqueue", "deliver", "ack", "connection")
+POINTS = ("publish", "route", "enqueue", "deliver", "ack", "connection")
 ACTIONS = (
     "drop",
     "duplicate",
@@ -78,6 +82,7 @@ ACTIONS_BY_POINT: Mapping[str, frozenset[str]] = {
     "publish": frozenset(
         {"drop", "duplicate", "delay", "reorder", "close_channel", "close_connection", "restart"}
     ),
+    "route": frozenset({"drop", "duplicate", "delay", "reorder"}),
     "enqueue": frozenset({"drop", "duplicate", "delay", "reorder", "overflow"}),
     "deliver": frozenset(
         {"drop", "delay", "redeliver", "close_channel", "close_connection", "restart"}
@@ -88,8 +93,9 @@ ACTIONS_BY_POINT: Mapping[str, frozenset[str]] = {
     "connection": frozenset({"close_connection", "restart"}),
 }
 #: Selectors that make sense at each point (a message exists at all but ``connection``).
-_QUEUE_POINTS = frozenset({"enqueue", "deliver", "ack"})
-_MESSAGE_POINTS = frozenset({"publish", "enqueue", "deliver", "ack"})
+#: At ``route``, ``queue`` means "the routing result contains this queue".
+_QUEUE_POINTS = frozenset({"route", "enqueue", "deliver", "ack"})
+_MESSAGE_POINTS = frozenset({"publish", "route", "enqueue", "deliver", "ack"})
 #: What a forced close says: ``rabbitmqctl close_connection`` / the management plugin.
 FORCED_CLOSE_TEXT = "Closed via management plugin"
 #: How long ``reorder`` holds messages back at most when its window does not fill.
@@ -122,7 +128,8 @@ def _topic_match(parts: list[str], i: int, words: list[str], j: int) -> bool:
 class FaultRule:
     """One fault: at ``point``, for messages the selectors match, do ``action``.
 
-    Selectors (all optional, all must match): ``queue`` and ``exchange`` (exact names),
+    Selectors (all optional, all must match): ``queue`` and ``exchange`` (exact names; at
+    ``route``, ``queue`` matches when the routing result contains that queue),
     ``routing_key`` (a topic pattern with ``*`` and ``#``), ``properties`` and ``headers``
     (each listed key must be present with an equal value), ``nth`` (only the nth matching
     occurrence, counted from 1), ``probability`` (drawn from the broker's seeded random),
@@ -169,7 +176,7 @@ class FaultRule:
                 raise InvalidFault(f"{attr} must be a str or None, got {value!r}")
         if self.queue is not None and self.point not in _QUEUE_POINTS:
             raise InvalidFault(
-                f"a queue selector needs point enqueue, deliver or ack, not {self.point!r}"
+                f"a queue selector needs point route, enqueue, deliver or ack, not {self.point!r}"
             )
         if self.point not in _MESSAGE_POINTS and (
             self.exchange is not None
@@ -207,10 +214,22 @@ class FaultRule:
 
     # -- selectors ---------------------------------------------------------------------------
 
-    def selects(self, message: Message | None, queue_name: str | None) -> bool:
-        """The static selectors (not nth, probability or max_count) match."""
-        if self.queue is not None and self.queue != queue_name:
-            return False
+    def selects(
+        self,
+        message: Message | None,
+        queue_name: str | None,
+        queue_names: Collection[str] | None = None,
+    ) -> bool:
+        """The static selectors (not nth, probability or max_count) match.
+
+        ``queue_names`` (point ``route``): the routing result; ``queue`` must be among them.
+        """
+        if self.queue is not None:
+            if queue_names is not None:
+                if self.queue not in queue_names:
+                    return False
+            elif self.queue != queue_name:
+                return False
         if message is None:
             return True
         if self.exchange is not None and self.exchange != message.exchange:
@@ -420,11 +439,15 @@ class FaultPlan:
     # -- matching ------------------------------------------------------------------------------
 
     def _select(
-        self, point: str, message: Message | None, queue_name: str | None
+        self,
+        point: str,
+        message: Message | None,
+        queue_name: str | None,
+        queue_names: Collection[str] | None = None,
     ) -> FaultRule | None:
         """The first rule at ``point`` that matches and fires; counts matches and draws."""
         for rule in self.rules:
-            if rule.point != point or not rule.selects(message, queue_name):
+            if rule.point != point or not rule.selects(message, queue_name, queue_names):
                 continue
             state = self._states[rule.name]
             if rule.max_count is not None and state.applied >= rule.max_count:
@@ -529,6 +552,94 @@ class FaultPlan:
         broker._next_message_id += 1
         return copy
 
+    # -- route ---------------------------------------------------------------------------------
+
+    def on_route(
+        self,
+        channel: Channel,
+        message: Message,
+        mandatory: bool,
+        confirm_seq: int | None,
+        queues: list[Queue],
+    ) -> list[Queue] | None:
+        """Route faults on a resolved, non-empty routing result.
+
+        Returns the queues the engine goes on with (``[]``: the message is unroutable), or
+        None when a fault took the message over (held back, or routed here with its copies).
+        """
+        names = [q.name for q in queues]
+        rule = self._select("route", message, None, names)
+        if rule is None:
+            return queues
+        action = rule.action
+        if action == "drop":
+            # Routes nowhere: the engine treats it as unroutable (312 NO_ROUTE if mandatory,
+            # a confirm ack), as RabbitMQ does for a message no binding matched.
+            self._emit(rule, msg=message.id, queues=names)
+            return []
+        if action == "duplicate":
+            copies = [self._copy(message) for _ in range(rule.copies)]
+            self._emit(rule, msg=message.id, queues=names, copies=[c.id for c in copies])
+            self._enqueue_routed(channel, message, queues, confirm_seq)
+            for copy in copies:
+                self._enqueue_routed(channel, copy, queues, None)
+            return None
+        self._hold(message)
+        if action == "delay":
+            assert rule.delay is not None
+            self._emit(rule, msg=message.id, queues=names, delay=rule.delay)
+            self.broker.scheduler.call_at(
+                self.broker.clock.now() + rule.delay,
+                self._release_route,
+                channel,
+                message,
+                confirm_seq,
+                queues,
+                label=f"fault:{rule.name}",
+            )
+            return None
+        # reorder: held per exchange, released in a shuffled order to the same queues.
+        self._emit(rule, msg=message.id, queues=names, window=rule.window)
+        target = ("route", channel.vhost.name, message.exchange)
+        self._hold_for_reorder(rule, target, (channel, message, mandatory, confirm_seq, queues))
+        return None
+
+    def _release_route(
+        self, channel: Channel, message: Message, confirm_seq: int | None, queues: list[Queue]
+    ) -> None:
+        self._unhold(message)
+        self.broker._emit("fault-release", msg=message.id, queues=[q.name for q in queues])
+        self._enqueue_routed(channel, message, queues, confirm_seq)
+
+    def _enqueue_routed(
+        self, channel: Channel, message: Message, queues: list[Queue], confirm_seq: int | None
+    ) -> None:
+        """Enqueue a routed message (enqueue faults apply), then confirm it.
+
+        Queues deleted while the message was held lose it (``fault-lost``); the publisher's
+        confirm is an ack all the same (the broker had taken the message).
+        """
+        broker = self.broker
+        live = []
+        for queue in queues:
+            if queue.deleted:
+                broker._emit("fault-lost", msg=message.id, queue=queue.name, reason="queue-deleted")
+            else:
+                live.append(queue)
+        accepted = True
+        if live:
+            if broker._tracing:
+                broker._emit("route", msg=message.id, queues=[q.name for q in live])
+            now = broker.clock.now()
+            enqueue_faults = "enqueue" in self._points
+            for queue in live:
+                if enqueue_faults:
+                    accepted = self.on_enqueue(queue, message, now) and accepted
+                elif not queue.enqueue(message, now):
+                    accepted = False
+        if confirm_seq is not None:
+            broker._confirm(channel, confirm_seq, accepted)
+
     # -- enqueue -------------------------------------------------------------------------------
 
     def on_enqueue(self, queue: Queue, message: Message, now: float) -> bool:
@@ -632,6 +743,10 @@ class FaultPlan:
                 channel, message, mandatory, confirm_seq = item
                 self._unhold(message)
                 self._route(channel, message, mandatory, confirm_seq)
+            elif target[0] == "route":
+                channel, message, _mandatory, confirm_seq, queues = item
+                self._unhold(message)
+                self._enqueue_routed(channel, message, queues, confirm_seq)
             else:
                 queue, message = item
                 self._unhold(message)
