@@ -12,7 +12,6 @@ real time, so broker-side time must be real time too.
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,25 +19,7 @@ from typing import Any
 import kombu
 import pytest
 from _celery_helpers import CeleryEnv
-
-RABBITMQ_URL = os.environ.get("SIMAMQP_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
-
-_rabbitmq_reason: list[str | None] = []
-
-
-def rabbitmq_unreachable() -> str | None:
-    if not _rabbitmq_reason:
-        conn = kombu.Connection(RABBITMQ_URL, connect_timeout=2)
-        try:
-            conn.connect()
-        except Exception as exc:
-            _rabbitmq_reason.append(f"RabbitMQ not reachable at {RABBITMQ_URL}: {exc!r}")
-        else:
-            _rabbitmq_reason.append(None)
-        finally:
-            with contextlib.suppress(Exception):
-                conn.release()
-    return _rabbitmq_reason[0]
+from _rabbitmq import RABBITMQ_URL, require_rabbitmq
 
 
 def broker_url(kind: str, request: pytest.FixtureRequest) -> tuple[str, Any]:
@@ -51,11 +32,7 @@ def broker_url(kind: str, request: pytest.FixtureRequest) -> tuple[str, Any]:
         simamqp.register(name, sim)
         request.addfinalizer(lambda: simamqp.unregister(name))
         return sim.url, sim
-    reason = rabbitmq_unreachable()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: the RabbitMQ side must run)")
-        pytest.skip(reason)
+    require_rabbitmq()
     return RABBITMQ_URL, None
 
 

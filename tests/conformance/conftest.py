@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import time
 import uuid
 import zlib
@@ -25,39 +24,11 @@ from typing import Any
 import amqp
 import kombu
 import pytest
+from _rabbitmq import RABBITMQ_URL, require_rabbitmq
 from amqp import spec
-
-RABBITMQ_URL = os.environ.get("SIMAMQP_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 #: How long the RabbitMQ side keeps retrying for something it expects to happen.
 EVENTUALLY_TIMEOUT = 3.0
-
-_rabbitmq_unreachable: list[str | None] = []
-
-
-def rabbitmq_unreachable_reason() -> str | None:
-    """None when RabbitMQ answers at RABBITMQ_URL, else why not (checked once per process)."""
-    if not _rabbitmq_unreachable:
-        conn = kombu.Connection(RABBITMQ_URL, connect_timeout=2)
-        try:
-            conn.connect()
-        except Exception as exc:
-            _rabbitmq_unreachable.append(f"RabbitMQ not reachable at {RABBITMQ_URL}: {exc!r}")
-        else:
-            _rabbitmq_unreachable.append(None)
-        finally:
-            with contextlib.suppress(Exception):
-                conn.release()
-    return _rabbitmq_unreachable[0]
-
-
-def require_rabbitmq() -> None:
-    """Skip (visibly) when RabbitMQ is down; in CI a missing RabbitMQ is a failure."""
-    reason = rabbitmq_unreachable_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: the RabbitMQ side must run)")
-        pytest.skip(reason)
 
 
 def _quiet_close(conn: Any) -> None:

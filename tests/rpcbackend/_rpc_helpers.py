@@ -7,7 +7,6 @@ import would collide with other test layers' modules.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from typing import Any
@@ -16,8 +15,6 @@ import kombu
 import pytest
 
 from rpcbackend import Config, RPCBackend
-
-RABBITMQ_URL = os.environ.get("SIMAMQP_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 class BrokerUnderTest:

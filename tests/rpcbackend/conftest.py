@@ -10,32 +10,13 @@ is in the reply queue on RabbitMQ too and a poll sees it without sleeping.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import uuid
 import zlib
 from collections.abc import Iterator
 
-import kombu
 import pytest
-from _rpc_helpers import RABBITMQ_URL, BrokerUnderTest
-
-_rabbitmq_reason: list[str | None] = []
-
-
-def _rabbitmq_unreachable() -> str | None:
-    if not _rabbitmq_reason:
-        conn = kombu.Connection(RABBITMQ_URL, connect_timeout=2)
-        try:
-            conn.connect()
-        except Exception as exc:
-            _rabbitmq_reason.append(f"RabbitMQ not reachable at {RABBITMQ_URL}: {exc!r}")
-        else:
-            _rabbitmq_reason.append(None)
-        finally:
-            with contextlib.suppress(Exception):
-                conn.release()
-    return _rabbitmq_reason[0]
+from _rabbitmq import RABBITMQ_URL, require_rabbitmq
+from _rpc_helpers import BrokerUnderTest
 
 
 @pytest.fixture
@@ -53,20 +34,15 @@ def sim_clock() -> object:
 )
 def broker(request: pytest.FixtureRequest) -> Iterator[BrokerUnderTest]:
     if request.param == "simamqp":
-        simamqp = pytest.importorskip("simamqp")
-        if not hasattr(simamqp, "Broker"):
-            pytest.skip("simamqp.Broker / its kombu transport is not implemented yet")
+        import simamqp
+
         seed = zlib.crc32(request.node.nodeid.encode())
         clock = request.getfixturevalue("sim_clock")
         sim = simamqp.Broker(seed=seed) if clock is None else simamqp.Broker(seed=seed, clock=clock)
         simamqp.register(f"rpcbackend-{uuid.uuid4().hex}", sim)
         under_test = BrokerUnderTest("simamqp", sim.url, sim)
     else:
-        reason = _rabbitmq_unreachable()
-        if reason is not None:
-            if os.environ.get("CI"):
-                pytest.fail(f"{reason} (CI is set: the RabbitMQ side must run)")
-            pytest.skip(reason)
+        require_rabbitmq()
         under_test = BrokerUnderTest("rabbitmq", RABBITMQ_URL)
     try:
         yield under_test
