@@ -301,25 +301,20 @@ class Channel:
                     ),
                 )
                 return
-            for flag, new, old in (
-                ("type", type, existing.type_name),
-                ("durable", durable, existing.durable),
-                ("auto_delete", auto_delete, existing.auto_delete),
-                ("internal", internal, existing.internal),
-            ):
-                if new != old:
-                    raise PreconditionFailed(
-                        replies.inequivalent_flag(
-                            flag, "exchange", exchange, vhost.name, _flag(new), _flag(old)
-                        )
-                    )
-            diff = inequivalent_args(args, existing.arguments, EQUIVALENCE_CHECKED_EXCHANGE_ARGS)
-            if diff is not None:
-                raise PreconditionFailed(
-                    replies.inequivalent_arg(
-                        diff[0], "exchange", exchange, vhost.name, diff[1], diff[2]
-                    )
-                )
+            _assert_equivalent(
+                "exchange",
+                exchange,
+                vhost.name,
+                (
+                    ("type", type, existing.type_name),
+                    ("durable", durable, existing.durable),
+                    ("auto_delete", auto_delete, existing.auto_delete),
+                    ("internal", internal, existing.internal),
+                ),
+                args,
+                existing.arguments,
+                EQUIVALENCE_CHECKED_EXCHANGE_ARGS,
+            )
 
         self._sync(M.EXCHANGE_DECLARE, run)
 
@@ -406,23 +401,18 @@ class Channel:
                 owner = self.connection if exclusive else None
                 if existing.exclusive_owner is not owner:
                     raise ResourceLocked(replies.exclusive_locked(name, vhost.name))
-                for flag, new, old in (
-                    ("durable", is_durable, existing.durable),
-                    ("auto_delete", auto_delete, existing.auto_delete),
-                ):
-                    if new != old:
-                        raise PreconditionFailed(
-                            replies.inequivalent_flag(
-                                flag, "queue", name, vhost.name, _flag(new), _flag(old)
-                            )
-                        )
-                diff = inequivalent_args(args, existing.arguments, EQUIVALENCE_CHECKED_QUEUE_ARGS)
-                if diff is not None:
-                    raise PreconditionFailed(
-                        replies.inequivalent_arg(
-                            diff[0], "queue", name, vhost.name, diff[1], diff[2]
-                        )
-                    )
+                _assert_equivalent(
+                    "queue",
+                    name,
+                    vhost.name,
+                    (
+                        ("durable", is_durable, existing.durable),
+                        ("auto_delete", auto_delete, existing.auto_delete),
+                    ),
+                    args,
+                    existing.arguments,
+                    EQUIVALENCE_CHECKED_QUEUE_ARGS,
+                )
                 existing.touch()
                 self.last_queue = name
                 return name, existing.message_count, existing.consumer_count
@@ -857,6 +847,26 @@ class Channel:
             seen[id(consumer.queue)] = consumer.queue
         for queue in seen.values():
             queue.dispatch()
+
+
+def _assert_equivalent(
+    kind: str,
+    name: str,
+    vhost: str,
+    flags: tuple[tuple[str, object, object], ...],
+    declared: Mapping[str, Any],
+    current: Mapping[str, Any],
+    compared_args: tuple[str, ...],
+) -> None:
+    """406 for a redeclaration that differs, flags first, in RabbitMQ's order of checks."""
+    for flag, new, old in flags:
+        if new != old:
+            raise PreconditionFailed(
+                replies.inequivalent_flag(flag, kind, name, vhost, _flag(new), _flag(old))
+            )
+    diff = inequivalent_args(declared, current, compared_args)
+    if diff is not None:
+        raise PreconditionFailed(replies.inequivalent_arg(diff[0], kind, name, vhost, *diff[1:]))
 
 
 def _flag(value: object) -> str:
