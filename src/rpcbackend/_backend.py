@@ -35,7 +35,7 @@ from kombu.messaging import Producer as KombuProducer
 from kombu.serialization import prepare_accept_content
 
 from rpcbackend import _states
-from rpcbackend._consumer import ResultConsumer
+from rpcbackend._consumer import DIRECT_REPLY_TO, ResultConsumer
 from rpcbackend._errors import (
     BacklogLimitExceeded,
     ChordsNotSupported,
@@ -137,10 +137,15 @@ class RPCBackend:
         accept: Iterable[str] | None = None,
         buffer_max: int | None = None,
         clock: Callable[[], float] | None = None,
+        direct_reply_to: bool | None = None,
         **kwargs: Any,
     ) -> None:
         self.app = app
         conf = app.conf
+        if direct_reply_to is None:
+            direct_reply_to = conf.get("rpcbackend_direct_reply_to")
+        #: Receive results by RabbitMQ direct reply-to instead of a reply queue.
+        self.direct_reply_to = bool(direct_reply_to)
         self.url = url
         self._connection = connection
         self.serializer: str = serializer or conf.get("result_serializer") or "json"
@@ -219,6 +224,8 @@ class RPCBackend:
         return self._oid
 
     def reply_queue_names(self) -> list[str]:
+        if self.direct_reply_to:
+            return []  # replies come through amq.rabbitmq.reply-to, no queue to declare
         return [self.oid, *self._extra_reply_queues]
 
     def binding_for(self, queue_name: str) -> KombuQueue:
@@ -261,6 +268,15 @@ class RPCBackend:
         """Declare the reply queue before a task is sent, so no result can miss it."""
         self._ensure_process()
         thread_oid = getattr(self.app, "thread_oid", None)
+        if self.direct_reply_to:
+            # The reply consumer must exist on the publishing channel before the request is
+            # published there with reply_to=amq.rabbitmq.reply-to.
+            with self._io_lock:
+                self.result_consumer.use_producer(producer)
+            if isinstance(thread_oid, str) and _connect_celery_reply_to_rewrite():
+                with _DIRECT_SENDS_LOCK:
+                    _DIRECT_SENDS[task_id] = thread_oid
+            return
         if isinstance(thread_oid, str) and thread_oid != self.oid:
             # A backend shared between threads (result_backend_thread_safe) still receives
             # results on each sending thread's queue, since send_task puts that in reply_to.
@@ -271,7 +287,21 @@ class RPCBackend:
 
     def reply_properties(self, task_id: str) -> dict[str, str]:
         """Message properties a standalone client puts on a request for ``task_id``."""
-        return {"reply_to": self.oid, "correlation_id": task_id}
+        reply_to = DIRECT_REPLY_TO if self.direct_reply_to else self.oid
+        return {"reply_to": reply_to, "correlation_id": task_id}
+
+    def task_producer(self) -> KombuProducer:
+        """Direct reply-to: a producer on this client's reply channel, to publish tasks with.
+
+        Call :meth:`on_task_call` with it before each publish, as with any producer. Not
+        thread-safe against another thread waiting on this backend (one kombu connection).
+        """
+        self._ensure_process()
+        if not self.direct_reply_to:
+            raise RuntimeError("task_producer() is for direct reply-to mode only")
+        with self._io_lock:
+            producer: KombuProducer = self.result_consumer.task_producer()
+        return producer
 
     # -- worker side: publishing --------------------------------------------------------------
 
@@ -724,12 +754,21 @@ class RPCBackend:
     def _timeout_error(
         self, missing: list[str], timeout: float | None, losses_at_start: int
     ) -> ResultTimeout:
+        where = "by direct reply-to" if self.direct_reply_to else f"on reply queue {self.oid!r}"
         message = (
             f"timed out after {timeout} s waiting for the result of task(s) "
-            f"{', '.join(missing)} on reply queue {self.oid!r}"
+            f"{', '.join(missing)} {where}"
         )
         lost = self.result_consumer.losses - losses_at_start
-        if lost:
+        closed = self.result_consumer.channels_closed
+        if self.direct_reply_to and closed:
+            message += (
+                f"; this client's reply channel was closed {closed} time(s) (last: "
+                f"{self.result_consumer.last_loss}): the broker drops a direct reply-to reply "
+                "addressed to a closed channel (it keeps no backlog), so a result sent there "
+                "will not arrive"
+            )
+        elif lost:
             message += (
                 f"; the connection or reply queue was lost {lost} time(s) during the wait "
                 f"(last: {self.result_consumer.last_loss}) and the queue was redeclared, so a "
@@ -943,12 +982,50 @@ class RPCBackend:
                     "auto_delete": self.auto_delete,
                     "expires": self.expires,
                     "url": self.url,
+                    "direct_reply_to": self.direct_reply_to,
                 },
             ),
         )
 
 
 _MISSING = object()
+
+#: Direct reply-to under Celery: task id -> the ``thread_oid`` Celery put in its reply_to.
+_DIRECT_SENDS: dict[str, str] = {}
+_DIRECT_SENDS_LOCK = threading.Lock()
+_DIRECT_SENDS_MAX = 100_000
+
+
+def _rewrite_reply_to(
+    sender: Any = None,
+    headers: Any = None,
+    properties: Any = None,
+    **kwargs: Any,
+) -> None:
+    """Celery ``before_task_publish`` receiver: point a direct-mode request's reply_to at
+    ``amq.rabbitmq.reply-to``. Celery fills reply_to with ``app.thread_oid`` before the backend
+    is consulted; only that value is replaced, an explicit reply_to is left alone."""
+    task_id = headers.get("id") if isinstance(headers, dict) else None
+    if task_id is None or not isinstance(properties, dict):
+        return
+    with _DIRECT_SENDS_LOCK:
+        expected = _DIRECT_SENDS.pop(task_id, None)
+    if expected is not None and properties.get("reply_to") == expected:
+        properties["reply_to"] = DIRECT_REPLY_TO
+
+
+def _connect_celery_reply_to_rewrite() -> bool:
+    """Connect :func:`_rewrite_reply_to` if Celery is loaded; False when it is not."""
+    signals = sys.modules.get("celery.signals")
+    if signals is None:
+        return False
+    signals.before_task_publish.connect(
+        _rewrite_reply_to, weak=False, dispatch_uid="rpcbackend-direct-reply-to"
+    )
+    with _DIRECT_SENDS_LOCK:
+        if len(_DIRECT_SENDS) > _DIRECT_SENDS_MAX:  # publishes that failed before the signal
+            _DIRECT_SENDS.clear()
+    return True
 
 
 def _strong_ref(obj: Any) -> Callable[[], Any]:

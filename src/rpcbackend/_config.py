@@ -36,6 +36,8 @@ class Config:
     result_accept_content: list[str] | None = None
     #: Most results (final or in progress) buffered for ids nobody waits on yet.
     rpcbackend_buffer_max: int = 8192
+    #: Receive results by RabbitMQ direct reply-to (``amq.rabbitmq.reply-to``), no queue.
+    rpcbackend_direct_reply_to: bool = False
 
     @property
     def conf(self) -> Config:

@@ -19,6 +19,9 @@ from kombu.messaging import Consumer as KombuConsumer
 
 from rpcbackend._errors import BacklogLimitExceeded
 
+#: RabbitMQ's pseudo-queue for direct reply-to (https://www.rabbitmq.com/direct-reply-to.html).
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+
 if TYPE_CHECKING:
     from rpcbackend._backend import RPCBackend
 
@@ -51,6 +54,10 @@ class ResultConsumer:
         #: How many times the connection or the reply queue was lost and rebuilt.
         self.losses = 0
         self.last_loss = ""
+        #: Direct reply-to only: whether ``_connection`` is ours (else a producer's, adopted).
+        self._owned = True
+        #: Direct reply-to only: how many reply channels were closed or replaced.
+        self.channels_closed = 0
 
     # -- the API named after Celery's ResultConsumer ------------------------------------------
 
@@ -60,7 +67,45 @@ class ResultConsumer:
         ``no_ack`` is accepted for Celery compatibility and ignored: messages are always
         acknowledged explicitly, after they are buffered, so none is lost in between.
         """
-        self._with_reconnect(self._start_consuming)
+        if self.backend.direct_reply_to:
+            self._with_reconnect(self._start_direct)
+        else:
+            self._with_reconnect(self._start_consuming)
+
+    def use_producer(self, producer: Any) -> None:
+        """Direct reply-to: make sure a reply consumer exists on ``producer``'s channel.
+
+        The broker addresses replies to the channel a request was published on, so that is
+        the channel to consume on. The first producer's channel is adopted (its connection is
+        left to its owner); our own idle connection is given up for it. A second, different
+        live channel cannot be served: one client, one channel.
+        """
+        channel = producer.channel
+        if self._consumer is not None and self._channel is channel:
+            return
+        if self._consumer is not None and not self._owned and self._alive():
+            raise RuntimeError(
+                "rpcbackend direct reply-to: this client already receives replies on another "
+                "channel; every task of one client must be published on one channel (send "
+                "from one thread per backend, or publish with backend.task_producer())"
+            )
+        if self._consumer is not None:
+            self.channels_closed += 1
+            self.last_loss = "the reply channel was replaced by the publishing channel"
+        self._forget(release=True)
+        self._connection = producer.connection
+        self._owned = False
+        self._set_errors()
+        self._channel = channel
+        self._start_direct()
+
+    def task_producer(self) -> Any:
+        """Direct reply-to: a producer on the channel replies arrive on (ours)."""
+        from kombu.messaging import Producer
+
+        if self._consumer is None:
+            self.start()
+        return Producer(self._channel, auto_declare=False)
 
     def consume_from(self, task_id: str) -> None:
         # One reply queue serves every task of this client, so there is nothing per task.
@@ -101,6 +146,8 @@ class ResultConsumer:
         def _poll() -> None:
             if self._consumer is not None:
                 self._drain_nowait()
+            if self.backend.direct_reply_to:
+                return  # nothing is queued broker-side: replies are pushed or dropped
             self._ensure_connected()
             for queue in self._bound_queues():
                 queue.declare()
@@ -124,27 +171,41 @@ class ResultConsumer:
 
     def declare(self, channel: Any) -> None:
         """Declare every reply queue on ``channel`` (used before a task is sent)."""
+        if self.backend.direct_reply_to:
+            return
         for queue_name in self.backend.reply_queue_names():
             self.backend.binding_for(queue_name)(channel).declare()
 
     def stop(self) -> None:
-        """Cancel the consumer and close the connection."""
-        consumer, connection = self._consumer, self._connection
+        """Cancel the consumer and close the connection (an adopted one is left open)."""
+        if self.backend.direct_reply_to and self._consumer is not None:
+            self.channels_closed += 1
+            self.last_loss = "the client closed its reply channel"
+        self._forget(release=True)
+
+    def _forget(self, *, release: bool) -> None:
+        consumer, connection, owned = self._consumer, self._connection, self._owned
         self._consumer = self._connection = self._channel = None
+        self._owned = True
         try:
-            if consumer is not None:
+            if consumer is not None and release:
                 consumer.cancel()
         except Exception:
             logger.debug("rpcbackend: error cancelling the result consumer", exc_info=True)
         finally:
-            if connection is not None:
+            if connection is not None and release and owned:
                 connection.release()
+
+    def _alive(self) -> bool:
+        connection = self._connection
+        return bool(connection is not None and connection.connected)
 
     def on_after_fork(self) -> None:
         """Forget the parent's connection without talking on it (the parent still owns it)."""
-        connection = self._connection
+        connection, owned = self._connection, self._owned
         self._consumer = self._connection = self._channel = None
-        if connection is not None:
+        self._owned = True
+        if connection is not None and owned:
             try:
                 connection.collect()
             except Exception:
@@ -168,10 +229,30 @@ class ResultConsumer:
             interval_max=policy["interval_max"],
         )
         self._connection = connection
+        self._owned = True
+        self._set_errors()
+        self._channel = connection.channel()
+
+    def _set_errors(self) -> None:
+        connection = self._connection
+        assert connection is not None
         self._connection_errors = tuple(connection.connection_errors) + tuple(
             connection.channel_errors
         )
-        self._channel = connection.channel()
+
+    def _start_direct(self) -> None:
+        self._ensure_connected()
+        consumer = self.Consumer(
+            self._channel,
+            [Queue(DIRECT_REPLY_TO, no_declare=True)],
+            callbacks=[self._on_body],
+            no_ack=True,  # RabbitMQ refuses an acknowledging reply consumer
+            accept=self.accept,
+            on_decode_error=self._on_decode_error,
+            auto_declare=False,
+        )
+        consumer.consume()
+        self._consumer = consumer
 
     def _bound_queues(self) -> list[Queue]:
         return [
@@ -199,6 +280,8 @@ class ResultConsumer:
     def _consume_new_queues(self) -> None:
         consumer = self._consumer
         assert consumer is not None
+        if self.backend.direct_reply_to:
+            return
         for queue in self._bound_queues():
             if not consumer.consuming_from(queue):
                 queue.declare()
@@ -236,6 +319,19 @@ class ResultConsumer:
         was_consuming = self._consumer is not None
         self.losses += 1
         self.last_loss = f"{type(exc).__name__}: {exc}"
+        if self.backend.direct_reply_to:
+            # The reply address was the dead channel's: replies to it are dropped by the
+            # broker. A new channel has a new address, so only later requests can use it.
+            logger.warning(
+                "rpcbackend: lost the direct reply-to channel (%s); replies addressed to it "
+                "are dropped",
+                self.last_loss,
+            )
+            if was_consuming:
+                self.channels_closed += 1
+            self.on_after_fork()  # drop the dead connection without talking on it
+            self.backend._on_reconnected()
+            return
         logger.warning(
             "rpcbackend: lost the connection or reply queue (%s); reconnecting and redeclaring %s",
             self.last_loss,
