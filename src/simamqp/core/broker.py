@@ -13,7 +13,7 @@ import base64
 import datetime as _dt
 import random
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -773,10 +773,6 @@ class Broker:
 
     def exchange_names(self, vhost: str = "/") -> list[str]:
         return sorted(self._vhost(vhost).exchanges)
-
-    def iter_queues(self) -> Iterator[Queue]:
-        for vhost in self.vhosts.values():
-            yield from vhost.queues.values()
 
 
 def _x_death(

@@ -13,7 +13,6 @@ client would read them.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -873,11 +872,6 @@ def _flag(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def reply_address(key: bytes, channel_ref: str) -> str:
-    """A direct reply-to address shaped like RabbitMQ's (two base64 parts)."""
-    return f"{_REPLY_PREFIX}{channel_ref}.{base64.b64encode(key).decode()}"
 
 
 def _entry_seq(entry: QueuedMessage) -> int:

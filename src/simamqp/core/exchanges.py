@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Protocol
 
-from . import replies
 from .errors import PreconditionFailed
 
 __all__ = [
@@ -401,6 +400,3 @@ BUILTIN_TYPES: dict[str, type[Exchange]] = {
 
 def exchange_class(type_name: str) -> type[Exchange] | None:
     return BUILTIN_TYPES.get(type_name)
-
-
-_ = replies  # reply texts are used by the vhost, which raises the errors

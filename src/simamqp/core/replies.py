@@ -20,10 +20,6 @@ def no_exchange(name: str, vhost: str) -> str:
     return f"no exchange '{name}' {_v(vhost)}"
 
 
-def no_binding(source: str, dest_kind: str, dest: str, vhost: str) -> str:
-    return f"no binding {_v(vhost)} from exchange '{source}' to {dest_kind} '{dest}'"
-
-
 def inequivalent_flag(
     arg: str, kind: str, name: str, vhost: str, received: str, current: str
 ) -> str:
@@ -71,10 +67,6 @@ def unknown_exchange_type(type_: str) -> str:
     return f"unknown exchange type '{type_}'"
 
 
-def invalid_exchange_type(type_: str) -> str:
-    return f"invalid exchange type '{type_}'"
-
-
 def unknown_delivery_tag(tag: int) -> str:
     return f"unknown delivery tag {tag}"
 
@@ -105,10 +97,6 @@ def exchange_in_use(name: str, vhost: str) -> str:
 
 def invalid_queue_arg(arg: str, name: str, vhost: str, reason: str) -> str:
     return f"invalid arg '{arg}' for queue '{name}' {_v(vhost)}: {reason}"
-
-
-def invalid_exchange_arg(arg: str, name: str, vhost: str, reason: str) -> str:
-    return f"invalid arg '{arg}' for exchange '{name}' {_v(vhost)}: {reason}"
 
 
 def invalid_expiration(value: str, reason: str) -> str:
@@ -148,10 +136,6 @@ def expected_channel_open() -> str:
 
 def user_id_mismatch(user_id: str, user: str) -> str:
     return f"user_id property set to '{user_id}' but authenticated user was '{user}'"
-
-
-def vhost_refused(vhost: str, user: str) -> str:
-    return f"access to vhost '{vhost}' refused for user '{user}'"
 
 
 def vhost_not_found(vhost: str) -> str:
