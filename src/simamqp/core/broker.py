@@ -518,6 +518,13 @@ class Broker:
             if confirm_seq is not None:
                 self._confirm(channel, confirm_seq, True)
             return
+        self._enqueue_and_confirm(channel, message, queues, confirm_seq)
+
+    def _enqueue_and_confirm(
+        self, channel: Channel, message: Message, queues: list[Queue], confirm_seq: int | None
+    ) -> None:
+        """Enqueue a routed message in each queue (enqueue faults apply), then confirm it:
+        an ack unless a queue refused it (reject-publish), as RabbitMQ confirms."""
         accepted = True
         now = self.clock.now()
         enqueue_faults = self.faults.rules and self.faults.has_point("enqueue")

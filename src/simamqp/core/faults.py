@@ -626,19 +626,9 @@ class FaultPlan:
                 broker._emit("fault-lost", msg=message.id, queue=queue.name, reason="queue-deleted")
             else:
                 live.append(queue)
-        accepted = True
-        if live:
-            if broker._tracing:
-                broker._emit("route", msg=message.id, queues=[q.name for q in live])
-            now = broker.clock.now()
-            enqueue_faults = "enqueue" in self._points
-            for queue in live:
-                if enqueue_faults:
-                    accepted = self.on_enqueue(queue, message, now) and accepted
-                elif not queue.enqueue(message, now):
-                    accepted = False
-        if confirm_seq is not None:
-            broker._confirm(channel, confirm_seq, accepted)
+        if live and broker._tracing:
+            broker._emit("route", msg=message.id, queues=[q.name for q in live])
+        broker._enqueue_and_confirm(channel, message, live, confirm_seq)
 
     # -- enqueue -------------------------------------------------------------------------------
 
