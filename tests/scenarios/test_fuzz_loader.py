@@ -70,7 +70,7 @@ def check_one(path: Path) -> str | None:
             result = run_scenario(scenario)
     except Hang as hang:
         return str(hang)
-    except BaseException:  # noqa: BLE001 - anything else is the finding
+    except BaseException:  # anything else is the finding
         return traceback.format_exc(limit=-3)
     crashes = [f for f in result.failures if "crashed:" in f]
     if crashes:

@@ -16,12 +16,26 @@ from typing import Any
 
 import yaml
 
-from ._model import STEPS, Scenario, Step, json_schema, validate
+from ._model import MAX_COPIES, MAX_REPEAT, MAX_WINDOW, STEPS, Scenario, Step, json_schema, validate
 from ._record import Recorder, plain
 from ._runner import Result, Run, run_scenario, trace_diff
-from ._yaml import Mark, ScenarioError, load_marked, read_scenario_file
+from ._yaml import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_NODES,
+    Mark,
+    ScenarioError,
+    load_marked,
+    read_scenario_file,
+)
 
 __all__ = [
+    "MAX_COPIES",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
+    "MAX_REPEAT",
+    "MAX_WINDOW",
     "STEPS",
     "Mark",
     "Recorder",
