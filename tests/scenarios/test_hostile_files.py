@@ -323,3 +323,12 @@ def test_a_bad_seed_on_the_command_line_is_one_usage_error(tmp_path: Path) -> No
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "invalid int value" in proc.stderr
+
+
+def test_the_docs_state_the_limits_the_loader_applies() -> None:
+    import simamqp.scenarios as scenarios
+
+    text = (Path(__file__).parents[2] / "docs" / "scenarios.md").read_text()
+    assert f"`MAX_FILE_BYTES` ({MAX_FILE_BYTES // 2**20} MiB)" in text
+    for name in ("MAX_NODES", "MAX_DEPTH", "MAX_REPEAT", "MAX_COPIES", "MAX_WINDOW"):
+        assert f"`{name}` ({getattr(scenarios, name):,})" in text, name
