@@ -7,6 +7,7 @@ bounded by ``SIMAMQP_FUZZ_SECONDS`` of real time (default 2) to load and run.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
@@ -14,12 +15,13 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 from _fuzz import malformed
 
+from simamqp.cli import main
 from simamqp.scenarios import ScenarioError, load, run_scenario
 
 FILES = int(os.environ.get("SIMAMQP_FUZZ_FILES", "300"))
@@ -54,6 +56,23 @@ def write(folder: Path, name: str, text: str) -> Path:
     return path
 
 
+def record(path: Path) -> str | None:
+    """``simamqp record`` of a file ``run`` accepts: no error, and its output loads."""
+    out = path.with_name(path.name + ".recorded.yaml")
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()) as err:
+        status = main(["record", str(path), "-o", str(out)])
+    if status not in (0, 1):
+        return f"record exited {status}: {err.getvalue()}"
+    if status == 0:
+        try:
+            load(out)
+        except ScenarioError as error:
+            return f"record wrote a file validate refuses: {error}"
+        finally:
+            out.unlink()
+    return None
+
+
 def check_one(path: Path) -> str | None:
     """None when the loader and runner behaved; else what went wrong."""
     try:
@@ -68,6 +87,10 @@ def check_one(path: Path) -> str | None:
                     return f"does not name the file: {message!r}"
                 return None
             result = run_scenario(scenario)
+            if result.passed or all("crashed:" not in f for f in result.failures):
+                recorded = record(path)
+                if recorded is not None:
+                    return recorded
     except Hang as hang:
         return str(hang)
     except BaseException:  # anything else is the finding

@@ -103,7 +103,7 @@ REFUSED = {
         4,
         "unknown broker 'nope'; expected one of: default",
     ),
-    "negative-start": ("version: 1\nstart: -10\nsteps: []\n", 2, "'start' must be >= 0"),
+    "negative-start": ("version: 1\nstart: -10\nsteps: []\n", 2, "'start' must be between 0 and"),
     "nan-advance": (Q + "  - advance: .nan\n", 4, "must be a number"),
     "huge-seed": ("version: 1\nseed: " + "9" * 5000 + "\nsteps: []\n", 2, "integer too large"),
     "huge-repeat": (
@@ -122,6 +122,17 @@ REFUSED = {
         "steps: []\n",
         3,
         f"copies must be at most {MAX_COPIES}",
+    ),
+    "clock-past-max": (
+        Q + "  - advance: 1.0e+308\n",
+        4,
+        "the virtual clock would pass 10000000000 seconds",
+    ),
+    "clock-past-max-in-steps": (
+        "version: 1\nstart: 9999999999\nsteps:\n  - advance: 1\n  - advance: {to: 5}\n"
+        "  - advance: 1\n",
+        6,
+        "the virtual clock would pass",
     ),
     "long-queue-name": (
         "version: 1\nsteps:\n  - queue_declare: {queue: " + "q" * 256 + "}\n",
@@ -330,5 +341,5 @@ def test_the_docs_state_the_limits_the_loader_applies() -> None:
 
     text = (Path(__file__).parents[2] / "docs" / "scenarios.md").read_text()
     assert f"`MAX_FILE_BYTES` ({MAX_FILE_BYTES // 2**20} MiB)" in text
-    for name in ("MAX_NODES", "MAX_DEPTH", "MAX_REPEAT", "MAX_COPIES", "MAX_WINDOW"):
+    for name in ("MAX_NODES", "MAX_DEPTH", "MAX_REPEAT", "MAX_COPIES", "MAX_WINDOW", "MAX_CLOCK"):
         assert f"`{name}` ({getattr(scenarios, name):,})" in text, name

@@ -16,7 +16,17 @@ from typing import Any
 
 import yaml
 
-from ._model import MAX_COPIES, MAX_REPEAT, MAX_WINDOW, STEPS, Scenario, Step, json_schema, validate
+from ._model import (
+    MAX_CLOCK,
+    MAX_COPIES,
+    MAX_REPEAT,
+    MAX_WINDOW,
+    STEPS,
+    Scenario,
+    Step,
+    json_schema,
+    validate,
+)
 from ._record import Recorder, plain
 from ._runner import Result, Run, run_scenario, trace_diff
 from ._yaml import (
@@ -30,6 +40,7 @@ from ._yaml import (
 )
 
 __all__ = [
+    "MAX_CLOCK",
     "MAX_COPIES",
     "MAX_DEPTH",
     "MAX_FILE_BYTES",

@@ -19,6 +19,7 @@ from ._yaml import Mark, MarkedDict, MarkedList, ScenarioError
 
 __all__ = [
     "EXPECT_FIELDS",
+    "MAX_CLOCK",
     "MAX_COPIES",
     "MAX_REPEAT",
     "MAX_WINDOW",
@@ -41,6 +42,9 @@ MAX_REPEAT = 10_000
 MAX_COPIES = 100
 #: Largest ``reorder`` fault window (messages held back at once).
 MAX_WINDOW = 1_000
+#: Latest virtual time a scenario may reach, in seconds (about 317 years: past any TTL RabbitMQ
+#: accepts, and far inside what timestamps such as x-death's can represent).
+MAX_CLOCK = 10**10
 #: AMQP shortstr (names, routing keys, short properties): at most 255 bytes of UTF-8.
 SHORTSTR_BYTES = 255
 _INT64 = (-(2**63), 2**63 - 1)
@@ -283,7 +287,7 @@ STEPS: dict[str, StepSpec] = {
 BROKER_FIELDS: dict[str, Field] = {
     "seed": Field("integer", "the broker's seed (default 0; simamqp run --seed overrides)"),
     "clock": Field("string", "virtual (default) or wall", enum=("virtual", "wall")),
-    "start": Field("number", "virtual clock start time (default 0)", minimum=0),
+    "start": Field("number", "virtual clock start time (default 0)", minimum=0, maximum=MAX_CLOCK),
     "vhosts": Field("list", "extra vhosts to create"),
 }
 
@@ -828,6 +832,7 @@ def validate(data: Any, path: str) -> Scenario:
                     plan.add(rule)
         except (InvalidFault, TypeError, ValueError) as err:
             raise ScenarioError(where, f"faults: {err}") from None
+    clocks: dict[str, float] = {}  # broker -> virtual time after the steps so far
     steps_value: MarkedList = data["steps"]
     steps = [_parse_step(item, steps_value.mark_of(i), i) for i, item in enumerate(steps_value)]
     for step in steps:
@@ -856,8 +861,18 @@ def validate(data: Any, path: str) -> Scenario:
                 ) from None
         if step.name == "expect":
             _check_expect_broker(step.args, brokers, step.mark)
-        if step.name == "advance" and brokers[target or next(iter(brokers))].clock == "wall":
-            raise ScenarioError(step.mark, "step 'advance' needs clock: virtual")
+        if step.name == "advance":
+            spec = brokers[target or next(iter(brokers))]
+            if spec.clock == "wall":
+                raise ScenarioError(step.mark, "step 'advance' needs clock: virtual")
+            now = clocks.get(spec.name, spec.start)
+            now = max(now, step.args["to"]) if "to" in step.args else now + step.args["seconds"]
+            if now > MAX_CLOCK:
+                raise ScenarioError(
+                    step.mark,
+                    f"{step.where()}: the virtual clock would pass {MAX_CLOCK} seconds (MAX_CLOCK)",
+                )
+            clocks[spec.name] = now
     expect = data.get("expect", MarkedDict())
     if "expect" in data:
         _check_expect(expect)
