@@ -48,5 +48,3 @@ def broker(request: pytest.FixtureRequest) -> Iterator[BrokerUnderTest]:
         yield under_test
     finally:
         under_test.close()
-
-

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
 import yaml.composer
 import yaml.constructor
 import yaml.reader
+import yaml.resolver
 
 __all__ = [
     "MAX_DEPTH",
@@ -40,7 +42,7 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 #: Deepest nesting of mappings and lists, counting what aliases bring in.
 MAX_DEPTH = 64
 #: Most values (mappings, lists, scalars) a document may expand to, counting each alias use.
-MAX_NODES = 200_000
+MAX_NODES = 100_000
 #: Largest integer a scalar may hold (bits): AMQP integers are at most 64 bits.
 MAX_INT_BITS = 128
 
@@ -140,33 +142,98 @@ def read_scenario_file(path: str) -> str:
         raise ScenarioError(Mark(path, line, column), f"not UTF-8 text: {err.reason}") from None
 
 
-class _Loader(yaml.SafeLoader):
-    """``SafeLoader`` whose composer refuses tags and deep nesting as it reads."""
+#: The event parser: libyaml's when PyYAML was built with it (the scanner is where the time
+#: goes on a large file), else PyYAML's own. Composition into nodes is ours, below.
+_EventLoader: Any = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        if not isinstance(event, yaml.AliasEvent):
-            tag = getattr(event, "tag", None)
-            if tag is not None and not (
-                isinstance(event, yaml.ScalarEvent) and tag in _SCALAR_TAGS
-            ):
-                shown = "!!" + tag[len(_CORE) :] if tag.startswith(_CORE) else tag
-                raise yaml.composer.ComposerError(
-                    None, None, f"YAML tag {shown!r} is not allowed in a scenario", event.start_mark
-                )
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark
-                )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+class _Composer:
+    """Nodes from parser events, as PyYAML's ``Composer`` builds them, but refusing tags, deep
+    nesting and more than ``MAX_NODES`` distinct nodes while it reads (so a huge document is
+    refused early, and recursion is bounded by ``MAX_DEPTH``)."""
+
+    def __init__(self) -> None:
+        self.anchors: dict[str, yaml.Node] = {}
+        self.composed = 0
+        self.resolver = yaml.resolver.Resolver()
+
+    def _resolve(self, kind: type[yaml.Node], value: str | None, implicit: Any) -> str:
+        tag: str = self.resolver.resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        return tag
+
+    def compose(self, events: Iterator[Any]) -> yaml.Node | None:
+        next(events)  # StreamStartEvent
+        event = next(events)
+        if isinstance(event, yaml.StreamEndEvent):
+            return None
+        node = self._node(events, next(events), 1)  # after DocumentStartEvent
+        next(events)  # DocumentEndEvent
+        event = next(events)
+        if not isinstance(event, yaml.StreamEndEvent):
+            raise yaml.composer.ComposerError(
+                "expected a single document in the stream",
+                None,
+                "but found another document",
+                event.start_mark,
+            )
+        return node
+
+    def _node(self, events: Iterator[Any], event: Any, depth: int) -> yaml.Node:
+        error = yaml.composer.ComposerError
+        start_mark: Any = event.start_mark  # the C parser's marks are another (duck) type
+        end_mark: Any = event.end_mark
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor not in self.anchors:
+                raise error(None, None, f"found undefined alias {event.anchor!r}", start_mark)
+            return self.anchors[event.anchor]
+        tag = getattr(event, "tag", None)
+        if tag is not None and not (isinstance(event, yaml.ScalarEvent) and tag in _SCALAR_TAGS):
+            shown = "!!" + tag[len(_CORE) :] if tag.startswith(_CORE) else tag
+            raise error(
+                None, None, f"YAML tag {shown!r} is not allowed in a scenario", event.start_mark
+            )
+        self.composed += 1
+        if self.composed > MAX_NODES:
+            # distinct nodes are a lower bound of the expanded count: stop reading early
+            raise error(
+                None, None, f"document too large: more than {MAX_NODES} values", event.start_mark
+            )
+        if depth > MAX_DEPTH:
+            raise error(None, None, f"nested deeper than {MAX_DEPTH} levels", start_mark)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None and anchor in self.anchors:
+            raise error(
+                f"found duplicate anchor {anchor!r}; first occurrence",
+                self.anchors[anchor].start_mark,
+                "second occurrence",
+                start_mark,
+            )
+        node: yaml.Node
+        if isinstance(event, yaml.ScalarEvent):
+            tag = tag or self._resolve(yaml.ScalarNode, event.value, event.implicit)
+            node = yaml.ScalarNode(tag, event.value, start_mark, end_mark, event.style)
+            if anchor is not None:
+                self.anchors[anchor] = node
+            return node
+        if isinstance(event, yaml.SequenceStartEvent):
+            tag = self._resolve(yaml.SequenceNode, None, event.implicit)
+            node = yaml.SequenceNode(tag, [], start_mark, None, event.flow_style)
+            if anchor is not None:
+                self.anchors[anchor] = node
+            while not isinstance(item := next(events), yaml.SequenceEndEvent):
+                node.value.append(self._node(events, item, depth + 1))
+            node.end_mark = item.end_mark
+            return node
+        tag = self._resolve(yaml.MappingNode, None, event.implicit)
+        node = yaml.MappingNode(tag, [], start_mark, None, event.flow_style)
+        if anchor is not None:
+            self.anchors[anchor] = node
+        while not isinstance(key := next(events), yaml.MappingEndEvent):
+            key_node = self._node(events, key, depth + 1)
+            value_node = self._node(events, next(events), depth + 1)
+            node.value.append((key_node, value_node))
+        node.end_mark = key.end_mark
+        return node
 
 
 def load_marked(text: str, path: str) -> Any:
@@ -176,7 +243,13 @@ def load_marked(text: str, path: str) -> Any:
             Mark(path, 1, 1), f"document too large: more than {MAX_FILE_BYTES} characters"
         )
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = _Composer().compose(iter(yaml.parse(text, Loader=_EventLoader)))
+    except UnicodeEncodeError as err:
+        line = text.count("\n", 0, err.start) + 1
+        column = err.start - (text.rfind("\n", 0, err.start) + 1) + 1
+        raise ScenarioError(
+            Mark(path, line, column), "invalid YAML: a lone surrogate is not text"
+        ) from None
     except yaml.reader.ReaderError as err:
         # not a MarkedYAMLError: its str() spans two lines; name the character and its place
         position = max(0, min(err.position, len(text)))
@@ -203,19 +276,20 @@ def load_marked(text: str, path: str) -> Any:
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.SequenceNode):
         return list(node.value)
-    if isinstance(node, yaml.MappingNode):
-        return [n for pair in node.value for n in pair]
-    return []
+    return [n for pair in node.value for n in pair]
 
 
 def _check_expansion(root: yaml.Node, path: str) -> None:
     """Refuse recursive aliases and documents that expand past MAX_NODES / MAX_DEPTH.
 
-    One iterative pass over the node graph: each distinct node is visited once and its
+    One iterative pass over the node graph: each distinct collection is visited once and its
     expanded size (each alias use counted) is the sum of its children's, so an alias bomb is
     measured in the time it takes to read it, not to expand it.
     """
-    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, depth)
+    if isinstance(root, yaml.ScalarNode):
+        return
+    measured: dict[int, tuple[int, int]] = {}  # id(collection) -> (expanded size, depth)
+    scalar = (1, 1)
     on_path: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
@@ -223,18 +297,23 @@ def _check_expansion(root: yaml.Node, path: str) -> None:
         key = id(node)
         if finished:
             on_path.discard(key)
-            below = [measured[id(c)] for c in _children(node)]
-            size = 1 + sum(s for s, _ in below)
-            depth = 1 + max((d for _, d in below), default=0)
-            where = Mark.of(path, node)
+            size, depth = 1, 1
+            for child in _children(node):
+                child_size, child_depth = (
+                    scalar if isinstance(child, yaml.ScalarNode) else measured[id(child)]
+                )
+                size += child_size
+                depth = max(depth, child_depth + 1)
             if size > MAX_NODES:
                 raise ScenarioError(
-                    where,
+                    Mark.of(path, node),
                     f"document too large: expands to more than {MAX_NODES} values"
                     " (aliases are counted each time they are used)",
                 )
             if depth > MAX_DEPTH:
-                raise ScenarioError(where, f"nested deeper than {MAX_DEPTH} levels (with aliases)")
+                raise ScenarioError(
+                    Mark.of(path, node), f"nested deeper than {MAX_DEPTH} levels (with aliases)"
+                )
             measured[key] = (size, depth)
             continue
         if key in measured:
@@ -242,6 +321,8 @@ def _check_expansion(root: yaml.Node, path: str) -> None:
         on_path.add(key)
         stack.append((node, True))
         for child in _children(node):
+            if isinstance(child, yaml.ScalarNode):
+                continue
             if id(child) in on_path:
                 raise ScenarioError(Mark.of(path, child), "invalid YAML: recursive alias")
             if id(child) not in measured:
