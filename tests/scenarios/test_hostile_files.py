@@ -358,3 +358,15 @@ def test_the_docs_state_the_limits_the_loader_applies() -> None:
     assert f"`MAX_FILE_BYTES` ({MAX_FILE_BYTES // 2**20} MiB)" in text
     for name in ("MAX_NODES", "MAX_DEPTH", "MAX_REPEAT", "MAX_COPIES", "MAX_WINDOW", "MAX_CLOCK"):
         assert f"`{name}` ({getattr(scenarios, name):,})" in text, name
+
+
+def test_a_failure_about_many_messages_stays_readable() -> None:
+    from simamqp.scenarios import run_scenario
+
+    scenario = load_text(
+        Q + f"  - publish: {{routing_key: q, body: m, repeat: {MAX_REPEAT}}}\n"
+        "expect:\n  queues:\n    q: {bodies: [m]}\n"
+    )
+    failures = run_scenario(scenario).failures
+    assert len(failures) == 1 and failures[0].startswith("queue 'q': bodies expected ['m'], got")
+    assert "characters)..." in failures[0] and len(failures[0]) < 1000
