@@ -364,7 +364,7 @@ def test_a_failure_about_many_messages_stays_readable() -> None:
     from simamqp.scenarios import run_scenario
 
     scenario = load_text(
-        Q + f"  - publish: {{routing_key: q, body: m, repeat: {MAX_REPEAT}}}\n"
+        Q + f"  - publish: {{routing_key: q, body: m, repeat: {MAX_REPEAT // 5}}}\n"
         "expect:\n  queues:\n    q: {bodies: [m]}\n"
     )
     failures = run_scenario(scenario).failures
