@@ -134,6 +134,11 @@ REFUSED = {
         6,
         "the virtual clock would pass",
     ),
+    "too-many-publishes": (
+        Q + "  - publish: {routing_key: q, repeat: 10000}\n" * 11,
+        14,
+        "send more than 100000 messages in all",
+    ),
     "long-queue-name": (
         "version: 1\nsteps:\n  - queue_declare: {queue: " + "q" * 256 + "}\n",
         3,
@@ -356,7 +361,15 @@ def test_the_docs_state_the_limits_the_loader_applies() -> None:
 
     text = (Path(__file__).parents[2] / "docs" / "scenarios.md").read_text()
     assert f"`MAX_FILE_BYTES` ({MAX_FILE_BYTES // 2**20} MiB)" in text
-    for name in ("MAX_NODES", "MAX_DEPTH", "MAX_REPEAT", "MAX_COPIES", "MAX_WINDOW", "MAX_CLOCK"):
+    for name in (
+        "MAX_NODES",
+        "MAX_DEPTH",
+        "MAX_REPEAT",
+        "MAX_PUBLISHES",
+        "MAX_COPIES",
+        "MAX_WINDOW",
+        "MAX_CLOCK",
+    ):
         assert f"`{name}` ({getattr(scenarios, name):,})" in text, name
 
 

@@ -19,6 +19,7 @@ import yaml
 from ._model import (
     MAX_CLOCK,
     MAX_COPIES,
+    MAX_PUBLISHES,
     MAX_REPEAT,
     MAX_WINDOW,
     STEPS,
@@ -45,6 +46,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "MAX_NODES",
+    "MAX_PUBLISHES",
     "MAX_REPEAT",
     "MAX_WINDOW",
     "STEPS",

@@ -21,6 +21,7 @@ __all__ = [
     "EXPECT_FIELDS",
     "MAX_CLOCK",
     "MAX_COPIES",
+    "MAX_PUBLISHES",
     "MAX_REPEAT",
     "MAX_WINDOW",
     "STEPS",
@@ -38,8 +39,10 @@ VERSION = 1
 
 #: Most copies one ``publish`` step sends (``repeat``).
 MAX_REPEAT = 10_000
+#: Most messages all the ``publish`` steps of a scenario send together (``repeat`` counted).
+MAX_PUBLISHES = 100_000
 #: Most extra copies a ``duplicate`` fault makes of one message (``copies``).
-MAX_COPIES = 100
+MAX_COPIES = 10
 #: Largest ``reorder`` fault window (messages held back at once).
 MAX_WINDOW = 1_000
 #: Latest virtual time a scenario may reach, in seconds (about 317 years: past any TTL RabbitMQ
@@ -833,6 +836,7 @@ def validate(data: Any, path: str) -> Scenario:
         except (InvalidFault, TypeError, ValueError) as err:
             raise ScenarioError(where, f"faults: {err}") from None
     clocks: dict[str, float] = {}  # broker -> virtual time after the steps so far
+    published = 0
     steps_value: MarkedList = data["steps"]
     steps = [_parse_step(item, steps_value.mark_of(i), i) for i, item in enumerate(steps_value)]
     for step in steps:
@@ -861,6 +865,14 @@ def validate(data: Any, path: str) -> Scenario:
                 ) from None
         if step.name == "expect":
             _check_expect_broker(step.args, brokers, step.mark)
+        if step.name == "publish":
+            published += step.args.get("repeat", 1)
+            if published > MAX_PUBLISHES:
+                raise ScenarioError(
+                    step.mark,
+                    f"{step.where()}: the publish steps send more than {MAX_PUBLISHES} "
+                    "messages in all (MAX_PUBLISHES)",
+                )
         if step.name == "advance":
             spec = brokers[target or next(iter(brokers))]
             if spec.clock == "wall":
