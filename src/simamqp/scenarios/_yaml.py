@@ -70,7 +70,8 @@ class Mark:
         return cls(path, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.column}"
+        path = self.path.replace("\n", "\\n").replace("\r", "\\r")  # an error stays one line
+        return f"{path}:{self.line}:{self.column}"
 
     def __repr__(self) -> str:
         return f"Mark({self})"
