@@ -70,12 +70,8 @@ class BrokerUnderTest:
             conn.default_channel.queue_delete(queue_name)
 
     def close(self) -> None:
-        queues = [
-            name
-            for item in self._closables
-            if isinstance(item, RPCBackend)
-            for name in item.reply_queue_names()
-        ]
+        queues = [name for item in self._closables if isinstance(item, RPCBackend)
+                  for name in item.reply_queue_names()]
         for app in self.celery_apps:
             queues.append(app.conf.task_default_queue)
             backend = app._backend  # None unless this thread created it
@@ -105,37 +101,22 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def publish_raw(
-    conn: kombu.Connection, queue_name: str, task_id: str, status: str, result: Any = None
-) -> None:
+def publish_raw(conn: kombu.Connection, queue_name: str, task_id: str, status: str,
+                result: Any = None) -> None:
     """Publish a result message as a Celery worker would, in any order a test needs."""
-    body = {
-        "status": status,
-        "result": result,
-        "traceback": None,
-        "children": [],
-        "date_done": None,
-        "task_id": task_id,
-    }
+    body = {"status": status, "result": result, "traceback": None, "children": [],
+            "date_done": None, "task_id": task_id}
     kombu.Producer(conn).publish(
-        body,
-        exchange="",
-        routing_key=queue_name,
-        correlation_id=task_id,
-        serializer="json",
-        delivery_mode=1,
+        body, exchange="", routing_key=queue_name, correlation_id=task_id,
+        serializer="json", delivery_mode=1,
     )
 
 
 def celery_app(broker: BrokerUnderTest, result_backend: str, **settings: Any) -> Any:
     """A Celery app on ``broker`` with its own task queue (Celery is a test-only dependency)."""
     celery = pytest.importorskip("celery")
-    app = celery.Celery(
-        f"rpcbackend-test-{uuid.uuid4().hex[:8]}",
-        broker=broker.url,
-        backend=result_backend,
-        set_as_current=False,
-    )
+    app = celery.Celery(f"rpcbackend-test-{uuid.uuid4().hex[:8]}", broker=broker.url,
+                        backend=result_backend, set_as_current=False)
     settings.setdefault("task_default_queue", f"rpcbackend-tasks-{uuid.uuid4().hex}")
     app.conf.update(
         broker_transport_options={"confirm_publish": True},

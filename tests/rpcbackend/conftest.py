@@ -48,3 +48,5 @@ def broker(request: pytest.FixtureRequest) -> Iterator[BrokerUnderTest]:
         yield under_test
     finally:
         under_test.close()
+
+

@@ -11,53 +11,21 @@ import rpcbackend
 from rpcbackend import ChordsNotSupported, Config, RPCBackend
 
 SEED_NAMES = [
-    "BacklogLimitExceeded",
-    "Consumer",
-    "Exchange",
-    "Producer",
-    "Queue",
-    "ResultConsumer",
-    "as_uri",
-    "binding",
-    "delete_group",
-    "destination_for",
-    "ensure_chords_allowed",
-    "get_task_meta",
-    "oid",
-    "on_out_of_band_result",
-    "on_reply_declare",
-    "on_result_fulfilled",
-    "on_task_call",
-    "persistent",
-    "poll",
-    "reload_group_result",
-    "reload_task_result",
-    "restore_group",
-    "retry_policy",
-    "revive",
-    "save_group",
-    "store_result",
-    "supports_autoexpire",
-    "supports_native_join",
+    "BacklogLimitExceeded", "Consumer", "Exchange", "Producer", "Queue", "ResultConsumer",
+    "as_uri", "binding", "delete_group", "destination_for", "ensure_chords_allowed",
+    "get_task_meta", "oid", "on_out_of_band_result", "on_reply_declare", "on_result_fulfilled",
+    "on_task_call", "persistent", "poll", "reload_group_result", "reload_task_result",
+    "restore_group", "retry_policy", "revive", "save_group", "store_result",
+    "supports_autoexpire", "supports_native_join",
 ]
 
 
 def test_exported_names_are_pinned() -> None:
-    assert sorted(rpcbackend.__all__) == sorted(
-        [
-            "E_NO_CHORD_SUPPORT",
-            "FINAL_PRECEDENCE",
-            "READY_STATES",
-            "BacklogLimitExceeded",
-            "ChordsNotSupported",
-            "Config",
-            "Meta",
-            "RPCBackend",
-            "ResultConsumer",
-            "ResultEvicted",
-            "ResultTimeout",
-        ]
-    )
+    assert sorted(rpcbackend.__all__) == sorted([
+        "E_NO_CHORD_SUPPORT", "FINAL_PRECEDENCE", "READY_STATES", "BacklogLimitExceeded",
+        "ChordsNotSupported", "Config", "Meta", "RPCBackend", "ResultConsumer", "ResultEvicted",
+        "ResultTimeout",
+    ])
     for name in rpcbackend.__all__:
         assert hasattr(rpcbackend, name), name
 
@@ -69,29 +37,17 @@ def test_every_seed_name_exists(name: str) -> None:
 
 def test_constructor_signature_matches_celery() -> None:
     params = inspect.signature(RPCBackend.__init__).parameters
-    positional = [
-        p.name for p in params.values() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
-    ]
-    assert positional == [
-        "self",
-        "app",
-        "connection",
-        "exchange",
-        "exchange_type",
-        "persistent",
-        "serializer",
-        "auto_delete",
-    ]
+    positional = [p.name for p in params.values()
+                  if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    assert positional == ["self", "app", "connection", "exchange", "exchange_type",
+                          "persistent", "serializer", "auto_delete"]
     assert params["auto_delete"].default is True
     assert all(params[n].default is None for n in positional[2:-1])
 
 
 def test_class_attributes_match_seed() -> None:
     assert RPCBackend.retry_policy == {
-        "max_retries": 20,
-        "interval_start": 0,
-        "interval_step": 1,
-        "interval_max": 1,
+        "max_retries": 20, "interval_start": 0, "interval_step": 1, "interval_max": 1,
     }
     assert RPCBackend.persistent is False
     assert RPCBackend.supports_autoexpire is True
@@ -102,14 +58,8 @@ def test_class_attributes_match_seed() -> None:
 
 
 def test_settings_come_from_config() -> None:
-    backend = RPCBackend(
-        Config(
-            result_serializer="pickle",
-            result_persistent=True,
-            result_expires=60,
-            accept_content=["json", "pickle"],
-        )
-    )
+    backend = RPCBackend(Config(result_serializer="pickle", result_persistent=True,
+                                result_expires=60, accept_content=["json", "pickle"]))
     assert backend.serializer == "pickle"
     assert backend.persistent is True and backend.delivery_mode == 2
     assert backend.expires == 60.0

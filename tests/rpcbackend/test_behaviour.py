@@ -45,13 +45,8 @@ def test_two_final_states_resolve_by_precedence(broker: BrokerUnderTest) -> None
     client, conn = broker.backend(), broker.connection()
     task_id = new_id()
     client.on_task_call(kombu.Producer(conn), task_id)
-    publish_raw(
-        conn,
-        client.oid,
-        task_id,
-        "FAILURE",
-        {"exc_type": "KeyError", "exc_message": [], "exc_module": "builtins"},
-    )
+    publish_raw(conn, client.oid, task_id, "FAILURE", {"exc_type": "KeyError",
+                                                       "exc_message": [], "exc_module": "builtins"})
     publish_raw(conn, client.oid, task_id, "SUCCESS", 7)
     broker.settle()
     assert client.get_task_meta(task_id)["status"] == "SUCCESS"
@@ -74,8 +69,7 @@ def test_celery_poll_moves_a_finished_task_back_to_started(broker: BrokerUnderTe
 
 
 def test_poll_buffers_other_ids_for_later_without_broker_traffic(
-    broker: BrokerUnderTest,
-    monkeypatch: pytest.MonkeyPatch,
+    broker: BrokerUnderTest, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client, conn = broker.backend(), broker.connection()
     a, b = new_id(), new_id()
@@ -317,8 +311,7 @@ def test_celery_forked_child_shares_the_parents_reply_queue(broker: BrokerUnderT
 
 
 def test_evicted_result_fails_fast_with_a_clear_error(
-    broker: BrokerUnderTest,
-    caplog: pytest.LogCaptureFixture,
+    broker: BrokerUnderTest, caplog: pytest.LogCaptureFixture,
 ) -> None:
     client, conn = broker.backend(buffer_max=2), broker.connection()
     client.on_task_call(kombu.Producer(conn), "x")
@@ -335,8 +328,7 @@ def test_evicted_result_fails_fast_with_a_clear_error(
 
 @pytest.mark.celery
 def test_celery_evicts_buffered_results_silently(
-    broker: BrokerUnderTest,
-    monkeypatch: pytest.MonkeyPatch,
+    broker: BrokerUnderTest, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import celery.backends.base
 
@@ -353,9 +345,8 @@ def test_celery_evicts_buffered_results_silently(
 # -- 7. lost reply queue, dropped connection --------------------------------------------------
 
 
-def _wait_in_thread(
-    client: Any, task_id: str, timeout: float
-) -> tuple[threading.Thread, dict[str, Any]]:
+def _wait_in_thread(client: Any, task_id: str, timeout: float) -> tuple[threading.Thread,
+                                                                         dict[str, Any]]:
     outcome: dict[str, Any] = {}
 
     def run() -> None:
@@ -383,8 +374,7 @@ def _reconnected_event(client: Any, monkeypatch: pytest.MonkeyPatch) -> threadin
 
 
 def test_deleted_reply_queue_is_redeclared_and_the_wait_goes_on(
-    broker: BrokerUnderTest,
-    monkeypatch: pytest.MonkeyPatch,
+    broker: BrokerUnderTest, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client, worker, conn = broker.backend(), broker.backend(), broker.connection()
     task_id = new_id()
@@ -403,8 +393,7 @@ def test_deleted_reply_queue_is_redeclared_and_the_wait_goes_on(
 
 
 def test_result_lost_with_the_queue_times_out_saying_so(
-    broker: BrokerUnderTest,
-    monkeypatch: pytest.MonkeyPatch,
+    broker: BrokerUnderTest, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client, worker, conn = broker.backend(), broker.backend(), broker.connection()
     task_id = new_id()
@@ -420,8 +409,7 @@ def test_result_lost_with_the_queue_times_out_saying_so(
 
 
 def test_dropped_connection_reconnects_and_the_wait_goes_on(
-    broker: BrokerUnderTest,
-    monkeypatch: pytest.MonkeyPatch,
+    broker: BrokerUnderTest, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client, worker, conn = broker.backend(), broker.backend(), broker.connection()
     task_id = new_id()

@@ -32,22 +32,16 @@ def _register(app: Any) -> None:
         raise KeyError("nope")
 
 
-@pytest.fixture(
-    params=[("rpc://", OURS), (OURS, "rpc://"), (OURS, OURS)],
-    ids=[
-        "celery-worker-to-rpcbackend-client",
-        "rpcbackend-worker-to-celery-client",
-        "rpcbackend-both",
-    ],
-)
+@pytest.fixture(params=[("rpc://", OURS), (OURS, "rpc://"), (OURS, OURS)],
+                ids=["celery-worker-to-rpcbackend-client", "rpcbackend-worker-to-celery-client",
+                     "rpcbackend-both"])
 def apps(request: pytest.FixtureRequest, broker: BrokerUnderTest) -> Iterator[tuple[Any, Any]]:
     from celery.contrib.testing.worker import start_worker
 
     worker_backend, client_backend = request.param
     worker_app = celery_app(broker, worker_backend)
-    client_app = celery_app(
-        broker, client_backend, task_default_queue=worker_app.conf.task_default_queue
-    )
+    client_app = celery_app(broker, client_backend,
+                            task_default_queue=worker_app.conf.task_default_queue)
     _register(worker_app)
     _register(client_app)
     with start_worker(worker_app, pool="solo", perform_ping_check=False, loglevel="WARNING"):
@@ -83,9 +77,8 @@ def test_failure_fails_the_rest_of_the_chain(apps: tuple[Any, Any]) -> None:
     from celery import chain
 
     _, client = apps
-    result = chain(
-        client.signature("interop.fail"), client.signature("interop.add", (1,))
-    ).apply_async()
+    result = chain(client.signature("interop.fail"),
+                   client.signature("interop.add", (1,))).apply_async()
     with pytest.raises(KeyError, match="nope"):
         result.get(timeout=10)
 
@@ -117,12 +110,8 @@ def test_chords_are_refused_before_anything_is_sent(broker: BrokerUnderTest) -> 
         chord([app.signature("interop.add", (1, 1))], app.signature("interop.add", (0,))).delay()
 
 
-@pytest.mark.parametrize(
-    "apps",
-    [("rpc://", OURS), (OURS, OURS)],
-    indirect=True,
-    ids=["celery-worker", "rpcbackend-worker"],
-)
+@pytest.mark.parametrize("apps", [("rpc://", OURS), (OURS, OURS)], indirect=True,
+                         ids=["celery-worker", "rpcbackend-worker"])
 def test_then_callbacks_fire_when_the_result_arrives(apps: tuple[Any, Any]) -> None:
     _, client = apps
     assert isinstance(client.backend, RPCBackend)
