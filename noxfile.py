@@ -47,6 +47,14 @@ def scenarios(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON[0])
+def fuzz(session: nox.Session) -> None:
+    """Fuzz the scenario loader and CLI with >= 2,000 generated malformed files."""
+    session.install(".[test]")
+    session.env["SIMAMQP_FUZZ_FILES"] = session.env.get("SIMAMQP_FUZZ_FILES", "2500")
+    session.run("pytest", "tests/scenarios/test_fuzz_loader.py", *session.posargs)
+
+
+@nox.session(python=PYTHON[0])
 def bench(session: nox.Session) -> None:
     """Benchmarks: ratios measured side by side in one run (simamqp, memory://, RabbitMQ)."""
     session.install(".[test]")

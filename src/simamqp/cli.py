@@ -1,29 +1,36 @@
 """The ``simamqp`` command: run, validate and record scenario files.
 
 Exit status: 0 when every scenario passed, 1 when one failed, 2 when a file is malformed (then
-nothing runs: every file is validated before the first one runs) or the command line is wrong.
+nothing runs: every file is validated before the first one runs), the command line is wrong or
+selects nothing. A user's mistake is one line on standard error (``file:line:column: ...`` or
+``simamqp: ...``), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
 from . import __version__
 from .scenarios import Scenario, ScenarioError, collect, dump, json_schema, load, run_scenario
 from .scenarios._expect import _brief
+from .scenarios._model import validate
 from .scenarios._runner import Result, body_text
+from .scenarios._yaml import load_marked, read_scenario_file
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """A mistake on the command line: printed as ``simamqp: message``, exit 2."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,6 +100,8 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if scenarios is None:
         return EXIT_USAGE
     chosen = [s for s in scenarios if _selected(s, args.keyword)]
+    if not chosen:
+        raise UsageError(f"-k {args.keyword!r} selects none of the {len(scenarios)} scenarios")
     started = time.perf_counter()
     failed: list[Result] = []
     passed = 0
@@ -181,12 +190,16 @@ def observed(result: Result, *, trace: bool = True) -> dict[str, Any]:
 
 
 def _cmd_record(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.output and not Path(args.output).parent.is_dir():
+        raise UsageError(f"cannot write {args.output}: no folder {Path(args.output).parent}")
     try:
-        scenario = load(args.path)
+        # read once (the path may be a pipe), validate, and keep the plain data to write back
+        data = load_marked(read_scenario_file(args.path), args.path)
+        scenario = validate(data, args.path)
     except ScenarioError as error:
         print(f"error: {error}", file=err)
         return EXIT_USAGE
-    original = yaml.safe_load(Path(args.path).read_text(encoding="utf-8"))
+    original = _plain_data(data)
     probe = Scenario(**{**scenario.__dict__, "expect": {}})
     probe.steps = [s for s in scenario.steps if s.name != "expect"]
     result = run_scenario(probe, seed=args.seed)
@@ -200,7 +213,10 @@ def _cmd_record(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         original["seed"] = args.seed
     text = dump(original)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"cannot write {args.output}: {error.strerror}") from None
         print(f"recorded {args.path} -> {args.output}", file=out)
     else:
         out.write(text)
@@ -208,12 +224,19 @@ def _cmd_record(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _is_expect_step(step: Any) -> bool:
-    return isinstance(step, dict) and "expect" in step
+    return (isinstance(step, dict) and "expect" in step) or step == "expect"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    out, err = sys.stdout, sys.stderr
+def _plain_data(value: Any) -> Any:
+    """The loader's marked values as plain dicts and lists (what ``yaml.safe_load`` gives)."""
+    if isinstance(value, dict):
+        return {k: _plain_data(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_data(v) for v in value]
+    return value
+
+
+def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.command == "run":
         return _cmd_run(args, out, err)
     if args.command == "validate":
@@ -223,6 +246,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     json.dump(json_schema(), out, indent=2)
     out.write("\n")
     return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    out, err = sys.stdout, sys.stderr
+    try:
+        status = _dispatch(args, out, err)
+        out.flush()
+    except UsageError as error:
+        print(f"simamqp: {error}", file=err)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (``simamqp schema | head``): as the Python docs recommend
+        # (library/signal.html, "Note on SIGPIPE"), point stdout at devnull so the flush at
+        # exit does not fail again, and exit quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("simamqp: interrupted", file=err)
+        return 130
+    except Exception as error:  # a bug in simamqp, not the user's: still one line
+        if os.environ.get("SIMAMQP_TRACEBACK"):
+            raise
+        print(
+            f"simamqp: internal error: {type(error).__name__}: {error} "
+            "(please report it; SIMAMQP_TRACEBACK=1 shows the traceback)",
+            file=err,
+        )
+        return EXIT_INTERNAL
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

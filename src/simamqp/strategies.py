@@ -55,15 +55,32 @@ def _check_int(value: Any, name: str, *, minimum: int = 0, maximum: int | None =
         raise InvalidArgument(f"{name}={value!r} must be {bound}")
 
 
+def _check_bool(value: Any, name: str) -> None:
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{name}={value!r} must be a bool")
+
+
+def _check_strategy(value: Any, name: str) -> None:
+    if not isinstance(value, st.SearchStrategy):
+        raise InvalidArgument(f"{name}={value!r} must be a strategy")
+
+
 def _check_range(min_value: int, max_value: int, min_name: str, max_name: str) -> None:
     if min_value > max_value:
         raise InvalidArgument(f"{min_name}={min_value} is greater than {max_name}={max_value}")
 
 
+def _utf8_size(value: str, what: str) -> int:
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"{what}={value!r} is not encodable as UTF-8") from None
+
+
 def _check_words(words: Sequence[str] | None) -> tuple[str, ...]:
     if words is None:
         return _DEFAULT_WORDS
-    if isinstance(words, str) or not isinstance(words, Sequence):
+    if isinstance(words, str | bytes) or not isinstance(words, Sequence):
         raise InvalidArgument(f"words={words!r} must be a sequence of strings")
     out = tuple(words)
     if not out:
@@ -71,18 +88,50 @@ def _check_words(words: Sequence[str] | None) -> tuple[str, ...]:
     for word in out:
         if not isinstance(word, str) or "." in word or word in ("*", "#"):
             raise InvalidArgument(f"word {word!r} must be a str without '.', '*' or '#'")
+        if _utf8_size(word, "word") > _SHORTSTR_MAX:
+            raise InvalidArgument(f"word {word[:20]!r}... is longer than a routing key may be")
     return out
 
 
-def _check_names(value: Iterable[str] | None, name: str) -> tuple[str, ...] | None:
+def _check_key_length(min_words: int, vocabulary: tuple[str, ...]) -> int:
+    """Refuse ``min_words`` no key of at most 255 bytes can have; the most words one can have."""
+    shortest = min(len(w.encode("utf-8")) for w in vocabulary)
+    if min_words and min_words * (shortest + 1) - 1 > _SHORTSTR_MAX:
+        raise InvalidArgument(
+            f"min_words={min_words}: {min_words} words of these make a key longer than "
+            f"{_SHORTSTR_MAX} bytes (an AMQP shortstr), so no key could be drawn"
+        )
+    return (_SHORTSTR_MAX + 1) // (shortest + 1)
+
+
+def _check_names(
+    value: Iterable[str] | None, name: str, *, allow_none: bool = True
+) -> tuple[str, ...] | None:
     if value is None:
-        return None
-    if isinstance(value, str):
-        raise InvalidArgument(f"{name}={value!r} must be a collection of names, not a str")
+        if allow_none:
+            return None
+        raise InvalidArgument(f"{name}=None must be a collection of names")
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InvalidArgument(f"{name}={value!r} must be a collection of names (strings)")
     out = tuple(value)
     if not all(isinstance(v, str) for v in out):
         raise InvalidArgument(f"{name}={value!r} must contain only strings")
+    for item in out:
+        if _utf8_size(item, name) > _SHORTSTR_MAX:
+            raise InvalidArgument(f"{name}: {item[:20]!r}... is longer than 255 bytes")
     return out
+
+
+def _check_positive_finite(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgument(f"{name}={value!r} must be a positive finite number")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise InvalidArgument(f"{name}={value!r} is too large to be a float") from None
+    if not math.isfinite(number) or number <= 0:
+        raise InvalidArgument(f"{name}={value!r} must be a positive finite number")
+    return number
 
 
 # -- exchanges and keys ------------------------------------------------------------------------
@@ -90,8 +139,7 @@ def _check_names(value: Iterable[str] | None, name: str) -> tuple[str, ...] | No
 
 def exchange_types(*, builtin_only: bool = True) -> st.SearchStrategy[str]:
     """The exchange types RabbitMQ knows (``builtin_only=False`` adds an unknown one)."""
-    if not isinstance(builtin_only, bool):
-        raise InvalidArgument(f"builtin_only={builtin_only!r} must be a bool")
+    _check_bool(builtin_only, "builtin_only")
     if builtin_only:
         return st.sampled_from(EXCHANGE_TYPES)
     return st.sampled_from((*EXCHANGE_TYPES, "x-unknown"))
@@ -105,8 +153,9 @@ def routing_keys(
     _check_int(max_words, "max_words")
     _check_range(min_words, max_words, "min_words", "max_words")
     vocabulary = _check_words(words)
+    most = _check_key_length(min_words, vocabulary)
     return (
-        st.lists(st.sampled_from(vocabulary), min_size=min_words, max_size=max_words)
+        st.lists(st.sampled_from(vocabulary), min_size=min_words, max_size=min(max_words, most))
         .map(".".join)
         .filter(lambda key: len(key.encode()) <= _SHORTSTR_MAX)
     )
@@ -120,7 +169,7 @@ def binding_keys(
     words: Sequence[str] | None = None,
 ) -> st.SearchStrategy[str]:
     """Binding keys; for ``topic`` exchanges they contain ``*`` and ``#`` wildcards."""
-    if exchange_type not in EXCHANGE_TYPES:
+    if not isinstance(exchange_type, str) or exchange_type not in EXCHANGE_TYPES:
         raise InvalidArgument(f"exchange_type={exchange_type!r} must be one of {EXCHANGE_TYPES}")
     _check_int(min_words, "min_words")
     _check_int(max_words, "max_words")
@@ -128,9 +177,10 @@ def binding_keys(
     vocabulary = _check_words(words)
     if exchange_type != "topic":
         return routing_keys(min_words=min_words, max_words=max_words, words=vocabulary)
+    most = _check_key_length(min_words, (*vocabulary, "*"))
     word = st.one_of(st.sampled_from(vocabulary), st.sampled_from(("*", "#")))
     return (
-        st.lists(word, min_size=min_words, max_size=max_words)
+        st.lists(word, min_size=min_words, max_size=min(max_words, most))
         .map(".".join)
         .filter(lambda key: len(key.encode()) <= _SHORTSTR_MAX)
     )
@@ -178,12 +228,25 @@ def headers_tables(
     """
     _check_int(max_size, "max_size")
     _check_int(max_depth, "max_depth", maximum=3)
-    if keys is not None and not isinstance(keys, st.SearchStrategy):
-        raise InvalidArgument(f"keys={keys!r} must be a strategy")
-    key_strategy = keys if keys is not None else st.text(min_size=1, max_size=12)
+    _check_bool(exclude_x_keys, "exclude_x_keys")
+    if keys is not None:
+        _check_strategy(keys, "keys")
+        # What a strategy draws is only known when it draws: refused then, as st.text does
+        # for an alphabet strategy that draws something other than characters.
+        key_strategy = keys.map(_table_key)
+    else:
+        key_strategy = st.text(min_size=1, max_size=12)
     if exclude_x_keys:
         key_strategy = key_strategy.filter(lambda k: not k.startswith("x-"))
     return st.dictionaries(key_strategy, _field_values(max_depth), max_size=max_size)
+
+
+def _table_key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise InvalidArgument(f"keys must draw strings (field table keys), drew {key!r}")
+    if _utf8_size(key, "key") > _SHORTSTR_MAX:
+        raise InvalidArgument(f"keys drew {key[:20]!r}..., longer than 255 bytes (a shortstr)")
+    return key
 
 
 def message_properties(
@@ -199,8 +262,7 @@ def message_properties(
     ``persistent`` fixes ``delivery_mode`` (None: 1, 2 or absent).
     """
     for name, value in (("expiration", expiration), ("priority", priority), ("headers", headers)):
-        if not isinstance(value, bool):
-            raise InvalidArgument(f"{name}={value!r} must be a bool")
+        _check_bool(value, name)
     if persistent is not None and not isinstance(persistent, bool):
         raise InvalidArgument(f"persistent={persistent!r} must be a bool or None")
     optional: dict[str, st.SearchStrategy[Any]] = {
@@ -245,10 +307,15 @@ def queue_arguments(
         ("expires", expires),
         ("single_active_consumer", single_active_consumer),
     ):
-        if not isinstance(value, bool):
-            raise InvalidArgument(f"{name}={value!r} must be a bool")
-    if dead_letter_exchange is not None and not isinstance(dead_letter_exchange, str):
-        raise InvalidArgument(f"dead_letter_exchange={dead_letter_exchange!r} must be a str")
+        _check_bool(value, name)
+    if dead_letter_exchange is not None and (
+        not isinstance(dead_letter_exchange, str)
+        or _utf8_size(dead_letter_exchange, "dead_letter_exchange") > _SHORTSTR_MAX
+    ):
+        raise InvalidArgument(
+            f"dead_letter_exchange={dead_letter_exchange!r} must be an exchange name (a str "
+            "of at most 255 bytes)"
+        )
     optional: dict[str, st.SearchStrategy[Any]] = {}
     if ttl:
         optional["x-message-ttl"] = st.integers(min_value=0, max_value=10_000)
@@ -294,8 +361,7 @@ def fault_rules(
     close connections or restart the broker are always bounded by ``max_count`` (default 3)
     so a plan cannot keep a client from ever getting through.
     """
-    point_list = _check_names(points, "points")
-    assert point_list is not None
+    point_list = _check_names(points, "points", allow_none=False) or ()
     if not point_list:
         raise InvalidArgument("points must not be empty")
     for point in point_list:
@@ -309,13 +375,7 @@ def fault_rules(
     if not pairs:
         raise InvalidArgument(f"no action in {sorted(action_set)} is possible at {point_list}")
     queue_names = _check_names(queues, "queues")
-    if (
-        isinstance(max_delay, bool)
-        or not isinstance(max_delay, int | float)
-        or not math.isfinite(max_delay)
-        or max_delay <= 0
-    ):
-        raise InvalidArgument(f"max_delay={max_delay!r} must be a positive finite number")
+    delay_bound = _check_positive_finite(max_delay, "max_delay")
     if max_count is not None:
         _check_int(max_count, "max_count", minimum=1)
 
@@ -340,7 +400,7 @@ def fault_rules(
             kwargs["window"] = draw(st.integers(min_value=2, max_value=4))
         if action in ("delay", "reorder"):
             kwargs["delay"] = draw(
-                st.floats(min_value=0.0, max_value=max_delay, allow_nan=False).map(
+                st.floats(min_value=0.0, max_value=delay_bound, allow_nan=False).map(
                     lambda d: round(d, 3)
                 )
             )
@@ -389,6 +449,12 @@ def fault_plans(
 # -- RPC result streams ------------------------------------------------------------------------
 
 
+def _task_id(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(f"task_ids must draw strings, drew {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class RPCResultStream:
     """One task's state reports: ``states`` in the order the worker sent them, ``arrivals`` in
@@ -416,18 +482,24 @@ def rpc_result_streams(
     """A Celery task's state sequence (RECEIVED? STARTED PROGRESS* (RETRY STARTED PROGRESS*)*
     FINAL) and an arrival order with up to ``max_duplicates`` duplicates and, when ``reorder``,
     any permutation (shrinking towards the sent order)."""
-    final = _check_names(final_states, "final_states")
+    final = _check_names(final_states, "final_states", allow_none=False)
     if not final:
         raise InvalidArgument("final_states must not be empty")
+    for state in final:
+        if state not in FINAL_STATES:
+            raise InvalidArgument(
+                f"final_states: {state!r} is not a state a task ends in; one of {FINAL_STATES}"
+            )
     _check_int(max_progress, "max_progress", maximum=20)
     _check_int(max_retries, "max_retries", maximum=5)
     _check_int(max_duplicates, "max_duplicates", maximum=20)
     for name, value in (("reorder", reorder), ("include_received", include_received)):
-        if not isinstance(value, bool):
-            raise InvalidArgument(f"{name}={value!r} must be a bool")
-    if task_ids is not None and not isinstance(task_ids, st.SearchStrategy):
-        raise InvalidArgument(f"task_ids={task_ids!r} must be a strategy")
-    ids = task_ids if task_ids is not None else st.uuids().map(str)
+        _check_bool(value, name)
+    if task_ids is not None:
+        _check_strategy(task_ids, "task_ids")
+        ids = task_ids.map(_task_id)
+    else:
+        ids = st.uuids().map(str)
 
     @st.composite
     def stream(draw: st.DrawFn) -> RPCResultStream:

@@ -34,6 +34,38 @@ from simamqp.core.faults import FaultPlan, FaultRule, topic_matches
         (sims.rpc_result_streams, {"final_states": []}),
         (sims.rpc_result_streams, {"max_duplicates": -1}),
         (sims.rpc_result_streams, {"task_ids": "abc"}),
+        # each of these used to fail late (or not at all) with another exception
+        (sims.fault_rules, {"points": None}),
+        (sims.fault_rules, {"points": 5}),
+        (sims.fault_rules, {"points": "publish"}),
+        (sims.fault_rules, {"actions": 5}),
+        (sims.fault_rules, {"queues": 5}),
+        (sims.fault_rules, {"queues": ["q" * 256]}),
+        (sims.fault_rules, {"max_delay": 10**400}),
+        (sims.fault_rules, {"max_delay": float("nan")}),
+        (sims.fault_rules, {"max_delay": True}),
+        (sims.fault_rules, {"max_count": 0}),
+        (sims.fault_plans, {"points": None}),
+        (sims.fault_plans, {"max_delay": 10**400}),
+        (sims.headers_tables, {"keys": "k"}),
+        (sims.headers_tables, {"exclude_x_keys": "yes"}),
+        (sims.headers_tables, {"max_depth": 4}),
+        (sims.routing_keys, {"min_words": 200, "max_words": 200}),
+        (sims.routing_keys, {"min_words": 200}),
+        (sims.routing_keys, {"min_words": True}),
+        (sims.routing_keys, {"words": "abc"}),
+        (sims.routing_keys, {"words": ["\ud800"]}),
+        (sims.routing_keys, {"words": ["w" * 256]}),
+        (sims.binding_keys, {"min_words": 200, "max_words": 200}),
+        (sims.binding_keys, {"exchange_type": ["topic"]}),
+        (sims.queue_arguments, {"dead_letter_exchange": 5}),
+        (sims.queue_arguments, {"dead_letter_exchange": "x" * 256}),
+        (sims.message_properties, {"headers": None}),
+        (sims.rpc_result_streams, {"final_states": ["BOGUS"]}),
+        (sims.rpc_result_streams, {"final_states": None}),
+        (sims.rpc_result_streams, {"final_states": "SUCCESS"}),
+        (sims.rpc_result_streams, {"reorder": "no"}),
+        (sims.rpc_result_streams, {"max_progress": 21}),
     ],
 )
 def test_bad_arguments_raise_invalid_argument_at_definition(
@@ -41,6 +73,35 @@ def test_bad_arguments_raise_invalid_argument_at_definition(
 ) -> None:
     with pytest.raises(InvalidArgument):
         factory(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("factory", "kwargs"),
+    [
+        (sims.headers_tables, {"keys": st.integers()}),
+        (sims.headers_tables, {"keys": st.just("k" * 256), "exclude_x_keys": False}),
+        (sims.rpc_result_streams, {"task_ids": st.integers()}),
+    ],
+)
+def test_strategy_arguments_that_draw_the_wrong_type_raise_invalid_argument(
+    factory: Any, kwargs: dict[str, Any]
+) -> None:
+    # What a strategy argument draws is only known when it draws; Hypothesis itself checks
+    # st.text(alphabet=st.integers()) then, with InvalidArgument, and so do we.
+    strategy = factory(**kwargs)
+
+    @given(strategy)
+    def draw(value: Any) -> None:
+        pass  # an empty table draws no key: the draws that do must raise
+
+    with pytest.raises(InvalidArgument):
+        draw()
+
+
+@property_settings()
+@given(sims.routing_keys(min_words=20, max_words=200, words=["orders"]))
+def test_long_routing_keys_fit_a_shortstr(key: str) -> None:
+    assert len(key.split(".")) >= 20 and len(key.encode()) <= 255
 
 
 def test_arguments_are_keyword_only() -> None:

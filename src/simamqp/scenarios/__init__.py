@@ -16,12 +16,39 @@ from typing import Any
 
 import yaml
 
-from ._model import STEPS, Scenario, Step, json_schema, validate
+from ._model import (
+    MAX_CLOCK,
+    MAX_COPIES,
+    MAX_PUBLISHES,
+    MAX_REPEAT,
+    MAX_WINDOW,
+    STEPS,
+    Scenario,
+    Step,
+    json_schema,
+    validate,
+)
 from ._record import Recorder, plain
 from ._runner import Result, Run, run_scenario, trace_diff
-from ._yaml import Mark, ScenarioError, load_marked
+from ._yaml import (
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_NODES,
+    Mark,
+    ScenarioError,
+    load_marked,
+    read_scenario_file,
+)
 
 __all__ = [
+    "MAX_CLOCK",
+    "MAX_COPIES",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
+    "MAX_PUBLISHES",
+    "MAX_REPEAT",
+    "MAX_WINDOW",
     "STEPS",
     "Mark",
     "Recorder",
@@ -51,13 +78,7 @@ def load_text(text: str, path: str = "<string>") -> Scenario:
 def load(path: str | os.PathLike[str]) -> Scenario:
     """Read, parse and validate one scenario file."""
     name = os.fspath(path)
-    try:
-        text = Path(name).read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ScenarioError(Mark(name, 1, 1), f"not UTF-8 text: {err.reason}") from None
-    except OSError as err:
-        raise ScenarioError(Mark(name, 1, 1), f"cannot read: {err.strerror}") from None
-    return load_text(text, name)
+    return load_text(read_scenario_file(name), name)
 
 
 def collect(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:

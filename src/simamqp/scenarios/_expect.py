@@ -44,6 +44,14 @@ def _item_matches(expected: Any, actual: Mapping[str, Any]) -> bool:
     return _matches(expected, actual)
 
 
+def _short(value: Any, limit: int = 300) -> str:
+    """``repr(value)``, cut in the middle when long (a failure stays readable)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit // 2]} ...({len(text) - limit} characters)... {text[-limit // 2 :]}"
+
+
 def _show(item: Any) -> str:
     if isinstance(item, Mapping):
         keep = {k: v for k, v in item.items() if k not in ("properties", "channel")}
@@ -58,11 +66,11 @@ def _compare_list(what: str, expected: list[Any], actual: list[Any]) -> list[str
     problems: list[str] = []
     for i in range(max(len(expected), len(actual))):
         if i >= len(expected):
-            extra = ", ".join(_show(_brief(a)) for a in actual[i:])
+            extra = _short(", ".join(_show(_brief(a)) for a in actual[i : i + 50]))
             problems.append(f"{what}: {len(actual) - i} more than expected: {extra}")
             break
         if i >= len(actual):
-            missing = ", ".join(_show(e) for e in expected[i:])
+            missing = _short(", ".join(_show(e) for e in expected[i : i + 50]))
             problems.append(
                 f"{what}: got {len(actual)}, expected {len(expected)}; missing: {missing}"
             )
@@ -72,7 +80,7 @@ def _compare_list(what: str, expected: list[Any], actual: list[Any]) -> list[str
                 f"{what}[{i + 1}]: expected {_show(expected[i])}, got {_show(_brief(actual[i]))}"
             )
             got = [_brief(a) for a in actual]
-            problems.append(f"{what}: all received: {got}")
+            problems.append(f"{what}: all received: {_short(got)}")
             break
     return problems
 
@@ -128,7 +136,9 @@ def check_expectations(run: Run, expect: Mapping[str, Any]) -> list[str]:
             if key not in actual:
                 problems.append(f"queue {name!r}: unknown field {key!r}")
             elif not _matches(want, actual[key]):
-                problems.append(f"queue {name!r}: {key} expected {want!r}, got {actual[key]!r}")
+                problems.append(
+                    f"queue {name!r}: {key} expected {_short(want)}, got {_short(actual[key])}"
+                )
 
     for name, state in (expect.get("exchanges") or {}).items():
         vhost = state.get("vhost", "/") if isinstance(state, Mapping) else "/"
@@ -149,7 +159,9 @@ def check_expectations(run: Run, expect: Mapping[str, Any]) -> list[str]:
             if key not in xactual:
                 problems.append(f"exchange {name!r}: unknown field {key!r}")
             elif not _matches(want, xactual[key]):
-                problems.append(f"exchange {name!r}: {key} expected {want!r}, got {xactual[key]!r}")
+                problems.append(
+                    f"exchange {name!r}: {key} expected {_short(want)}, got {_short(xactual[key])}"
+                )
 
     if "errors" in expect:
         problems += _compare_errors(list(expect["errors"]), run.errors)

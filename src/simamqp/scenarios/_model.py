@@ -4,15 +4,26 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import datetime as _dt
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.connection import CHANNEL_MAX
+from ..core.message import PROPERTY_NAMES
 from ._yaml import Mark, MarkedDict, MarkedList, ScenarioError
 
 __all__ = [
     "EXPECT_FIELDS",
+    "MAX_CLOCK",
+    "MAX_COPIES",
+    "MAX_PUBLISHES",
+    "MAX_REPEAT",
+    "MAX_WINDOW",
     "STEPS",
     "TOP_FIELDS",
     "BrokerSpec",
@@ -26,6 +37,21 @@ __all__ = [
 
 VERSION = 1
 
+#: Most copies one ``publish`` step sends (``repeat``).
+MAX_REPEAT = 10_000
+#: Most messages all the ``publish`` steps of a scenario send together (``repeat`` counted).
+MAX_PUBLISHES = 100_000
+#: Most extra copies a ``duplicate`` fault makes of one message (``copies``).
+MAX_COPIES = 10
+#: Largest ``reorder`` fault window (messages held back at once).
+MAX_WINDOW = 1_000
+#: Latest virtual time a scenario may reach, in seconds (about 317 years: past any TTL RabbitMQ
+#: accepts, and far inside what timestamps such as x-death's can represent).
+MAX_CLOCK = 10**10
+#: AMQP shortstr (names, routing keys, short properties): at most 255 bytes of UTF-8.
+SHORTSTR_BYTES = 255
+_INT64 = (-(2**63), 2**63 - 1)
+
 
 @dataclass(frozen=True)
 class Field:
@@ -35,6 +61,11 @@ class Field:
     doc: str = ""
     required: bool = False
     enum: tuple[str, ...] | None = None
+    #: inclusive bounds of an integer or number
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    #: longest string, in bytes of UTF-8 (AMQP shortstr: 255)
+    max_bytes: int | None = None
 
 
 #: type name -> (JSON Schema, words for an error message)
@@ -68,12 +99,14 @@ class StepSpec:
 
 _CLIENT = {
     "client": Field("string", "client (connection) name; opened on first use (default c1)"),
-    "channel": Field("integer", "channel number on that connection (default 1)"),
+    "channel": Field(
+        "integer", "channel number on that connection (default 1)", minimum=1, maximum=CHANNEL_MAX
+    ),
     "error": Field("code", "the AMQP reply code this step must fail with"),
     "broker": Field("string", "broker a new client connects to (default: the first broker)"),
 }
 _TAG: dict[str, Any] = {
-    "delivery_tag": Field("integer", "delivery tag to settle"),
+    "delivery_tag": Field("integer", "delivery tag to settle", minimum=0, maximum=2**64 - 1),
     "body": Field("body", "settle the latest unsettled delivery with this body instead"),
 }
 
@@ -85,13 +118,19 @@ def _step(doc: str, scalar: str | None = None, client: bool = True, **fields: An
 
 _ARGS = Field("mapping", "x-arguments table")
 
+
+def _name(doc: str = "", *, required: bool = False) -> Field:
+    """A name or key sent as an AMQP shortstr."""
+    return Field("string", doc, required=required, max_bytes=SHORTSTR_BYTES)
+
+
 STEPS: dict[str, StepSpec] = {
-    "open": _step("open a connection for a client", vhost=Field("string", "vhost (default /)")),
+    "open": _step("open a connection for a client", vhost=_name("vhost (default /)")),
     "channel": _step("open a channel (steps open channels on first use)"),
     "exchange_declare": _step(
         "exchange.declare",
-        exchange=Field("string", "exchange name", required=True),
-        type=Field("string", "exchange type: direct (default), fanout, topic, headers"),
+        exchange=_name("exchange name", required=True),
+        type=_name("exchange type: direct (default), fanout, topic, headers"),
         passive=Field("boolean"),
         durable=Field("boolean"),
         auto_delete=Field("boolean"),
@@ -100,26 +139,26 @@ STEPS: dict[str, StepSpec] = {
     ),
     "exchange_delete": _step(
         "exchange.delete",
-        exchange=Field("string", required=True),
+        exchange=_name(required=True),
         if_unused=Field("boolean"),
     ),
     "exchange_bind": _step(
         "exchange.bind (destination receives what source routes)",
-        destination=Field("string", required=True),
-        source=Field("string", required=True),
-        routing_key=Field("string"),
+        destination=_name(required=True),
+        source=_name(required=True),
+        routing_key=_name(),
         arguments=_ARGS,
     ),
     "exchange_unbind": _step(
         "exchange.unbind",
-        destination=Field("string", required=True),
-        source=Field("string", required=True),
-        routing_key=Field("string"),
+        destination=_name(required=True),
+        source=_name(required=True),
+        routing_key=_name(),
         arguments=_ARGS,
     ),
     "queue_declare": _step(
         "queue.declare",
-        queue=Field("string", "queue name ('' lets the broker name it)"),
+        queue=_name("queue name ('' lets the broker name it)"),
         passive=Field("boolean"),
         durable=Field("boolean"),
         exclusive=Field("boolean"),
@@ -128,29 +167,29 @@ STEPS: dict[str, StepSpec] = {
     ),
     "queue_bind": _step(
         "queue.bind",
-        queue=Field("string", required=True),
-        exchange=Field("string", required=True),
-        routing_key=Field("string"),
+        queue=_name(required=True),
+        exchange=_name(required=True),
+        routing_key=_name(),
         arguments=_ARGS,
     ),
     "queue_unbind": _step(
         "queue.unbind",
-        queue=Field("string", required=True),
-        exchange=Field("string", required=True),
-        routing_key=Field("string"),
+        queue=_name(required=True),
+        exchange=_name(required=True),
+        routing_key=_name(),
         arguments=_ARGS,
     ),
-    "queue_purge": _step("queue.purge", queue=Field("string", required=True)),
+    "queue_purge": _step("queue.purge", queue=_name(required=True)),
     "queue_delete": _step(
         "queue.delete",
-        queue=Field("string", required=True),
+        queue=_name(required=True),
         if_unused=Field("boolean"),
         if_empty=Field("boolean"),
     ),
     "qos": _step(
         "basic.qos",
-        prefetch_count=Field("integer", required=True),
-        prefetch_size=Field("integer"),
+        prefetch_count=Field("integer", required=True, minimum=0, maximum=2**16 - 1),
+        prefetch_size=Field("integer", minimum=0, maximum=2**32 - 1),
         a_global=Field("boolean", "RabbitMQ's per-channel (global) prefetch"),
     ),
     "confirm_select": _step("confirm.select: publisher confirms on this channel"),
@@ -158,12 +197,14 @@ STEPS: dict[str, StepSpec] = {
         "basic.publish",
         body=Field("body", "message body; '{i}' is replaced by the copy number with repeat"),
         body_base64=Field("string", "message body as base64 (binary bodies)"),
-        exchange=Field("string", "exchange ('' is the default exchange)"),
-        routing_key=Field("string"),
+        exchange=_name("exchange ('' is the default exchange)"),
+        routing_key=_name(),
         mandatory=Field("boolean"),
         immediate=Field("boolean"),
         properties=Field("mapping", "basic properties (py-amqp names)"),
-        repeat=Field("integer", "publish this many copies (default 1)"),
+        repeat=Field(
+            "integer", "publish this many copies (default 1)", minimum=1, maximum=MAX_REPEAT
+        ),
         reply_to_of=Field(
             "string",
             "reply to the last message this client received: routing key = its reply_to, "
@@ -172,16 +213,16 @@ STEPS: dict[str, StepSpec] = {
     ),
     "consume": _step(
         "basic.consume",
-        queue=Field("string", required=True),
-        consumer_tag=Field("string"),
+        queue=_name(required=True),
+        consumer_tag=_name(),
         no_ack=Field("boolean"),
         exclusive=Field("boolean"),
         arguments=_ARGS,
     ),
-    "cancel": _step("basic.cancel", consumer_tag=Field("string", required=True)),
+    "cancel": _step("basic.cancel", consumer_tag=_name(required=True)),
     "get": _step(
         "basic.get",
-        queue=Field("string", required=True),
+        queue=_name(required=True),
         no_ack=Field("boolean"),
         expect=Field("body-or-null", "the body this get must return (null: queue empty)"),
     ),
@@ -196,8 +237,8 @@ STEPS: dict[str, StepSpec] = {
         "move the virtual clock forward, firing each timer at its due time",
         scalar="seconds",
         client=False,
-        seconds=Field("number", "seconds to move forward"),
-        to=Field("number", "absolute time to move to (what record mode writes)"),
+        seconds=Field("number", "seconds to move forward", minimum=0),
+        to=Field("number", "absolute time to move to (what record mode writes)", minimum=0),
         broker=Field("string"),
     ),
     "run_until_idle": _step(
@@ -214,7 +255,7 @@ STEPS: dict[str, StepSpec] = {
         broker=Field("string"),
     ),
     "add_vhost": _step(
-        "create a vhost", client=False, vhost=Field("string", required=True), broker=Field("string")
+        "create a vhost", client=False, vhost=_name(required=True), broker=Field("string")
     ),
     "fault_add": _step(
         "activate a fault rule (simamqp.core.faults.FaultRule fields)",
@@ -223,19 +264,19 @@ STEPS: dict[str, StepSpec] = {
         point=Field("string", "publish, enqueue, deliver, ack or connection", required=True),
         action=Field("string", "drop, duplicate, reorder, delay, redeliver, ...", required=True),
         name=Field("string"),
-        queue=Field("string"),
-        exchange=Field("string"),
-        routing_key=Field("string", "topic pattern"),
+        queue=_name(),
+        exchange=_name(),
+        routing_key=_name("topic pattern"),
         properties=Field("mapping"),
         headers=Field("mapping"),
-        nth=Field("integer"),
+        nth=Field("integer", minimum=1),
         probability=Field("number"),
-        max_count=Field("integer"),
-        copies=Field("integer"),
-        window=Field("integer"),
-        delay=Field("number"),
+        max_count=Field("integer", minimum=1),
+        copies=Field("integer", minimum=1, maximum=MAX_COPIES),
+        window=Field("integer", minimum=2, maximum=MAX_WINDOW),
+        delay=Field("number", minimum=0),
         reply_code=Field("integer"),
-        reply_text=Field("string"),
+        reply_text=_name(),
     ),
     "fault_remove": _step(
         "deactivate a fault rule",
@@ -249,7 +290,7 @@ STEPS: dict[str, StepSpec] = {
 BROKER_FIELDS: dict[str, Field] = {
     "seed": Field("integer", "the broker's seed (default 0; simamqp run --seed overrides)"),
     "clock": Field("string", "virtual (default) or wall", enum=("virtual", "wall")),
-    "start": Field("number", "virtual clock start time (default 0)"),
+    "start": Field("number", "virtual clock start time (default 0)", minimum=0, maximum=MAX_CLOCK),
     "vhosts": Field("list", "extra vhosts to create"),
 }
 
@@ -343,7 +384,11 @@ def _type_ok(kind: str, value: Any, spec: Field) -> bool:
     elif kind == "integer":
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind == "number":
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and (isinstance(value, int) or math.isfinite(value))
+        )
     elif kind == "boolean":
         ok = isinstance(value, bool)
     elif kind == "mapping":
@@ -373,7 +418,27 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     kind = {int: "integer", float: "number", str: "string"}.get(type(value), type(value).__name__)
-    return f"{kind} {value!r}"
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:50] + "..." + shown[-7:]
+    return f"{kind} {shown}"
+
+
+def _bounds_problem(spec: Field, value: Any) -> str | None:
+    """What is out of range about a value of the right type, or None."""
+    if isinstance(value, str) and spec.max_bytes is not None:
+        size = len(value.encode("utf-8"))
+        if size > spec.max_bytes:
+            return f"must be at most {spec.max_bytes} bytes (AMQP shortstr), got {size}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        low, high = spec.minimum, spec.maximum
+        if (low is not None and value < low) or (high is not None and value > high):
+            if low is not None and high is not None:
+                return f"must be between {low} and {high}, got {_describe(value)}"
+            if low is not None:
+                return f"must be >= {low}, got {_describe(value)}"
+            return f"must be <= {high}, got {_describe(value)}"
+    return None
 
 
 def _suggest(word: str, options: list[str]) -> str:
@@ -402,9 +467,96 @@ def check_fields(
                 mapping.mark_of(key),
                 f"{what}: field {key!r} must be {expected}, got {_describe(value)}",
             )
+        problem = _bounds_problem(spec, value)
+        if problem is not None:
+            raise ScenarioError(mapping.mark_of(key), f"{what}: field {key!r} {problem}")
     for key, spec in fields.items():
         if spec.required and key not in mapping:
             raise ScenarioError(mark or mapping.mark, f"{what}: missing required field {key!r}")
+
+
+#: basic properties by py-amqp name -> AMQP type (spec section 1.8.1)
+_PROPERTY_TYPES: dict[str, str] = {
+    **dict.fromkeys(PROPERTY_NAMES, "shortstr"),
+    "application_headers": "table",
+    "delivery_mode": "octet",
+    "priority": "octet",
+    "timestamp": "timestamp",
+}
+
+
+def _check_table(table: Any, mark: Mark, what: str) -> None:
+    """An AMQP field table as py-amqp's encoder takes it: str keys of at most 255 bytes, values
+    str, bytes, bool, int (64-bit), float, null, timestamp, list or table."""
+    if not isinstance(table, dict):
+        raise ScenarioError(mark, f"{what} must be a mapping, got {_describe(table)}")
+    for key, value in table.items():
+        where = table.mark_of(key) if isinstance(table, MarkedDict) else mark
+        if len(key.encode("utf-8")) > SHORTSTR_BYTES:
+            raise ScenarioError(where, f"{what}: key {key[:20]!r}... is longer than 255 bytes")
+        _check_field_value(value, where, f"{what}.{key}")
+
+
+def _check_field_value(value: Any, mark: Mark, what: str) -> None:
+    if isinstance(value, dict):
+        _check_table(value, mark, what)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            where = value.mark_of(i) if isinstance(value, MarkedList) else mark
+            _check_field_value(item, where, f"{what}[{i + 1}]")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise ScenarioError(mark, f"{what}: {value} does not fit a signed 64-bit integer")
+    elif not (value is None or isinstance(value, str | bytes | bool | float | _dt.datetime)):
+        raise ScenarioError(
+            mark, f"{what}: {_describe(value)} is not an AMQP field value (write it as a string)"
+        )
+
+
+def _check_properties(properties: MarkedDict, what: str) -> None:
+    for key, value in properties.items():
+        where = properties.mark_of(key)
+        kind = _PROPERTY_TYPES.get(key)
+        if kind is None:
+            raise ScenarioError(
+                properties.key_marks.get(key, properties.mark),
+                f"{what}: unknown property {key!r}{_suggest(key, list(_PROPERTY_TYPES))}; "
+                f"expected one of: {', '.join(PROPERTY_NAMES)}",
+            )
+        if kind == "shortstr":
+            ok = isinstance(value, str) and len(value.encode("utf-8")) <= SHORTSTR_BYTES
+            expected = "a string of at most 255 bytes"
+        elif kind == "octet":
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255
+            expected = "an integer between 0 and 255"
+        elif kind == "timestamp":
+            ok = isinstance(value, _dt.datetime) or (
+                isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
+            )
+            expected = "a timestamp (seconds since 1970 or an ISO date and time)"
+        else:
+            _check_table(value, where, f"{what}.{key}")
+            continue
+        if not ok:
+            raise ScenarioError(
+                where, f"{what}: property {key!r} must be {expected}, got {_describe(value)}"
+            )
+
+
+def _check_wire_values(name: str, args: MarkedDict, what: str) -> None:
+    """What the client library would refuse to encode, refused before anything runs."""
+    if name != "fault_add" and "arguments" in args:
+        _check_table(args["arguments"], args.mark_of("arguments"), f"{what}: arguments")
+    if name == "publish":
+        if "properties" in args:
+            _check_properties(args["properties"], f"{what}: properties")
+        if "body_base64" in args:
+            try:
+                base64.b64decode(args["body_base64"], validate=True)
+            except (binascii.Error, ValueError) as err:
+                raise ScenarioError(
+                    args.mark_of("body_base64"), f"{what}: body_base64 is not base64: {err}"
+                ) from None
 
 
 def _require_mapping(value: Any, mark: Mark, what: str) -> MarkedDict:
@@ -471,7 +623,50 @@ def _parse_step(item: Any, mark: Mark, index: int) -> Step:
         )
     if name == "publish" and "body" in args and "body_base64" in args:
         raise ScenarioError(value_mark, "step 'publish': give 'body' or 'body_base64', not both")
+    _check_wire_values(name, args, f"step {name!r}")
     return Step(name, dict(args), item.key_marks[name], index)
+
+
+#: What an expectation may say about each observed thing (a typo is an error, not a failure).
+EXPECT_KEYS: dict[str, tuple[str, ...]] = {
+    "queues": (
+        "messages_ready",
+        "messages_unacknowledged",
+        "messages",
+        "consumers",
+        "bodies",
+        "durable",
+        "exclusive",
+        "auto_delete",
+        "arguments",
+        "vhost",
+    ),
+    "exchanges": ("type", "durable", "auto_delete", "internal", "arguments", "vhost"),
+    "deliveries": (
+        "body",
+        "via",
+        "channel",
+        "delivery_tag",
+        "redelivered",
+        "exchange",
+        "routing_key",
+        "consumer_tag",
+        "properties",
+    ),
+    "returns": ("body", "reply_code", "exchange", "routing_key"),
+    "errors": ("client", "channel", "code", "text", "step"),
+}
+
+
+def _check_keys(item: MarkedDict, section: str, what: str) -> None:
+    known = EXPECT_KEYS[section]
+    for key in item:
+        if key not in known:
+            raise ScenarioError(
+                item.key_marks.get(key, item.mark),
+                f"unknown field {key!r} in {what}{_suggest(key, list(known))}; "
+                f"expected one of: {', '.join(known)}",
+            )
 
 
 def _check_expect(expect: MarkedDict) -> None:
@@ -485,6 +680,22 @@ def _check_expect(expect: MarkedDict) -> None:
                         table.mark_of(client),
                         f"expect.{section}.{client} must be a list, got {_describe(items)}",
                     )
+                for i, item in enumerate(items):
+                    where = f"expect.{section}.{client}[{i + 1}]"
+                    item_mark = (
+                        items.mark_of(i) if isinstance(items, MarkedList) else table.mark_of(client)
+                    )
+                    if section in EXPECT_KEYS and isinstance(item, MarkedDict):
+                        _check_keys(item, section, where)
+                    elif section in EXPECT_KEYS and not isinstance(item, str):
+                        raise ScenarioError(
+                            item_mark,
+                            f"{where} must be a body or a mapping, got {_describe(item)}",
+                        )
+                    elif section not in EXPECT_KEYS and not isinstance(item, str):
+                        raise ScenarioError(
+                            item_mark, f"{where} must be a string, got {_describe(item)}"
+                        )
     for section in ("queues", "exchanges"):
         table = expect.get(section)
         if isinstance(table, MarkedDict):
@@ -495,6 +706,19 @@ def _check_expect(expect: MarkedDict) -> None:
                         f"expect.{section}.{name} must be 'absent' or a mapping, "
                         f"got {_describe(state)}",
                     )
+                if isinstance(state, MarkedDict):
+                    _check_keys(state, section, f"expect.{section}.{name}")
+    errors = expect.get("errors")
+    if isinstance(errors, MarkedList):
+        for i, item in enumerate(errors):
+            if isinstance(item, MarkedDict):
+                _check_keys(item, "errors", f"expect.errors[{i + 1}]")
+            elif not (isinstance(item, int) and not isinstance(item, bool)):
+                raise ScenarioError(
+                    errors.mark_of(i),
+                    f"expect.errors[{i + 1}] must be a reply code or a mapping of "
+                    f"client, channel, code, text, step; got {_describe(item)}",
+                )
     events = expect.get("events")
     if isinstance(events, MarkedDict):
         for kind, count in events.items():
@@ -502,12 +726,37 @@ def _check_expect(expect: MarkedDict) -> None:
                 raise ScenarioError(
                     events.mark_of(kind), f"expect.events.{kind} must be an integer count"
                 )
+    for key in ("trace",):
+        lines = expect.get(key)
+        if isinstance(lines, MarkedList):
+            for i, line in enumerate(lines):
+                if not isinstance(line, str):
+                    raise ScenarioError(
+                        lines.mark_of(i), f"expect.trace[{i + 1}] must be a string (one event)"
+                    )
+
+
+def _check_fault_limits(rule: Any) -> None:
+    if rule.copies > MAX_COPIES:
+        raise ValueError(f"copies must be at most {MAX_COPIES}, got {rule.copies}")
+    if rule.window > MAX_WINDOW:
+        raise ValueError(f"window must be at most {MAX_WINDOW}, got {rule.window}")
+    if rule.reply_text and len(rule.reply_text.encode("utf-8")) > SHORTSTR_BYTES:
+        raise ValueError("reply_text must be at most 255 bytes (AMQP shortstr)")
+
+
+def _check_expect_broker(expect: Mapping[str, Any], brokers: Mapping[str, Any], mark: Mark) -> None:
+    target = expect.get("broker")
+    if target is not None and target not in brokers:
+        raise ScenarioError(
+            mark, f"expect: unknown broker {target!r}; expected one of: {', '.join(brokers)}"
+        )
 
 
 def _broker_spec(name: str, data: Mapping[str, Any], mark: Mark) -> BrokerSpec:
     vhosts = data.get("vhosts", [])
-    if not all(isinstance(v, str) for v in vhosts):
-        raise ScenarioError(mark, "vhosts must be a list of strings")
+    if not all(isinstance(v, str) and len(v.encode("utf-8")) <= SHORTSTR_BYTES for v in vhosts):
+        raise ScenarioError(mark, "vhosts must be a list of names (strings of at most 255 bytes)")
     return BrokerSpec(
         name=name,
         seed=int(data.get("seed", 0)),
@@ -563,17 +812,31 @@ def validate(data: Any, path: str) -> Scenario:
                 }[section]
                 fields = {k: v for k, v in STEPS[step_name].fields.items() if k not in _CLIENT}
                 check_fields(entry, fields, f"declare.{section}[{i + 1}]")
+                _check_wire_values(step_name, entry, f"declare.{section}[{i + 1}]")
     faults = data.get("faults")
     if isinstance(faults, MarkedList):
         for i, rule in enumerate(faults):
             _require_mapping(rule, faults.mark_of(i), f"faults[{i + 1}]")
-    if faults is not None:
-        from ..core.faults import InvalidFault, parse_rules
+    from ..core.broker import Broker
+    from ..core.faults import FaultRule, InvalidFault, parse_rules
 
+    # The rules each broker will hold, step by step, in a throwaway engine: names are given
+    # (and clash, or are missing at fault_remove) exactly as they will be when the file runs.
+    plans = {name: Broker().faults for name in brokers}
+    if faults is not None:
+        listed = faults.get("rules") if isinstance(faults, MarkedDict) else faults
+        where = data.mark_of("faults")
         try:
-            parse_rules(faults)
+            for i, rule in enumerate(parse_rules(faults)):
+                if isinstance(listed, MarkedList):
+                    where = listed.mark_of(i)
+                _check_fault_limits(rule)
+                for plan in plans.values():
+                    plan.add(rule)
         except (InvalidFault, TypeError, ValueError) as err:
-            raise ScenarioError(data.mark_of("faults"), f"faults: {err}") from None
+            raise ScenarioError(where, f"faults: {err}") from None
+    clocks: dict[str, float] = {}  # broker -> virtual time after the steps so far
+    published = 0
     steps_value: MarkedList = data["steps"]
     steps = [_parse_step(item, steps_value.mark_of(i), i) for i, item in enumerate(steps_value)]
     for step in steps:
@@ -583,19 +846,49 @@ def validate(data: Any, path: str) -> Scenario:
                 step.mark,
                 f"{step.where()}: unknown broker {target!r}; expected one of: {', '.join(brokers)}",
             )
+        plan = plans[target or next(iter(brokers))]
         if step.name == "fault_add":
-            from ..core.faults import FaultRule, InvalidFault
-
-            rule = {k: v for k, v in step.args.items() if k != "broker"}
+            rule_data = {k: v for k, v in step.args.items() if k != "broker"}
             try:
-                FaultRule.from_dict(rule)
+                plan.add(FaultRule.from_dict(rule_data))
             except (InvalidFault, TypeError, ValueError) as err:
                 raise ScenarioError(step.mark, f"{step.where()}: {err}") from None
-        if step.name == "advance" and brokers[target or next(iter(brokers))].clock == "wall":
-            raise ScenarioError(step.mark, "step 'advance' needs clock: virtual")
+        if step.name == "fault_remove":
+            try:
+                plan.remove(step.args["name"])
+            except KeyError:
+                active = ", ".join(r.name for r in plan.rules) or "none"
+                raise ScenarioError(
+                    step.mark,
+                    f"{step.where()}: no active fault rule {step.args['name']!r} "
+                    f"at this step (active: {active})",
+                ) from None
+        if step.name == "expect":
+            _check_expect_broker(step.args, brokers, step.mark)
+        if step.name == "publish":
+            published += step.args.get("repeat", 1)
+            if published > MAX_PUBLISHES:
+                raise ScenarioError(
+                    step.mark,
+                    f"{step.where()}: the publish steps send more than {MAX_PUBLISHES} "
+                    "messages in all (MAX_PUBLISHES)",
+                )
+        if step.name == "advance":
+            spec = brokers[target or next(iter(brokers))]
+            if spec.clock == "wall":
+                raise ScenarioError(step.mark, "step 'advance' needs clock: virtual")
+            now = clocks.get(spec.name, spec.start)
+            now = max(now, step.args["to"]) if "to" in step.args else now + step.args["seconds"]
+            if now > MAX_CLOCK:
+                raise ScenarioError(
+                    step.mark,
+                    f"{step.where()}: the virtual clock would pass {MAX_CLOCK} seconds (MAX_CLOCK)",
+                )
+            clocks[spec.name] = now
     expect = data.get("expect", MarkedDict())
     if "expect" in data:
         _check_expect(expect)
+        _check_expect_broker(expect, brokers, data.mark_of("expect"))
     tags = data.get("tags", [])
     default_name = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     return Scenario(
@@ -621,6 +914,12 @@ def _object(fields: Mapping[str, Field], *, closed: bool = True) -> dict[str, An
         prop = dict(TYPES[spec.type][0])
         if spec.enum is not None:
             prop["enum"] = list(spec.enum)
+        if spec.minimum is not None:
+            prop["minimum"] = spec.minimum
+        if spec.maximum is not None:
+            prop["maximum"] = spec.maximum
+        if spec.max_bytes is not None:
+            prop["maxLength"] = spec.max_bytes  # characters: a lower bound of the byte limit
         if spec.doc:
             prop["description"] = spec.doc
         properties[key] = prop

@@ -231,6 +231,9 @@ class Run:
             except StepFailed as err:
                 self.failures.append(f"{step.where()}: {err}")
                 return
+            except Exception as err:  # the engine refused what validation let through
+                self.failures.append(f"{step.where()}: crashed: {type(err).__name__}: {err}")
+                return
             if step.name == "expect":
                 problems = self.check(step.args)
                 if problems:
@@ -259,6 +262,11 @@ class Run:
                 self.step(step)
             except StepFailed as err:
                 self.failures.append(f"declare at {step.mark}: {err}")
+                return
+            except Exception as err:  # the engine refused what validation let through
+                self.failures.append(
+                    f"declare at {step.mark}: crashed: {type(err).__name__}: {err}"
+                )
                 return
 
     def step(self, step: Step) -> None:
