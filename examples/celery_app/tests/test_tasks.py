@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-# Celery's worker paces itself with real time; give the broker a wall clock to match.
-pytestmark = pytest.mark.simamqp(clock="wall")
-
 
 def test_add(celery_app, worker) -> None:  # type: ignore[no-untyped-def]
     assert celery_app.tasks["shop.add"].delay(2, 3).get(timeout=10) == 5
