@@ -62,6 +62,8 @@ class Broker(_core.Broker):
         self._threads: dict[int, threading.Thread] = {
             threading.get_ident(): threading.current_thread()
         }
+        #: Threads that used the broker and have since been forgotten (they died).
+        self._threads_gone = 0
         #: thread ident -> virtual deadline (None: waits forever) of threads blocked on us.
         self._waiting: dict[int, float | None] = {}
         #: When (time.monotonic) every known thread was last seen blocked, or None.
@@ -88,6 +90,11 @@ class Broker(_core.Broker):
 
         url = self.url if vhost == "/" else f"simamqp://{self.name}/{vhost}"
         return KombuConnection(url, **kwargs)  # type: ignore[no-untyped-call]
+
+    def threads_seen(self) -> int:
+        """How many threads have used this broker (the creating thread included)."""
+        with self.lock:
+            return len(self._threads) + self._threads_gone
 
     # -- locking ----------------------------------------------------------------------------
 

@@ -127,6 +127,7 @@ def _everyone_blocked(broker: Broker) -> bool:
         if not thread.is_alive():
             del threads[ident]
             waiting.pop(ident, None)
+            broker._threads_gone += 1
     return bool(threads) and all(ident in waiting for ident in threads)
 
 
