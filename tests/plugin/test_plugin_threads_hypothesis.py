@@ -16,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 BROKERS = []
 
-@settings(max_examples=25, database=None)
+@settings(max_examples=25, database=None, deadline=None)
 @given(bodies=st.lists(st.binary(max_size=8), max_size=5))
 def test_round_trip(sim_broker_factory, bodies):
     with sim_broker_factory() as broker:
@@ -49,7 +49,7 @@ def test_hypothesis_failure_report_describes_the_failing_examples_broker(
         test_hyp="""
         from hypothesis import given, settings, strategies as st
 
-        @settings(max_examples=50, database=None)
+        @settings(max_examples=50, database=None, deadline=None)
         @given(n=st.integers(min_value=0, max_value=10))
         def test_small(sim_broker_factory, n):
             with sim_broker_factory() as broker:
