@@ -302,28 +302,6 @@ def test_blocked_drain_events_jumps_virtual_time_to_the_next_timer() -> None:
 GUARD_SECONDS = 10
 
 
-def _run_guarded(*targets: Any) -> list[BaseException]:
-    """Run each target in a daemon thread; fail if one is still running after the guard."""
-    errors: list[BaseException] = []
-
-    def wrap(fn: Any) -> Any:
-        def run() -> None:
-            try:
-                fn()
-            except BaseException as exc:  # reported by the caller
-                errors.append(exc)
-
-        return run
-
-    threads = [threading.Thread(target=wrap(t), daemon=True) for t in targets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(GUARD_SECONDS)
-    assert not any(t.is_alive() for t in threads), "a blocked call hung (no real-time bound)"
-    return errors
-
-
 @contextlib.contextmanager
 def _main_thread_guard(seconds: float = GUARD_SECONDS) -> Any:
     """Fail (instead of hanging) if the main thread is still inside after ``seconds``."""
@@ -395,25 +373,32 @@ def test_a_wait_that_can_never_end_raises_deadlock_error() -> None:
 
 def test_virtual_time_does_not_jump_while_a_known_thread_is_busy() -> None:
     """The rule (docs/threads.md): a thread that used the broker and is not blocked in it
-    holds virtual time still; the blocked call is bounded by its timeout in real time."""
+    holds virtual time still; the test thread's blocked call is bounded by its timeout in
+    real time instead."""
     broker = simamqp.Broker(seed=13)
-    busy_done = threading.Event()
-    with broker.connection() as conn:
-        conn.SimpleQueue("q")
-        seen: list[float] = []
+    known, busy_done = threading.Event(), threading.Event()
 
-        def busy() -> None:
-            broker.queue("q")  # the thread is known to the broker...
-            busy_done.wait(5)  # ...and blocked elsewhere
+    def busy() -> None:
+        with broker.connection() as c:
+            c.connect()  # the thread is known to the broker...
+            known.set()
+            busy_done.wait(GUARD_SECONDS)  # ...and blocked elsewhere
 
-        def waiter() -> None:
-            with broker.connection() as c, contextlib.suppress(TimeoutError):
-                c.drain_events(timeout=0.3)
-            seen.append(broker.clock.now())
-            busy_done.set()
-
-        assert _run_guarded(busy, waiter) == []
-    assert seen == [0.0]
+    thread = threading.Thread(target=busy, daemon=True)
+    thread.start()
+    assert known.wait(GUARD_SECONDS)
+    try:
+        with broker.connection() as conn, _main_thread_guard():
+            conn.SimpleQueue("q")
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                conn.drain_events(timeout=0.3)
+            waited = time.monotonic() - started
+    finally:
+        busy_done.set()
+        thread.join(GUARD_SECONDS)
+    assert broker.clock.now() == 0.0
+    assert waited >= 0.3
 
 
 def test_virtual_time_jumps_to_a_timer_when_everyone_is_blocked() -> None:
@@ -449,3 +434,19 @@ def test_virtual_time_jumps_to_a_timer_when_everyone_is_blocked() -> None:
     thread.join(GUARD_SECONDS)
     assert got == [b"late"]
     assert broker.clock.now() == 5.0
+
+
+def test_autojump_threshold_is_checked_and_threads_are_counted() -> None:
+    with pytest.raises(ValueError, match="autojump_threshold"):
+        simamqp.Broker(autojump_threshold=-0.1)
+    broker = simamqp.Broker(seed=15, autojump_threshold=0)
+    assert broker.threads_seen() == 1  # the creating thread
+
+    def connect() -> None:
+        with broker.connection() as conn:
+            conn.connect()
+
+    thread = threading.Thread(target=connect)
+    thread.start()
+    thread.join(GUARD_SECONDS)
+    assert broker.threads_seen() == 2
