@@ -114,6 +114,8 @@ def _enter(broker: Broker, ident: int, deadline: float | None) -> None:
 def leave(broker: Broker) -> None:
     """The calling thread is no longer blocked (under the lock): the rule starts over."""
     ident = threading.get_ident()
+    # A frame that came after a deadlock was declared means someone could act after all.
+    broker._deadlocked.discard(ident)
     if broker._waiting.pop(ident, _ABSENT) is not _ABSENT:
         # Not everyone is blocked any more. Nobody needs waking: the thread that completes
         # the blocked set next starts the threshold itself.
