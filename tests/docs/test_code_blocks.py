@@ -2,7 +2,7 @@
 
 The convention (docs/design.md, "Documentation blocks are tests"):
 
-- ```` ```python ````: executed in a fresh namespace from the repository root. A block that
+- ```` ```python ````: executed in a fresh interpreter from the repository root. A block that
   defines ``test_*`` functions is a pytest module: it runs through ``pytester`` in a
   subprocess (the plugin's fixtures such as ``sim_broker`` available) and must pass.
 - ```` ```sh ````/```` ```console ````: each command (a ``$ ``-prefixed line in ``console``) runs
@@ -90,24 +90,19 @@ def test_block_runs(
     block: Block,
     request: pytest.FixtureRequest,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if block.skip is not None:
         pytest.skip(f"{block.where}: {block.skip}")
     if block.lang == "python":
-        _run_python(block, request, monkeypatch)
+        _run_python(block, request)
     elif block.lang == "yaml":
         _check_yaml(block, tmp_path)
     else:
         _run_commands(block)
 
 
-def _run_python(
-    block: Block, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _run_python(block: Block, request: pytest.FixtureRequest) -> None:
     if re.search(r"^def test_\w+\(", block.code, re.MULTILINE):
-        # Only here: pytester restores sys.modules after the test, and modules a block
-        # imported in this process must stay (kombu's classes must stay the same classes).
         pytester: pytest.Pytester = request.getfixturevalue("pytester")
         pytester.makepyfile(**{"test_doc_block": block.code})
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
@@ -115,9 +110,19 @@ def _run_python(
         outcomes = result.parseoutcomes()
         assert outcomes.get("passed", 0) >= 1 and not outcomes.get("failed")
         return
-    monkeypatch.chdir(ROOT)
-    code = compile(block.code, block.where, "exec")
-    exec(code, {"__name__": "__doc_block__"})
+    # A fresh interpreter per block, as a reader runs it: a block's side effects (a Celery
+    # worker configuring logging, the process-default broker's queues) stay in it.
+    script = f"__file__ = {block.where!r}\n" + block.code
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+    output = textwrap.indent(result.stdout + result.stderr, "  ")
+    assert result.returncode == 0, f"{block.where} failed:\n{output}"
 
 
 def _check_yaml(block: Block, tmp_path: Path) -> None:
