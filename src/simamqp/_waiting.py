@@ -29,6 +29,7 @@ import contextlib
 import os
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING
 
 from .core.clock import VirtualClock
@@ -203,6 +204,8 @@ class ReadyPipe:
         os.set_blocking(self._write_fd, False)
         self._set = False
         self.closed = False
+        # A connection dropped without close() must not leak its descriptors.
+        self._finalizer = weakref.finalize(self, _close_fds, self._read_fd, self._write_fd)
 
     def fileno(self) -> int:
         if self.closed:
@@ -223,5 +226,10 @@ class ReadyPipe:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            os.close(self._read_fd)
-            os.close(self._write_fd)
+            self._finalizer()
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)

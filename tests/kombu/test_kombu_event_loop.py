@@ -111,3 +111,16 @@ def test_ack_from_another_thread_on_kombus_hub() -> None:
             finally:
                 hub.close()
                 test_queue(consumer.channel).delete()
+
+
+def test_descriptor_of_a_connection_dropped_without_close_is_released() -> None:
+    import gc
+
+    from simamqp._waiting import ReadyPipe
+
+    pipe = ReadyPipe()
+    fd = pipe.fileno()
+    del pipe
+    gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
