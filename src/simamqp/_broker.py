@@ -37,6 +37,8 @@ class Broker(_core.Broker):
     """An in-memory RabbitMQ for one test (or one process): engine + lock + URL.
 
     ``Broker(seed=0, clock=None)``: the clock defaults to a ``VirtualClock`` with autojump.
+    ``autojump_threshold`` (real seconds, default 0.02) is how long every thread using the
+    broker must have been blocked in it before virtual time jumps (docs/threads.md).
     """
 
     def __init__(
