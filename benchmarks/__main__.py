@@ -38,6 +38,7 @@ def _sections() -> list[tuple[int, str, bool, Callable[[bool, bool], list[Row]]]
         (6, "memory per message", False, lambda q, r: bench_core.row_memory(q)),
         (7, "Celery round trip", True, bench_celery.row_celery),
         (8, "Hypothesis", False, lambda q, r: bench_hypothesis.row_hypothesis(q)),
+        (9, "Celery worker stop", True, bench_celery.row_worker_stop),
     ]
 
 

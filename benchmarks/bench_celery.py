@@ -105,3 +105,79 @@ def row_celery(quick: bool, rabbit: bool) -> list[Row]:
             )
         )
     return rows
+
+
+def worker_stop_times(broker_url: str, n: int, **settings: object) -> list[float]:
+    """Seconds to leave ``start_worker`` (idle worker, after one task), ``n`` times."""
+    from celery import Celery
+    from celery.contrib.testing.worker import start_worker
+
+    queue = f"bench.stop.{uuid.uuid4().hex[:12]}"
+    samples: list[float] = []
+    logging.getLogger("celery").setLevel(logging.ERROR)
+    for _ in range(n):
+        app = Celery("bench-stop", set_as_current=False)
+        app.conf.update(
+            broker_url=broker_url,
+            result_backend="rpc://",
+            task_default_queue=queue,
+            worker_hijack_root_logger=False,
+            broker_connection_retry_on_startup=False,
+            **settings,
+        )
+
+        @app.task(name="bench.add", shared=False)
+        def add(x: int, y: int) -> int:
+            return x + y
+
+        worker = start_worker(
+            app, pool="solo", perform_ping_check=False, loglevel="ERROR", shutdown_timeout=30
+        )
+        worker.__enter__()
+        try:
+            assert add.delay(1, 1).get(timeout=10) == 2
+        finally:
+            start = time.perf_counter()
+            worker.__exit__(None, None, None)
+            samples.append(time.perf_counter() - start)
+        if not broker_url.startswith("simamqp"):
+            with app.connection_for_write() as conn:
+                conn.default_channel.queue_delete(queue)
+        app.close()
+    return samples
+
+
+def row_worker_stop(quick: bool, rabbit: bool) -> list[Row]:
+    """Row 9: leaving ``start_worker`` (what a function-scoped worker fixture pays per test)."""
+    n = 3 if quick else 10
+    broker = simamqp.Broker(seed=1, trace=False)  # what sim_broker gives: a virtual clock
+    sim = worker_stop_times(broker.url, n)
+    rows = [
+        Row(
+            9,
+            f"Celery start_worker exit, idle worker, simamqp:// (n={n})",
+            f"{median(sim) * 1000:.0f} ms median",
+            "≤ 100 ms",
+            max(sim) <= 0.1,
+            f"max {max(sim) * 1000:.0f} ms",
+            extra={"median": median(sim), "max": max(sim)},
+        )
+    ]
+    if not rabbit:
+        rows.append(Row(9, "  RabbitMQ", "", "", None, skipped="skipped: RabbitMQ unreachable"))
+        return rows
+    m = 1 if quick else 3
+    for label, settings in (("defaults", {}), ("broker_heartbeat=1", {"broker_heartbeat": 1})):
+        rmq = worker_stop_times(RABBITMQ_URL, m, **settings)
+        rows.append(
+            Row(
+                9,
+                f"  RabbitMQ, {label} (n={m})",
+                f"{median(rmq) * 1000:.0f} ms median",
+                "",
+                None,
+                f"max {max(rmq) * 1000:.0f} ms",
+                extra={"median": median(rmq), "max": max(rmq)},
+            )
+        )
+    return rows

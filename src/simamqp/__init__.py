@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 from kombu.transport import TRANSPORT_ALIASES as _ALIASES
 
 from ._broker import Broker, get_broker, register, registered, unregister
+from ._waiting import DeadlockError
 from .core.broker import ExchangeInfo, QueueInfo
 from .core.channel import ChannelClosedError
 from .core.clock import Clock, VirtualClock
@@ -45,6 +46,7 @@ __all__ = [
     "Clock",
     "CommandInvalid",
     "ConnectionForced",
+    "DeadlockError",
     "Event",
     "ExchangeInfo",
     "FaultPlan",

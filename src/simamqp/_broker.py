@@ -5,9 +5,10 @@
 ``drain_events`` wakes the moment a frame is queued for it, and a name in the registry so
 ``simamqp://NAME`` finds it.
 
-Virtual time and threads: when every thread that has used the broker is blocked waiting on it,
-nobody can make progress but a timer, so time jumps to the next timer or to the earliest
-waiter's deadline (trio's autojump, generalised to threads).
+Virtual time and threads: when every thread that has used the broker has been blocked waiting
+on it for ``autojump_threshold`` real seconds, nobody can make progress but a timer, so time
+jumps to the next timer or to the earliest waiter's deadline (trio's autojump threshold,
+generalised to threads; the rule and its reasons are in ``_waiting`` and docs/threads.md).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import _waiting
 from .core import broker as _core
-from .core.clock import Clock, VirtualClock
+from .core.clock import Clock
 
 if TYPE_CHECKING:
     from kombu.connection import Connection as KombuConnection
@@ -35,6 +37,8 @@ class Broker(_core.Broker):
     """An in-memory RabbitMQ for one test (or one process): engine + lock + URL.
 
     ``Broker(seed=0, clock=None)``: the clock defaults to a ``VirtualClock`` with autojump.
+    ``autojump_threshold`` (real seconds, default 0.02) is how long every thread using the
+    broker must have been blocked in it before virtual time jumps (docs/threads.md).
     """
 
     def __init__(
@@ -45,8 +49,13 @@ class Broker(_core.Broker):
         trace: bool = True,
         user: str = "guest",
         name: str | None = None,
+        autojump_threshold: float = _waiting.DEFAULT_AUTOJUMP_THRESHOLD,
     ) -> None:
+        if not autojump_threshold >= 0:
+            raise ValueError(f"autojump_threshold must be >= 0 seconds, got {autojump_threshold!r}")
         super().__init__(seed, clock, trace=trace, user=user)
+        #: Real seconds every thread must have been blocked before virtual time jumps.
+        self.autojump_threshold = float(autojump_threshold)
         self.lock = threading.RLock()
         self.name: str | None = None
         #: Threads that have used the broker. The creating thread counts from the start: a
@@ -55,8 +64,14 @@ class Broker(_core.Broker):
         self._threads: dict[int, threading.Thread] = {
             threading.get_ident(): threading.current_thread()
         }
+        #: Threads that used the broker and have since been forgotten (they died).
+        self._threads_gone = 0
         #: thread ident -> virtual deadline (None: waits forever) of threads blocked on us.
         self._waiting: dict[int, float | None] = {}
+        #: When (time.monotonic) every known thread was last seen blocked, or None.
+        self._all_blocked_since: float | None = None
+        #: Blocked threads that can never be woken: their calls raise DeadlockError.
+        self._deadlocked: set[int] = set()
         self._conditions: list[threading.Condition] = []
         if name is not None:
             register(name, self)
@@ -77,6 +92,11 @@ class Broker(_core.Broker):
 
         url = self.url if vhost == "/" else f"simamqp://{self.name}/{vhost}"
         return KombuConnection(url, **kwargs)  # type: ignore[no-untyped-call]
+
+    def threads_seen(self) -> int:
+        """How many threads have used this broker (the creating thread included)."""
+        with self.lock:
+            return len(self._threads) + self._threads_gone
 
     # -- locking ----------------------------------------------------------------------------
 
@@ -129,31 +149,6 @@ class Broker(_core.Broker):
     def _wake_all(self) -> None:
         for condition in self._conditions:
             condition.notify_all()
-
-    def _everyone_waiting(self) -> bool:
-        """True when every live thread that has used this broker is blocked on it."""
-        threads = self._threads
-        for ident, thread in list(threads.items()):
-            if not thread.is_alive():
-                del threads[ident]
-                self._waiting.pop(ident, None)
-        return bool(threads) and all(ident in self._waiting for ident in threads)
-
-    def _autojump(self) -> bool:
-        """With a virtual autojump clock and everyone blocked: jump to what unblocks someone."""
-        clock = self.clock
-        if not (isinstance(clock, VirtualClock) and clock.autojump) or not self._everyone_waiting():
-            return False
-        candidates = [d for d in self._waiting.values() if d is not None]
-        next_timer = self.scheduler.next_time()
-        if next_timer is not None:
-            candidates.append(next_timer)
-        if not candidates:
-            return False
-        clock.jump_to(max(min(candidates), clock.now()))
-        self._tick()
-        self._wake_all()
-        return True
 
 
 _registry: dict[str, Broker] = {}

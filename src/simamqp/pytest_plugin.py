@@ -4,17 +4,23 @@
   seed derived from ``--simamqp-seed`` and the test's node id (the same in any process, order or
   pytest-xdist worker). Everything the test does to it is recorded.
 - ``@pytest.mark.simamqp(seed=..., clock="virtual"|"wall", faults=...)`` configures it.
+- ``sim_broker_factory``: session-scoped, so Hypothesis accepts it in ``@given`` tests;
+  ``with sim_broker_factory() as broker:`` gives a fresh broker per example, seeded and
+  recorded like ``sim_broker``.
 - ``sim_celery_config``: ``broker_url``/``result_backend`` settings for a Celery app under test.
-- When a test using ``sim_broker`` fails, its report gets a ``simamqp`` section: the seed, the
-  last trace events and the path of a scenario file that replays the test
-  (``simamqp run PATH``), written under ``<rootdir>/.simamqp/``.
+- When a test using ``sim_broker`` (or the factory) fails, its report gets a ``simamqp``
+  section: the seed, the last trace events, the path of a scenario file that replays the test
+  (``simamqp run PATH``), written under ``<rootdir>/.simamqp/``, and what reproduces the run
+  (the seed only when one thread used the broker; the scenario file always).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +30,7 @@ import pytest
 from ._broker import Broker, register, unregister
 from .core.clock import Clock
 
-__all__ = ["derive_seed"]
+__all__ = ["BrokerFactory", "derive_seed"]
 
 #: How many trace events the failure report shows.
 TRACE_TAIL = 15
@@ -43,6 +49,8 @@ class _State:
 
 
 _STATE = pytest.StashKey[_State]()
+#: The test item running now (for the session-scoped factory), on the config's stash.
+_CURRENT = pytest.StashKey[pytest.Item]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -77,7 +85,11 @@ def derive_seed(base_seed: int, node_id: str) -> int:
 
 
 def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
-    marker = request.node.get_closest_marker("simamqp")
+    return _item_marker_options(request.node)
+
+
+def _item_marker_options(item: pytest.Item) -> dict[str, Any]:
+    marker = item.get_closest_marker("simamqp")
     if marker is None:
         return {}
     if marker.args:
@@ -103,26 +115,29 @@ def _clock(kind: str) -> Clock | None:
     )
 
 
-@pytest.fixture
-def sim_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
-    """A fresh in-memory broker for this test, registered under a unique URL."""
-    from .scenarios import Recorder
-
-    options = _marker_options(request)
-    base_seed: int = request.config.getoption("--simamqp-seed")
-    node_id: str = request.node.nodeid
+def _seed_for(item: pytest.Item, options: dict[str, Any]) -> tuple[int, int]:
+    """(seed, base seed) for a broker of ``item``: the marker's, or derived from the node id."""
+    base_seed: int = item.config.getoption("--simamqp-seed")
     seed = options.get("seed")
     if seed is None:
-        seed = derive_seed(base_seed, node_id)
+        seed = derive_seed(base_seed, item.nodeid)
     elif not isinstance(seed, int) or isinstance(seed, bool):
         raise pytest.UsageError(f"@pytest.mark.simamqp: seed must be an int, not {seed!r}")
+    return seed, base_seed
+
+
+@contextmanager
+def _test_broker(item: pytest.Item, options: dict[str, Any], name: str) -> Iterator[Broker]:
+    """A broker for ``item``, registered as ``name``, recorded, attached to its report."""
+    from .scenarios import Recorder
+
+    seed, base_seed = _seed_for(item, options)
     broker = Broker(seed=seed, clock=_clock(options.get("clock", "virtual")))
-    recorder = None if request.config.getoption("--simamqp-no-record") else Recorder(broker)
-    request.node.stash[_STATE] = _State(broker, seed, base_seed, recorder)
+    recorder = None if item.config.getoption("--simamqp-no-record") else Recorder(broker)
+    item.stash[_STATE] = _State(broker, seed, base_seed, recorder)
     faults = options.get("faults")
     if faults is not None:
         broker.faults.load(faults)
-    name = "test-" + hashlib.sha256(node_id.encode()).hexdigest()[:16]
     register(name, broker)
     try:
         yield broker
@@ -131,11 +146,75 @@ def sim_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
 
 
 @pytest.fixture
+def sim_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """A fresh in-memory broker for this test, registered under a unique URL."""
+    node_id: str = request.node.nodeid
+    name = "test-" + hashlib.sha256(node_id.encode()).hexdigest()[:16]
+    with _test_broker(request.node, _marker_options(request), name) as broker:
+        yield broker
+
+
+class BrokerFactory:
+    """Fresh brokers inside one test: ``with sim_broker_factory() as broker: ...``.
+
+    For Hypothesis (one broker per example; a function-scoped fixture fails its health
+    check) and for tests that need several brokers. Each broker gets the test's seed (the
+    marker's, or derived from ``--simamqp-seed`` and the node id, as ``sim_broker``), the
+    marker's clock and faults unless given here, a unique URL for the ``with`` block, and is
+    recorded: when the test fails, the report describes the last broker created.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+        self._counter = itertools.count(1)
+
+    @contextmanager
+    def __call__(
+        self, *, seed: int | None = None, clock: str | None = None, faults: Any = None
+    ) -> Iterator[Broker]:
+        item = self._config.stash.get(_CURRENT, None)
+        if item is None:
+            raise RuntimeError("sim_broker_factory() is only usable while a test runs")
+        options = _item_marker_options(item)
+        if seed is not None:
+            options["seed"] = seed
+        if clock is not None:
+            options["clock"] = clock
+        if faults is not None:
+            options["faults"] = faults
+        name = (
+            f"factory-{next(self._counter)}-"
+            + hashlib.sha256(item.nodeid.encode()).hexdigest()[:12]
+        )
+        with _test_broker(item, options, name) as broker:
+            yield broker
+
+
+@pytest.fixture(scope="session")
+def sim_broker_factory(pytestconfig: pytest.Config) -> BrokerFactory:
+    """Make fresh brokers inside a test (one per Hypothesis example): see ``BrokerFactory``."""
+    return BrokerFactory(pytestconfig)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    item.config.stash[_CURRENT] = item
+    try:
+        return (yield)
+    finally:
+        del item.config.stash[_CURRENT]
+
+
+@pytest.fixture
 def sim_celery_config(sim_broker: Broker) -> dict[str, Any]:
     """Celery settings pointing an app under test at ``sim_broker``.
 
     ``result_backend`` is ``rpcbackend.RPCBackend`` (Celery's ``rpc://`` protocol); with
     ``task_always_eager`` off, run a worker thread (``celery.contrib.testing.worker``) against it.
+    The default virtual clock works with a worker thread: the worker runs Celery's event loop
+    on the connection's file descriptor, and virtual time never jumps while it is alive and
+    not blocked in the broker (docs/threads.md). Use ``@pytest.mark.simamqp(clock="wall")``
+    only to line broker time (TTLs, x-expires) up with Celery's own real-time timers.
     """
     return {
         "broker_url": sim_broker.url,
@@ -143,6 +222,22 @@ def sim_celery_config(sim_broker: Broker) -> dict[str, Any]:
         "broker_connection_retry_on_startup": False,
         "worker_hijack_root_logger": False,
     }
+
+
+def _reproduction(item: pytest.Item, state: _State, threads: int, path: Path | None) -> list[str]:
+    """What reproduces this run, honestly: the seed only pins a single-threaded run."""
+    replay = f"the replay scenario reproduces the broker side: simamqp run {path}"
+    if path is None:
+        replay = "record it (drop --simamqp-no-record) to get a replay scenario"
+    if threads <= 1:
+        return [
+            f"reproduce: pytest '{item.nodeid}' --simamqp-seed={state.base_seed} "
+            "(one thread used the broker: same seed and calls give the same trace); " + replay
+        ]
+    return [
+        f"reproduce: {threads} threads used the broker, so their interleaving (not the seed) "
+        "decided the order of calls and a re-run may differ; " + replay
+    ]
 
 
 def _scenario_path(config: pytest.Config, node_id: str) -> Path:
@@ -173,11 +268,13 @@ def _failure_section(item: pytest.Item, state: _State) -> str:
     from .scenarios import write
 
     broker = state.broker
+    threads = broker.threads_seen()
     lines = [
         f"seed: {state.seed} (--simamqp-seed={state.base_seed}, node id {item.nodeid})",
         f"broker: {broker.url if broker.name else '(unregistered)'}  clock: {broker.clock!r}",
         f"trace digest: {broker.trace.digest()} ({len(broker.trace)} events)",
     ]
+    path = None
     if state.recorder is not None:
         data = state.recorder.scenario(
             name=item.nodeid,
@@ -187,6 +284,7 @@ def _failure_section(item: pytest.Item, state: _State) -> str:
         lines += [f"replay scenario: {path}", f"  simamqp run {path}"]
     else:
         lines.append("replay scenario: not recorded (--simamqp-no-record)")
+    lines += _reproduction(item, state, threads, path)
     events = broker.trace.tail(TRACE_TAIL)
     lines += [f"last {len(events)} trace events:", *(f"  {e}" for e in events)]
     return "\n".join(lines)

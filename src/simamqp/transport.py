@@ -32,12 +32,11 @@ from amqp.serialization import decode_properties_basic
 from kombu.transport import base
 from kombu.transport import pyamqp as kombu_pyamqp
 
-from . import __version__
+from . import __version__, _waiting
 from ._broker import Broker, get_broker
 from .core import frames as F
 from .core.channel import Channel as CoreChannel
 from .core.channel import ChannelClosedError
-from .core.clock import VirtualClock
 from .core.connection import Connection as CoreConnection
 from .core.errors import AMQPError
 from .core.message import Message as CoreMessage
@@ -134,15 +133,21 @@ def _inbound(channel: SimChannel, message: CoreMessage) -> amqp.Message:
 
 
 _get_ident = threading.get_ident
+#: Seconds between wake-ups of an event loop that polls a simamqp connection.
+EVENT_LOOP_TICK = 0.05
 
 
-def _notifier(condition: threading.Condition) -> Callable[[], None]:
-    """The engine connection's listener: wake a thread waiting on ``condition``, if any."""
+def _notifier(connection: SimConnection, condition: threading.Condition) -> Callable[[], None]:
+    """The engine connection's listener: wake a thread waiting on ``condition``, if any, and
+    make the connection's file descriptor readable if an event loop polls it."""
     waiters = condition._waiters  # type: ignore[attr-defined]
 
     def notify() -> None:
         if waiters:
             condition.notify()
+        ready = connection._ready
+        if ready is not None:
+            ready.set()
 
     return notify
 
@@ -665,6 +670,8 @@ class SimConnection:
         self._closed = True
         self._condition: threading.Condition | None = None
         self._default_channel: SimChannel | None = None
+        #: The file descriptor event loops poll (created on first use, closed with us).
+        self._ready: _waiting.ReadyPipe | None = None
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed"
@@ -693,7 +700,7 @@ class SimConnection:
         with broker.lock:
             self._condition = broker._new_condition()
             condition = self._condition
-            core.listener = _notifier(condition)
+            core.listener = _notifier(self, condition)
         self._core = core
         self._closed = False
         if callback is not None:
@@ -722,6 +729,22 @@ class SimConnection:
 
     def is_alive(self) -> bool:
         return self.connected
+
+    def fileno(self) -> int:
+        """A file descriptor that is readable while frames are waiting to be read.
+
+        For event loops (kombu's hub, Celery's worker), which poll it where py-amqp's
+        connection gives them its socket; reading is still ``drain_events``.
+        """
+        if self._core is None or self._closed:
+            raise amqp_exc.RecoverableConnectionError("connection already closed")
+        with self.broker.lock:
+            ready = self._ready
+            if ready is None:
+                ready = self._ready = _waiting.ReadyPipe()
+                if self._core.outbox:
+                    ready.set()
+            return ready.fileno()
 
     def channel(self, channel_id: int | None = None, callback: Any = None) -> SimChannel:
         if not self.connected:
@@ -763,6 +786,9 @@ class SimConnection:
                 # A thread blocked in drain_events on this connection must see it closed now,
                 # as a socket read returns when the socket is closed.
                 condition.notify_all()
+                ready, self._ready = self._ready, None
+                if ready is not None:
+                    ready.close()  # as py-amqp closes its socket: no descriptor outlives us
 
     def send_heartbeat(self) -> None:
         pass
@@ -882,9 +908,8 @@ class SimConnection:
                 self._dispatch(ready)
                 return
         clock = broker.clock
-        virtual = isinstance(clock, VirtualClock)
-        ident = threading.get_ident()
         with broker.lock:
+            ident = _get_ident()
             if ident not in broker._threads:
                 broker._threads[ident] = threading.current_thread()
             deadline = None if timeout is None else clock.now() + timeout
@@ -898,41 +923,16 @@ class SimConnection:
                         break
                     if not core.is_open:
                         raise amqp_exc.RecoverableConnectionError("connection already closed")
-                    if virtual:
-                        if deadline is not None and clock.now() >= deadline:
-                            raise TimeoutError("timed out")
-                        broker._waiting[ident] = deadline
-                        if broker._autojump():
-                            continue
-                        # Someone else can still act: wait for them (bounded, to re-check
-                        # for threads that went away).
-                        condition.wait(0.05)
-                        if beat is not None and time.monotonic() >= beat:
-                            return  # a heartbeat frame was read: nothing to dispatch
-                        # A thread that used the broker but now blocks elsewhere (join, an
-                        # Event) keeps virtual time still; the timeout still bounds the wait
-                        # in real time, as on a real broker, instead of hanging forever.
-                        if real_deadline is not None and time.monotonic() >= real_deadline:
-                            raise TimeoutError("timed out")
-                    else:
-                        next_timer = broker.scheduler.next_time()
-                        now = clock.now()
-                        waits = []
-                        if real_deadline is not None:
-                            remaining = real_deadline - time.monotonic()
-                            if remaining <= 0:
-                                raise TimeoutError("timed out")
-                            waits.append(remaining)
-                        if next_timer is not None:
-                            waits.append(max(next_timer - now, 0.0))
-                        if beat is not None:
-                            until_beat = beat - time.monotonic()
-                            if until_beat <= 0:
-                                return  # a heartbeat frame was read: nothing to dispatch
-                            waits.append(until_beat)
-                        condition.wait(min(waits) if waits else None)
+                    pipe = self._ready
+                    if pipe is not None:
+                        pipe.clear()  # nothing to read: an event loop must not see it readable
+                    outcome = _waiting.wait(broker, condition, deadline, real_deadline, beat)
+                    if outcome == _waiting.WaitOutcome.TIMEOUT:
+                        raise TimeoutError("timed out")
+                    if outcome == _waiting.WaitOutcome.HEARTBEAT:
+                        return  # a heartbeat frame was read: nothing to dispatch
             finally:
-                broker._waiting.pop(ident, None)
+                _waiting.leave(broker)
         self._dispatch(frame)
 
 
@@ -944,7 +944,9 @@ class Transport(kombu_pyamqp.Transport):
     driver_type = "amqp"
     default_port = 5672
     implements = base.Transport.implements.extend(
-        asynchronous=False,
+        # A pollable descriptor (SimConnection.fileno): Celery's worker runs its event-loop
+        # consumer (asynloop), the code path it runs with py-amqp on RabbitMQ.
+        asynchronous=True,
         exchange_type=frozenset(["direct", "topic", "fanout", "headers"]),
         heartbeats=False,
     )
@@ -973,7 +975,19 @@ class Transport(kombu_pyamqp.Transport):
         return conn
 
     def register_with_event_loop(self, connection: SimConnection, loop: Any) -> None:
-        raise NotImplementedError("simamqp has no socket to poll; use drain_events")
+        """Poll the connection's descriptor in ``loop`` (kombu's hub), as py-amqp's socket.
+
+        The loop is also woken every ``EVENT_LOOP_TICK`` seconds: a wall clock's timers (TTL,
+        x-expires, delayed faults) fire when due with nobody blocked in ``drain_events``, and a
+        worker loop notices a stop request (Celery's in-thread test worker only checks its
+        state between polls) within that time instead of at its next timer.
+        """
+        loop.add_reader(connection.fileno(), self.on_readable, connection, loop)
+        loop.call_repeatedly(EVENT_LOOP_TICK, self._on_loop_tick, connection)
+
+    def _on_loop_tick(self, connection: SimConnection) -> None:
+        if connection.connected:
+            connection.broker.locked(connection.broker._tick)
 
     def heartbeat_check(self, connection: SimConnection, rate: int = 2) -> None:
         pass

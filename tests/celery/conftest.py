@@ -5,8 +5,9 @@ per broker serve every test in the module (starting a worker per test would domi
 time). Names carry a per-run suffix so runs never share queues on the real RabbitMQ, and every
 entity is deleted at teardown.
 
-The simamqp broker uses a ``WallClock``: Celery's worker paces countdown/ETA and retries with
-real time, so broker-side time must be real time too.
+The simamqp broker is a default ``Broker()`` (virtual clock): the worker thread runs Celery's
+event loop, and virtual time never jumps under a thread that is busy outside the broker
+(docs/threads.md), so countdown/ETA and retries paced by Celery's real-time timers work.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def broker_url(kind: str, request: pytest.FixtureRequest) -> tuple[str, Any]:
     if kind == "simamqp":
         import simamqp
 
-        sim = simamqp.Broker(clock=simamqp.WallClock())
+        sim = simamqp.Broker()
         name = f"celery-{uuid.uuid4().hex}"
         simamqp.register(name, sim)
         request.addfinalizer(lambda: simamqp.unregister(name))

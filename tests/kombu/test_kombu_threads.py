@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import signal
 import threading
 import time
 import uuid
@@ -293,3 +294,159 @@ def test_blocked_drain_events_jumps_virtual_time_to_the_next_timer() -> None:
     assert [m.body for m in got] == [b"later"]
     assert broker.clock.now() == 3600.0
     assert got[0].headers["x-death"][0]["reason"] == "expired"
+
+
+# -- issue 11: threads and virtual time ----------------------------------------------------------
+
+#: Real-time bound for the issue 11 cases: a regression fails here instead of hanging the run.
+GUARD_SECONDS = 10
+
+
+@contextlib.contextmanager
+def _main_thread_guard(seconds: float = GUARD_SECONDS) -> Any:
+    """Fail (instead of hanging) if the main thread is still inside after ``seconds``."""
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"still blocked after {seconds} s of real time")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_two_threads_blocked_on_one_virtual_broker_both_time_out() -> None:
+    """Issue 11 case 1 (virtual-clock livelock): a consumer thread loops on
+    SimpleQueue.get(timeout=1) (what ConsumerMixin does) while the test thread waits
+    get(timeout=3) on an empty queue. The test thread gets Empty once virtual time reaches
+    3 s, within a few real milliseconds per jump; nothing spins or hangs."""
+    broker = simamqp.Broker(seed=11)
+    stop = threading.Event()
+    rounds: list[int] = [0]
+    errors: list[BaseException] = []
+
+    def looper() -> None:
+        try:
+            with broker.connection() as conn:
+                queue = conn.SimpleQueue("a")
+                while not stop.is_set():
+                    with contextlib.suppress(queue.Empty):
+                        queue.get(timeout=1)
+                    rounds[0] += 1
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with broker.connection() as conn:
+        queue = conn.SimpleQueue("b")
+        thread = threading.Thread(target=looper, daemon=True)
+        thread.start()
+        started, real_start = broker.clock.now(), time.monotonic()
+        try:
+            with _main_thread_guard(), pytest.raises(queue.Empty):
+                queue.get(timeout=3)
+        finally:
+            stop.set()
+        waited, real = broker.clock.now() - started, time.monotonic() - real_start
+        conn.SimpleQueue("a").put("stop")  # wakes the consumer at once
+        thread.join(GUARD_SECONDS)
+    assert not thread.is_alive() and errors == []
+    assert waited == 3
+    assert rounds[0] >= 2  # the consumer's own timeouts moved virtual time too
+    assert real < 2  # jumps, not a real-time wait (the bound is generous: 2 shared cores)
+
+
+def test_a_wait_that_can_never_end_raises_deadlock_error() -> None:
+    """Issue 11: drain_events() without a timeout on a virtual clock, with nothing scheduled
+    and no other thread, fails with a named error instead of hanging."""
+    broker = simamqp.Broker(seed=12)
+    with broker.connection() as conn, _main_thread_guard():
+        conn.SimpleQueue("nothing-comes")
+        with pytest.raises(simamqp.DeadlockError, match=r"deadlock.*timeout"):
+            conn.drain_events()
+        # The connection stays usable: the error is the caller's, not the broker's.
+        conn.SimpleQueue("nothing-comes").put("now something")
+        assert conn.SimpleQueue("nothing-comes").get(timeout=1).payload == "now something"
+
+
+def test_virtual_time_does_not_jump_while_a_known_thread_is_busy() -> None:
+    """The rule (docs/threads.md): a thread that used the broker and is not blocked in it
+    holds virtual time still; the test thread's blocked call is bounded by its timeout in
+    real time instead."""
+    broker = simamqp.Broker(seed=13)
+    known, busy_done = threading.Event(), threading.Event()
+
+    def busy() -> None:
+        with broker.connection() as c:
+            c.connect()  # the thread is known to the broker...
+            known.set()
+            busy_done.wait(GUARD_SECONDS)  # ...and blocked elsewhere
+
+    thread = threading.Thread(target=busy, daemon=True)
+    thread.start()
+    assert known.wait(GUARD_SECONDS)
+    try:
+        with broker.connection() as conn, _main_thread_guard():
+            conn.SimpleQueue("q")
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                conn.drain_events(timeout=0.3)
+            waited = time.monotonic() - started
+    finally:
+        busy_done.set()
+        thread.join(GUARD_SECONDS)
+    assert broker.clock.now() == 0.0
+    assert waited >= 0.3
+
+
+def test_virtual_time_jumps_to_a_timer_when_everyone_is_blocked() -> None:
+    """The test thread and a thread idling in drain_events(timeout=60), both blocked: time
+    jumps to the TTL timer and the dead-lettered message reaches the test thread's consumer
+    (trio's autojump threshold, generalised to threads)."""
+    broker = simamqp.Broker(seed=14)
+    got: list[bytes] = []
+    stop = threading.Event()
+
+    def idle() -> None:
+        with broker.connection() as c:
+            c.default_channel.basic_consume("idle-q", no_ack=True, callback=lambda m: None)
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    c.drain_events(timeout=60)
+
+    with broker.connection() as conn:
+        ch = conn.default_channel
+        ch.queue_declare("dlq", auto_delete=False)
+        ch.queue_declare("idle-q", auto_delete=False)
+        arguments = {"x-message-ttl": 5000, "x-dead-letter-exchange": ""}
+        arguments["x-dead-letter-routing-key"] = "dlq"
+        ch.queue_declare("ttl", auto_delete=False, arguments=arguments)
+        ch.basic_publish(amqp.Message(b"late"), "", "ttl")
+        ch.basic_consume("dlq", no_ack=True, callback=lambda m: got.append(m.body))
+        thread = threading.Thread(target=idle, daemon=True)
+        thread.start()
+        with _main_thread_guard():
+            conn.drain_events()
+        stop.set()
+        ch.basic_publish(amqp.Message(b"stop"), "", "idle-q")  # wakes the idle thread
+    thread.join(GUARD_SECONDS)
+    assert got == [b"late"]
+    assert broker.clock.now() == 5.0
+
+
+def test_autojump_threshold_is_checked_and_threads_are_counted() -> None:
+    with pytest.raises(ValueError, match="autojump_threshold"):
+        simamqp.Broker(autojump_threshold=-0.1)
+    broker = simamqp.Broker(seed=15, autojump_threshold=0)
+    assert broker.threads_seen() == 1  # the creating thread
+
+    def connect() -> None:
+        with broker.connection() as conn:
+            conn.connect()
+
+    thread = threading.Thread(target=connect)
+    thread.start()
+    thread.join(GUARD_SECONDS)
+    assert broker.threads_seen() == 2

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 import simamqp
 from rpcbackend import BacklogLimitExceeded, Config, ResultTimeout, RPCBackend
 from simamqp import strategies as sims
+from simamqp.pytest_plugin import BrokerFactory
 
 FINAL = frozenset(sims.FINAL_STATES)
 MISSION_EXAMPLES = 200
@@ -87,10 +88,17 @@ class Sim:
 
 
 @contextlib.contextmanager
-def sim_rpc(broker_seed: int, *, plan: dict[str, Any] | None = None) -> Iterator[Sim]:
-    broker = simamqp.Broker(seed=broker_seed)
-    name = f"prop-rpc-{next(_names)}"
-    simamqp.register(name, broker)
+def sim_rpc(
+    factory: BrokerFactory, broker_seed: int, *, plan: dict[str, Any] | None = None
+) -> Iterator[Sim]:
+    """A fresh broker for one example (the plugin's factory: seeded, recorded, and described
+    in the failure report), an rpcbackend client on it, and the client's declared queue."""
+    with factory(seed=broker_seed) as broker, _rpc_client(broker, plan) as sim:
+        yield sim
+
+
+@contextlib.contextmanager
+def _rpc_client(broker: simamqp.Broker, plan: dict[str, Any] | None) -> Iterator[Sim]:
     client = RPCBackend(Config(broker_url=broker.url), clock=broker.clock.now)
     conn = broker.connection()
     sim = Sim(broker, client, conn)
@@ -105,7 +113,6 @@ def sim_rpc(broker_seed: int, *, plan: dict[str, Any] | None = None) -> Iterator
             client.close()
         with contextlib.suppress(Exception):
             conn.release()
-        simamqp.unregister(name)
 
 
 def _interleavings(streams: list[sims.RPCResultStream]) -> st.SearchStrategy[list[int]]:
@@ -159,11 +166,15 @@ _reply_faults = sims.fault_plans(
     broker_seed=st.integers(0, 2**32 - 1),
 )
 def test_out_of_order_delivery_never_moves_a_task_backwards(
-    streams: list[sims.RPCResultStream], data: st.DataObject, plan: dict[str, Any], broker_seed: int
+    sim_broker_factory: BrokerFactory,
+    streams: list[sims.RPCResultStream],
+    data: st.DataObject,
+    plan: dict[str, Any],
+    broker_seed: int,
 ) -> None:
     order = data.draw(_interleavings(streams), label="interleaving")
     seen: dict[str, list[str]] = {}
-    with sim_rpc(broker_seed, plan=plan) as sim:
+    with sim_rpc(sim_broker_factory, broker_seed, plan=plan) as sim:
         for task_id, status in _ordered_messages(streams, order):
             sim.publish(task_id, status)
         ids = [s.task_id for s in streams]
@@ -195,12 +206,13 @@ def test_out_of_order_delivery_never_moves_a_task_backwards(
     broker_seed=st.integers(0, 2**32 - 1),
 )
 def test_many_clients_each_see_their_own_tasks_final_states_once(
+    sim_broker_factory: BrokerFactory,
     per_client: list[list[sims.RPCResultStream]],
     data: st.DataObject,
     plan: dict[str, Any],
     broker_seed: int,
 ) -> None:
-    with sim_rpc(broker_seed, plan=plan) as sim:
+    with sim_rpc(sim_broker_factory, broker_seed, plan=plan) as sim:
         clients = [sim.client]
         for _ in per_client[1:]:
             other = RPCBackend(Config(broker_url=sim.broker.url), clock=sim.broker.clock.now)
@@ -247,6 +259,7 @@ def test_many_clients_each_see_their_own_tasks_final_states_once(
     broker_seed=st.integers(0, 2**32 - 1),
 )
 def test_duplicate_delivery_reports_the_final_state_exactly_once(
+    sim_broker_factory: BrokerFactory,
     stream: sims.RPCResultStream,
     copies: int,
     point: str,
@@ -263,7 +276,7 @@ def test_duplicate_delivery_reports_the_final_state_exactly_once(
         # An ack lost with its channel: the message comes back, redelivered (at-least-once).
         rules.append({"point": "ack", "action": lost_ack[0], "nth": lost_ack[1], "max_count": 1})
     seen: dict[str, list[str]] = {}
-    with sim_rpc(broker_seed, plan={"version": 1, "rules": rules}) as sim:
+    with sim_rpc(sim_broker_factory, broker_seed, plan={"version": 1, "rules": rules}) as sim:
         for status in stream.arrivals:
             sim.publish(stream.task_id, status)
         meta = sim.client.wait_for(
@@ -299,12 +312,12 @@ def backlogs(draw: st.DrawFn) -> tuple[int, int]:
 @property_settings(minimum=MISSION_EXAMPLES)
 @given(backlog=backlogs(), position=st.integers(0, 100), broker_seed=st.integers(0, 2**32 - 1))
 def test_backlog_overflow_polling_makes_progress_and_leaves_nothing_unacked(
-    backlog: tuple[int, int], position: int, broker_seed: int
+    sim_broker_factory: BrokerFactory, backlog: tuple[int, int], position: int, broker_seed: int
 ) -> None:
     limit, queued = backlog
     target = str(uuid.UUID(int=broker_seed))
     others = [str(uuid.UUID(int=broker_seed + 1 + i)) for i in range(queued)]
-    with sim_rpc(broker_seed) as sim:
+    with sim_rpc(sim_broker_factory, broker_seed) as sim:
         order = list(others)
         order.insert(position % (len(order) + 1), target)
         for task_id in order:
@@ -345,6 +358,7 @@ def test_backlog_overflow_polling_makes_progress_and_leaves_nothing_unacked(
     broker_seed=st.integers(0, 2**32 - 1),
 )
 def test_connection_loss_during_a_wait_ends_in_the_result_or_a_clear_timeout(
+    sim_broker_factory: BrokerFactory,
     stream: sims.RPCResultStream,
     fault: str,
     nth: int,
@@ -357,7 +371,7 @@ def test_connection_loss_during_a_wait_ends_in_the_result_or_a_clear_timeout(
         "rules": [{"point": "deliver", "action": fault, "nth": nth, "max_count": 1}],
     }
     timeout = 20.0
-    with sim_rpc(broker_seed, plan=plan) as sim:
+    with sim_rpc(sim_broker_factory, broker_seed, plan=plan) as sim:
         if not published_before_wait:
             # Start the consumer first, so the fault hits a live wait.
             with pytest.raises(ResultTimeout):

@@ -1,0 +1,235 @@
+"""Blocking on a broker from several threads: when virtual time moves, and a pollable fd.
+
+The rule (docs/threads.md), for a broker whose clock is a ``VirtualClock`` with autojump:
+
+    Virtual time jumps to the next deadline (the earliest timer, or the earliest virtual
+    deadline of a blocked call) only when every live thread that has used the broker is
+    blocked in it, and has been for ``autojump_threshold`` seconds of real time. When no
+    other thread exists in the process, nobody can act: it jumps at once.
+
+It is trio's ``MockClock`` autojump threshold generalised to threads. Inside one broker we know
+which threads are blocked in it; the threshold gives threads we cannot see (Celery's timer
+thread, a test thread in ``time.sleep`` about to publish) the chance to act first: any call into
+the broker makes a thread known and not blocked, which stops the jump. When every thread is
+blocked and there is nothing to jump to, no call can ever return: the blocked calls fail with
+``DeadlockError`` instead of hanging.
+
+A thread that has used the broker and is blocked elsewhere (``Thread.join``, an event loop's
+``poll``, a task computing) holds virtual time still; then a blocked call with a timeout returns
+when that timeout has passed in real time, so nothing waits unboundedly.
+
+Nobody spins: a blocked call waits on its connection's condition (which releases the broker
+lock) with a real-time timeout, and re-checks only when woken (a frame for it, a jump, a thread
+leaving the waiting set) or when a timeout it computed is due.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING
+
+from .core.clock import VirtualClock
+
+if TYPE_CHECKING:
+    from ._broker import Broker
+
+__all__ = ["DEFAULT_AUTOJUMP_THRESHOLD", "DeadlockError", "ReadyPipe", "WaitOutcome", "wait"]
+
+#: Real seconds every thread must have been blocked before virtual time jumps.
+DEFAULT_AUTOJUMP_THRESHOLD = 0.02
+#: How often a waiter re-checks for threads that died (they never notify anyone).
+_RECHECK = 0.25
+
+
+class DeadlockError(RuntimeError):
+    """A blocked call can never return: virtual clock, nothing scheduled, everyone waiting."""
+
+
+class WaitOutcome:
+    """Why ``wait`` returned without a frame (besides "check again")."""
+
+    TIMEOUT = "timeout"
+    HEARTBEAT = "heartbeat"
+
+
+def wait(
+    broker: Broker,
+    condition: threading.Condition,
+    deadline: float | None,
+    real_deadline: float | None,
+    beat: float | None,
+) -> str | None:
+    """Block once, under ``broker.lock`` (released while waiting); the caller loops.
+
+    ``deadline`` is the call's virtual deadline, ``real_deadline`` the same timeout measured in
+    real time (the bound when virtual time cannot move), ``beat`` when the next heartbeat frame
+    would arrive. Returns ``WaitOutcome.TIMEOUT``/``HEARTBEAT``, or None to check for a frame.
+    """
+    ident = threading.get_ident()
+    now_real = time.monotonic()
+    if real_deadline is not None and now_real >= real_deadline:
+        return WaitOutcome.TIMEOUT
+    if beat is not None and now_real >= beat:
+        return WaitOutcome.HEARTBEAT
+    clock = broker.clock
+    waits: list[float] = []
+    if real_deadline is not None:
+        waits.append(real_deadline - now_real)
+    if beat is not None:
+        waits.append(beat - now_real)
+    if isinstance(clock, VirtualClock):
+        if deadline is not None and clock.now() >= deadline:
+            return WaitOutcome.TIMEOUT
+        if ident in broker._deadlocked:
+            broker._deadlocked.discard(ident)
+            raise DeadlockError(_deadlock_message(broker))
+        if broker._waiting.get(ident, _ABSENT) is _ABSENT:
+            _enter(broker, ident, deadline)
+        if clock.autojump:
+            waits.append(_autojump(broker, now_real))
+        else:
+            waits.append(_RECHECK)
+    else:
+        next_timer = broker.scheduler.next_time()
+        if next_timer is not None:
+            waits.append(max(next_timer - clock.now(), 0.0))
+    if waits:
+        condition.wait(max(min(waits), 0.0))
+    else:
+        condition.wait()
+    return None
+
+
+_ABSENT = object()
+
+
+def _enter(broker: Broker, ident: int, deadline: float | None) -> None:
+    broker._waiting[ident] = deadline
+    broker._all_blocked_since = None
+
+
+def leave(broker: Broker) -> None:
+    """The calling thread is no longer blocked (under the lock): the rule starts over."""
+    ident = threading.get_ident()
+    # A frame that came after a deadlock was declared means someone could act after all.
+    broker._deadlocked.discard(ident)
+    if broker._waiting.pop(ident, _ABSENT) is not _ABSENT:
+        # Not everyone is blocked any more. Nobody needs waking: the thread that completes
+        # the blocked set next starts the threshold itself.
+        broker._all_blocked_since = None
+
+
+def _everyone_blocked(broker: Broker) -> bool:
+    """True when every live thread that has used the broker is blocked on it."""
+    threads = broker._threads
+    waiting = broker._waiting
+    for ident, thread in list(threads.items()):
+        if not thread.is_alive():
+            del threads[ident]
+            waiting.pop(ident, None)
+            broker._threads_gone += 1
+    return bool(threads) and all(ident in waiting for ident in threads)
+
+
+def _unseen_threads(broker: Broker) -> bool:
+    """Does the process run a thread that has not used the broker (it may be about to)?"""
+    known = broker._threads
+    return any(thread.ident not in known for thread in threading.enumerate())
+
+
+def _autojump(broker: Broker, now_real: float) -> float:
+    """Apply the rule; how long (real seconds) the caller may wait before checking again."""
+    if not _everyone_blocked(broker):
+        broker._all_blocked_since = None
+        return _RECHECK
+    since = broker._all_blocked_since
+    if since is None:
+        if _unseen_threads(broker):
+            broker._all_blocked_since = now_real
+            return broker.autojump_threshold
+        # Every thread of the process is blocked in this broker: nobody can act, so
+        # waiting out the threshold would only slow single-threaded tests down.
+    elif since + broker.autojump_threshold - now_real > 0:
+        return since + broker.autojump_threshold - now_real
+    clock = broker.clock
+    assert isinstance(clock, VirtualClock)
+    now = clock.now()
+    deadlines = [d for d in broker._waiting.values() if d is not None]
+    if any(d <= now for d in deadlines):
+        # A waiter's deadline has passed: it leaves on its own (it is woken below), and
+        # time must not move past it first.
+        broker._wake_all()
+        return broker.autojump_threshold
+    candidates = deadlines
+    next_timer = broker.scheduler.next_time()
+    if next_timer is not None:
+        candidates.append(next_timer)
+    if not candidates:
+        # Nobody can ever act: every blocked call fails instead of hanging.
+        broker._deadlocked = set(broker._waiting)
+        broker._all_blocked_since = None
+        broker._wake_all()
+        return 0.0
+    clock.jump_to(max(min(candidates), now))
+    broker._tick()
+    broker._all_blocked_since = None
+    broker._wake_all()
+    return 0.0
+
+
+def _deadlock_message(broker: Broker) -> str:
+    return (
+        f"deadlock on {broker.name or 'an unregistered broker'}: every thread using it is "
+        "blocked waiting for a frame, no timer is scheduled and no call has a timeout, so on "
+        "a virtual clock nothing can ever arrive. Publish before waiting, pass a timeout, "
+        "advance the clock (broker.advance), or use simamqp.WallClock() if a thread the "
+        "broker has not seen yet will publish (see docs/threads.md)"
+    )
+
+
+class ReadyPipe:
+    """A file descriptor that is readable while a connection has frames to read.
+
+    What an event loop (kombu's hub, Celery's worker) polls instead of py-amqp's socket. Set and
+    cleared under the broker lock; one write per empty->pending transition, one read back.
+    """
+
+    def __init__(self) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+        self._set = False
+        self.closed = False
+        # A connection dropped without close() must not leak its descriptors.
+        self._finalizer = weakref.finalize(self, _close_fds, self._read_fd, self._write_fd)
+
+    def fileno(self) -> int:
+        if self.closed:
+            raise ValueError("the connection's file descriptor is closed")
+        return self._read_fd
+
+    def set(self) -> None:
+        if not self._set and not self.closed:
+            os.write(self._write_fd, b"\0")
+            self._set = True
+
+    def clear(self) -> None:
+        if self._set and not self.closed:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._read_fd, 64)
+            self._set = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._finalizer()
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
