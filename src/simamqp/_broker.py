@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core import broker as _core
 from .core.clock import Clock, VirtualClock
+from .core.trace import TraceMode
 
 if TYPE_CHECKING:
     from kombu.connection import Connection as KombuConnection
@@ -42,7 +44,7 @@ class Broker(_core.Broker):
         seed: int = 0,
         clock: Clock | None = None,
         *,
-        trace: bool = True,
+        trace: bool | TraceMode = True,
         user: str = "guest",
         name: str | None = None,
     ) -> None:
@@ -65,9 +67,13 @@ class Broker(_core.Broker):
 
     @property
     def url(self) -> str:
-        """``simamqp://NAME//``; an unregistered broker is registered under a fresh name."""
+        """``simamqp://NAME//``; an unregistered broker is registered under a fresh name.
+
+        That implicit registration holds the broker weakly: a broker nobody references any more
+        is collected (and its name freed) even after ``.url`` or ``.connection()``.
+        """
         if self.name is None:
-            register(_fresh_name(), self)
+            _register_weakly(self)
         assert self.name is not None
         return f"simamqp://{self.name}//"
 
@@ -156,7 +162,12 @@ class Broker(_core.Broker):
         return True
 
 
+#: Brokers bound to a name by ``register()`` or created by ``get_broker()``: kept until
+#: ``unregister()``, like a server that runs until stopped.
 _registry: dict[str, Broker] = {}
+#: Brokers that got a fresh name implicitly (``.url``, ``.connection()``): kept only while
+#: someone else references them.
+_weak_registry: weakref.WeakValueDictionary[str, Broker] = weakref.WeakValueDictionary()
 _registry_lock = threading.Lock()
 _counter = itertools.count(1)
 
@@ -176,19 +187,34 @@ def register(name: str, broker: Broker) -> Broker:
     key = _normalise(name)
     with _registry_lock:
         current = _registry.get(key)
+        if current is None:
+            current = _weak_registry.get(key)
         if current is not None and current is not broker:
             raise ValueError(f"a broker is already registered as {key!r}; unregister it first")
-        if broker.name is not None and broker.name != key:
+        if broker.name is not None:
             _registry.pop(broker.name, None)
+            _weak_registry.pop(broker.name, None)
         _registry[key] = broker
         broker.name = key
     return broker
 
 
+def _register_weakly(broker: Broker) -> None:
+    """Give ``broker`` a fresh name without keeping it alive (``Broker.url``)."""
+    with _registry_lock:
+        if broker.name is None:
+            key = _fresh_name()
+            _weak_registry[key] = broker
+            broker.name = key
+
+
 def unregister(name: str) -> Broker | None:
     """Unbind a name (the broker itself lives on while referenced)."""
+    key = _normalise(name)
     with _registry_lock:
-        broker = _registry.pop(_normalise(name), None)
+        broker = _registry.pop(key, None)
+        if broker is None:
+            broker = _weak_registry.pop(key, None)
     if broker is not None:
         broker.name = None
     return broker
@@ -199,6 +225,8 @@ def get_broker(name: str = DEFAULT_NAME, *, create: bool = True) -> Broker:
     key = _normalise(name)
     with _registry_lock:
         broker = _registry.get(key)
+        if broker is None:
+            broker = _weak_registry.get(key)
         if broker is None:
             if not create:
                 raise KeyError(f"no simamqp broker named {key!r}")
@@ -212,7 +240,7 @@ def get_broker(name: str = DEFAULT_NAME, *, create: bool = True) -> Broker:
 
 def registered() -> dict[str, Broker]:
     with _registry_lock:
-        return dict(_registry)
+        return {**_weak_registry, **_registry}
 
 
 @contextmanager
