@@ -112,16 +112,134 @@ def _canonical_event(event: Event) -> dict[str, Any]:
     return out
 
 
-def _encode_lines(events: Iterable[Event]) -> bytes:
-    """The canonical lines of ``events``, each ending in a newline (what ``digest`` hashes)."""
+def _generic_line(event: Event) -> str:
     encode = _c_encode
     if encode is not None:
-        lines = ["".join(encode(_canonical_event(e), 0)) for e in events]
-    else:  # pragma: no cover - CPython always has the C encoder
-        lines = [_py_encoder.encode(_canonical_event(e)) for e in events]
+        return "".join(encode(_canonical_event(event), 0))
+    return _py_encoder.encode(_canonical_event(event))  # pragma: no cover - no C json
+
+
+# -- compiled line encoders ------------------------------------------------------------------
+#
+# Folding is the trace's main cost, so each event shape (kind + attribute names, in the order a
+# call site passes them) gets a line encoder compiled on first sight: one f-string with the
+# keys already sorted and quoted, and a type check per value that sends anything unexpected to
+# the generic encoder above. The output is byte for byte what the generic encoder produces;
+# tests/core/test_trace_retention.py checks both against json.dumps on whole workloads.
+
+_esc = json.encoder.encode_basestring_ascii
+_sha256 = hashlib.sha256
+
+
+def _str_list(values: list[Any]) -> str | None:
+    for value in values:
+        if type(value) is not str:
+            return None
+    return "[" + ",".join(map(_esc, values)) + "]"
+
+
+#: type -> (check expression, value expression) for a value ``v``; the value expression is
+#: what json.dumps(canonical(v)) writes. Floats are canonical()ised to their repr string.
+_RENDER: dict[type, tuple[str, str]] = {
+    int: ("type({v}) is int", "{{{v}}}"),
+    bool: ("type({v}) is bool", '{{"true" if {v} else "false"}}'),
+    type(None): ("{v} is None", "null"),
+    str: ("type({v}) is str", "{{_esc({v})}}"),
+    float: ("type({v}) is float", '"{{{v}!r}}"'),
+    bytes: (
+        "type({v}) is bytes",
+        '{{{{"len":{{len({v})}},"sha256":"{{_sha256({v}).hexdigest()}}"}}}}',
+    ),
+}
+_RESERVED = frozenset({"seq", "time", "kind"})
+_compiled: dict[tuple[str, tuple[str, ...]], Any] = {}
+_COMPILED_MAX = 1024
+
+
+def _compile(kind: str, keys: tuple[str, ...], attrs: Mapping[str, Any]) -> Any:
+    """A function (seq, time, attrs) -> line or None, for events shaped like this one."""
+    if _RESERVED.intersection(keys) or not all(type(k) is str for k in keys):
+        return None
+    checks = [
+        f"len(a) == {len(keys)}",
+        "type(time) is float",
+        "time - time == 0.0",  # finite: json writes inf as Infinity
+    ]
+    loads = []
+    fields: dict[str, str] = {"seq": "{seq}", "time": "{time!r}"}
+    for i, key in enumerate(keys):
+        var = f"v{i}"
+        value = attrs[key]
+        loads.append(f"        {var} = a[{key!r}]")
+        if type(value) is list:
+            loads.append(f"        {var} = _str_list({var}) if type({var}) is list else None")
+            checks.append(f"{var} is not None")
+            fields[key] = "{" + var + "}"
+        elif type(value) in _RENDER:
+            check, render = _RENDER[type(value)]
+            checks.append(check.format(v=var))
+            fields[key] = render.format(v=var)
+        else:
+            return None
+    parts = []
+    for key in sorted([*fields, "kind"]):
+        literal = _esc(key) + ":"
+        if key == "kind":
+            literal += _esc(kind)
+        parts.append(literal.replace("{", "{{").replace("}", "}}") + fields.get(key, ""))
+    source = "\n".join(
+        [
+            "def encode(seq, time, kind, a):",
+            "    try:",
+            *loads,
+            "        pass",
+            "    except KeyError:",
+            "        return None",
+            f"    if not (kind == {kind!r} and {' and '.join(checks)}):",
+            "        return None",
+            "    return f" + repr("{{" + ",".join(parts) + "}}"),
+        ]
+    )
+    namespace: dict[str, Any] = {"_esc": _esc, "_sha256": _sha256, "_str_list": _str_list}
+    # Generated from attribute names (quoted with repr/_esc) and the fixed templates above.
+    exec(source, namespace)
+    return namespace["encode"]
+
+
+#: kind -> the encoder compiled for the first shape seen of that kind (the common case: one
+#: call site per kind); other shapes go through ``_line``'s (kind, attribute names) cache.
+_by_kind: dict[str, Any] = {}
+
+
+def _line(event: Event) -> str:
+    """The canonical line of one event (``json.dumps(event.to_dict(), sort_keys=True, ...)``)."""
+    kind, attrs = event[2], event[3]
+    shape = (kind, tuple(attrs))
+    encode = _compiled.get(shape, _compile)
+    if encode is _compile:
+        encode = _compile(kind, shape[1], attrs) if len(_compiled) < _COMPILED_MAX else None
+        _compiled[shape] = encode
+        if encode is not None:
+            _by_kind.setdefault(kind, encode)
+    if encode is not None:
+        line: str | None = encode(*event)
+        if line is not None:
+            return line
+    return _generic_line(event)
+
+
+def _encode_lines(events: Iterable[Event]) -> bytes:
+    """The canonical lines of ``events``, each ending in a newline (what ``digest`` hashes)."""
+    lines = []
+    append = lines.append
+    by_kind = _by_kind
+    for event in events:
+        encode = by_kind.get(event[2])
+        line = encode(*event) if encode is not None else None
+        append(line if line is not None else _line(event))
     if not lines:
         return b""
-    lines.append("")
+    append("")
     return "\n".join(lines).encode()
 
 
