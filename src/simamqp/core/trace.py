@@ -157,7 +157,8 @@ _COMPILED_MAX = 1024
 
 
 def _compile(kind: str, keys: tuple[str, ...], attrs: Mapping[str, Any]) -> Any:
-    """A function (seq, time, attrs) -> line or None, for events shaped like this one."""
+    """A function (seq, time, kind, attrs) -> line, or None when an event of this ``kind`` has
+    other attributes or value types than this one. Only called for events of ``kind``."""
     if _RESERVED.intersection(keys) or not all(type(k) is str for k in keys):
         return None
     checks = [
@@ -195,7 +196,7 @@ def _compile(kind: str, keys: tuple[str, ...], attrs: Mapping[str, Any]) -> Any:
             "        pass",
             "    except KeyError:",
             "        return None",
-            f"    if not (kind == {kind!r} and {' and '.join(checks)}):",
+            f"    if not ({' and '.join(checks)}):",
             "        return None",
             "    return f" + repr("{{" + ",".join(parts) + "}}"),
         ]
