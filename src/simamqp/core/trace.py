@@ -231,7 +231,7 @@ def _line(event: Event) -> str:
 
 def _encode_lines(events: Iterable[Event]) -> bytes:
     """The canonical lines of ``events``, each ending in a newline (what ``digest`` hashes)."""
-    lines = []
+    lines: list[str] = []
     append = lines.append
     by_kind = _by_kind
     for event in events:
