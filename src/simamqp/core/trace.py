@@ -336,8 +336,8 @@ class Trace:
             raise TraceNotRetained(
                 f"trace.{what} needs every event, but this trace keeps only the last "
                 f"{len(self._events)} of {self._count} (mode={self.mode!r}, "
-                f"window={self._window}); create the broker with trace='full' "
-                "(simamqp://NAME?trace=full), or use trace.tail() / trace.digest()"
+                f"window={self._window}); create the broker with trace='full' (through "
+                "kombu: transport_options={'trace': 'full'}), or use trace.tail() / digest()"
             )
         return self._events
 
