@@ -229,19 +229,24 @@ def _line(event: Event) -> str:
     return _generic_line(event)
 
 
-def _encode_lines(events: Iterable[Event]) -> bytes:
-    """The canonical lines of ``events``, each ending in a newline (what ``digest`` hashes)."""
+def _encode_lines(records: Iterable[_Record], first_seq: int) -> bytes:
+    """The canonical lines of events stored as ``(time, kind, attrs)`` records numbered from
+    ``first_seq``, each line ending in a newline (what ``digest`` hashes)."""
     lines: list[str] = []
     append = lines.append
     by_kind = _by_kind
-    for event in events:
-        encode = by_kind.get(event[2])
-        line = encode(*event) if encode is not None else None
-        append(line if line is not None else _line(event))
+    for seq, (time, kind, attrs) in enumerate(records, first_seq):
+        encode = by_kind.get(kind)
+        line = encode(seq, time, kind, attrs) if encode is not None else None
+        append(line if line is not None else _line(_new_event(Event, (seq, time, kind, attrs))))
     if not lines:
         return b""
     append("")
     return "\n".join(lines).encode()
+
+
+#: How an event is stored: (time, kind, attrs); its seq is its position (cheaper to emit).
+_Record = tuple[float, str, Mapping[str, Any]]
 
 
 class Trace:
@@ -267,8 +272,7 @@ class Trace:
         self.enabled = mode != "off"
         self._full = mode == "full"
         self._window = window
-        self._events: list[Event] = []
-        self._count = 0  # events emitted (the seq of the last one)
+        self._events: list[_Record] = []
         self._dropped = 0  # events no longer kept: self._events[0] has index _dropped
         self._folded = 0  # events already in self._hash
         self._hash = hashlib.sha256()
@@ -279,9 +283,8 @@ class Trace:
     def emit(self, time: float, kind: str, attrs: Mapping[str, Any]) -> None:
         if self.enabled:
             events = self._events
-            self._count = seq = self._count + 1
-            # Event(...) without the NamedTuple's Python-level __new__ (same tuple; hot path).
-            events.append(_new_event(Event, (seq, time, kind, attrs)))
+            # A plain tuple, no seq: the hot path. Readers get Event objects (``_as_events``).
+            events.append((time, kind, attrs))
             if len(events) >= self._limit:
                 self._drop_old()
 
@@ -296,8 +299,18 @@ class Trace:
         """Hash the events with index < ``upto`` that are not hashed yet."""
         if upto > self._folded:
             base = self._dropped
-            self._hash.update(_encode_lines(self._events[self._folded - base : upto - base]))
+            records = self._events[self._folded - base : upto - base]
+            self._hash.update(_encode_lines(records, self._folded + 1))
             self._folded = upto
+
+    def _as_events(self, start: int = 0) -> list[Event]:
+        """The kept events from position ``start`` of ``self._events`` on, as ``Event``s."""
+        first = self._dropped + start + 1
+        # Event(...) without the NamedTuple's Python-level __new__ (same tuple).
+        return [
+            _new_event(Event, (seq, *record))
+            for seq, record in enumerate(self._events[start:], first)
+        ]
 
     @property
     def mode(self) -> TraceMode:
@@ -335,17 +348,17 @@ class Trace:
         if self._dropped:
             raise TraceNotRetained(
                 f"trace.{what} needs every event, but this trace keeps only the last "
-                f"{len(self._events)} of {self._count} (mode={self.mode!r}, "
+                f"{len(self._events)} of {len(self)} (mode={self.mode!r}, "
                 f"window={self._window}); create the broker with trace='full' (through "
                 "kombu: transport_options={'trace': 'full'}), or use trace.tail() / digest()"
             )
-        return self._events
+        return self._as_events()
 
     # -- reading --------------------------------------------------------------------------
 
     def __len__(self) -> int:
         """Events emitted since the start (or ``clear()``), kept or not."""
-        return self._count
+        return self._dropped + len(self._events)
 
     def __iter__(self) -> Iterator[Event]:
         return iter(self._whole("__iter__"))
@@ -358,39 +371,40 @@ class Trace:
 
     def __getitem__(self, index: int | slice) -> Event | list[Event]:
         """The event at ``index`` counted from the first event ever emitted."""
+        count = len(self)
         if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._count))]
+            return [self[i] for i in range(*index.indices(count))]
         if index < 0:
-            index += self._count
-        if not 0 <= index < self._count:
+            index += count
+        if not 0 <= index < count:
             raise IndexError("trace index out of range")
         if index < self._dropped:
             raise TraceNotRetained(
                 f"trace event #{index + 1} has left the window (the last {self._window} "
                 f"events are kept; trace='full' keeps all)"
             )
-        return self._events[index - self._dropped]
+        return _new_event(Event, (index + 1, *self._events[index - self._dropped]))
 
     @property
     def events(self) -> list[Event]:
-        return list(self._whole("events"))
+        return self._whole("events")
 
     def since(self, index: int) -> list[Event]:
         """The events from ``index`` (as in ``trace[index]``) on."""
         if index < self._dropped:
             self._whole(f"since({index})")
-        return self._events[max(index - self._dropped, 0) :]
+        return self._as_events(max(index - self._dropped, 0))
 
     def of_kind(self, *kinds: str) -> list[Event]:
         return [e for e in self._whole("of_kind()") if e.kind in kinds]
 
     def tail(self, n: int = 20) -> list[Event]:
         """The last ``n`` events (fewer when the trace keeps fewer)."""
-        return self._events[-n:] if n > 0 else []
+        return self._as_events(max(len(self._events) - n, 0)) if n > 0 else []
 
     def clear(self) -> None:
         self._events.clear()
-        self._count = self._dropped = self._folded = 0
+        self._dropped = self._folded = 0
         self._hash = hashlib.sha256()
 
     def lines(self) -> Iterator[str]:
@@ -400,7 +414,7 @@ class Trace:
 
     def digest(self) -> str:
         """sha256 of the canonical lines of every event, each followed by a newline."""
-        self._fold(self._count)
+        self._fold(len(self))
         return self._hash.hexdigest()
 
     def format(self, last: int | None = None) -> str:
@@ -408,4 +422,4 @@ class Trace:
         return "\n".join(str(e) for e in events)
 
     def __repr__(self) -> str:
-        return f"<Trace {self._count} events, mode={self.mode!r}, {len(self._events)} kept>"
+        return f"<Trace {len(self)} events, mode={self.mode!r}, {len(self._events)} kept>"
