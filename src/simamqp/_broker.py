@@ -50,6 +50,7 @@ class Broker(_core.Broker):
     ) -> None:
         super().__init__(seed, clock, trace=trace, user=user)
         self.lock = threading.RLock()
+        self.trace.guard = self.lock  # digest()/tail() from any thread vs emits under the lock
         self.name: str | None = None
         #: Threads that have used the broker. The creating thread counts from the start: a
         #: consumer thread that blocks before the test thread publishes must not see virtual

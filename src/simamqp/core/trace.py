@@ -26,6 +26,7 @@ import json
 import json.encoder
 import sys
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal, NamedTuple, overload
 
 __all__ = ["DEFAULT_WINDOW", "Event", "Trace", "TraceMode", "TraceNotRetained", "canonical"]
@@ -277,6 +278,10 @@ class Trace:
         self._folded = 0  # events already in self._hash
         self._hash = hashlib.sha256()
         self._limit = sys.maxsize if self._full else 2 * window
+        #: Held while reading or folding. The engine emits under its owner's lock, so a
+        #: threaded owner (``simamqp.Broker``) sets its lock here; readers on other threads
+        #: then never see a fold half done. The sans-IO default guards nothing.
+        self.guard: AbstractContextManager[Any] = nullcontext()
 
     # -- recording ------------------------------------------------------------------------
 
@@ -305,12 +310,11 @@ class Trace:
 
     def _as_events(self, start: int = 0) -> list[Event]:
         """The kept events from position ``start`` of ``self._events`` on, as ``Event``s."""
-        first = self._dropped + start + 1
+        with self.guard:
+            first = self._dropped + start + 1
+            records = self._events[start:]
         # Event(...) without the NamedTuple's Python-level __new__ (same tuple).
-        return [
-            _new_event(Event, (seq, *record))
-            for seq, record in enumerate(self._events[start:], first)
-        ]
+        return [_new_event(Event, (seq, *record)) for seq, record in enumerate(records, first)]
 
     @property
     def mode(self) -> TraceMode:
@@ -383,7 +387,8 @@ class Trace:
                 f"trace event #{index + 1} has left the window (the last {self._window} "
                 f"events are kept; trace='full' keeps all)"
             )
-        return _new_event(Event, (index + 1, *self._events[index - self._dropped]))
+        with self.guard:
+            return _new_event(Event, (index + 1, *self._events[index - self._dropped]))
 
     @property
     def events(self) -> list[Event]:
@@ -414,8 +419,9 @@ class Trace:
 
     def digest(self) -> str:
         """sha256 of the canonical lines of every event, each followed by a newline."""
-        self._fold(len(self))
-        return self._hash.hexdigest()
+        with self.guard:
+            self._fold(len(self))
+            return self._hash.hexdigest()
 
     def format(self, last: int | None = None) -> str:
         events = self._whole("format()") if last is None else self.tail(last)
