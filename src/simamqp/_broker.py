@@ -37,6 +37,7 @@ class Broker(_core.Broker):
     """An in-memory RabbitMQ for one test (or one process): engine + lock + URL.
 
     ``Broker(seed=0, clock=None)``: the clock defaults to a ``VirtualClock`` with autojump.
+    ``trace="window"`` (the default: bounded, with a running digest), ``"full"`` or ``"off"``.
     """
 
     def __init__(
