@@ -1,4 +1,5 @@
-"""Rows 2, 4, 5, 6: the sans-IO engine alone (no kombu, no threads, no lock).
+"""Rows 2, 4, 5, 6: the sans-IO engine alone (no kombu, no threads, no lock), and memory over
+many brokers and messages (rows 5 and 6 also through kombu).
 
 These rows are single-threaded and CPU-bound, so they are timed with ``time.process_time()``
 (CPU time of this process): other load on a shared machine does not count against them.
@@ -11,15 +12,19 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
+import amqp
+import kombu
+
 import simamqp
 from simamqp.core import Broker
+from simamqp.core.trace import DEFAULT_WINDOW, TraceMode
 
 from ._util import Row, best_of, fmt_rate, fmt_us
 
 _clock = time.process_time
 
 
-def _consumer_setup(trace: bool) -> tuple[Broker, object, object]:
+def _consumer_setup(trace: bool | TraceMode) -> tuple[Broker, object, object]:
     broker = Broker(seed=1, trace=trace)
     conn = broker.connect()
     ch = conn.channel()
@@ -28,7 +33,7 @@ def _consumer_setup(trace: bool) -> tuple[Broker, object, object]:
     return broker, conn, ch
 
 
-def core_round_trips(n: int, trace: bool) -> float:
+def core_round_trips(n: int, trace: bool | TraceMode) -> float:
     """Seconds for ``n`` x (publish → deliver into the outbox → pop the frame → ack)."""
     broker, conn, ch = _consumer_setup(trace)
     outbox = conn.outbox  # type: ignore[attr-defined]
@@ -51,9 +56,20 @@ def row_core(quick: bool) -> list[Row]:
     n = 20_000 if quick else 100_000
     repeat = 2 if quick else 3
     off = best_of(lambda: core_round_trips(n, trace=False), repeat)
-    on = best_of(lambda: core_round_trips(n, trace=True), repeat)
-    rate_off, rate_on = n / off, n / on
+    window = best_of(lambda: core_round_trips(n, trace="window"), repeat)
+    on = best_of(lambda: core_round_trips(n, trace="full"), repeat)
+    rate_off, rate_window, rate_on = n / off, n / window, n / on
     return [
+        Row(
+            2,
+            "core publish+deliver+ack, default trace",
+            fmt_rate(rate_window),
+            "≥ 250k/s",
+            rate_window >= 250_000,
+            f"{fmt_us(window / n)} per message; window of {DEFAULT_WINDOW} events + running "
+            f"digest; costs {window / off:.2f}x trace off",
+            extra={"rate": rate_window},
+        ),
         Row(
             2,
             "core publish+deliver+ack, trace off",
@@ -65,11 +81,11 @@ def row_core(quick: bool) -> list[Row]:
         ),
         Row(
             2,
-            "core publish+deliver+ack, trace on",
+            "core publish+deliver+ack, trace='full'",
             fmt_rate(rate_on),
             "(reported)",
             None,
-            f"{fmt_us(on / n)} per message; trace costs {on / off:.2f}x",
+            f"{fmt_us(on / n)} per message; every event kept, {on / off:.2f}x trace off",
             extra={"rate": rate_on},
         ),
     ]
@@ -179,12 +195,43 @@ def broker_memory_growth(n: int) -> tuple[int, int]:
     return after_100, after_n
 
 
+def _one_url_broker() -> None:
+    """A broker that hands out its URL (an implicit registration), used through kombu."""
+    broker = simamqp.Broker(seed=7)
+    connection = broker.connection()
+    connection.connect()
+    connection.default_channel.queue_declare("tasks", auto_delete=False)
+    connection.release()
+
+
+def url_broker_memory_growth(n: int) -> tuple[int, int]:
+    """Traced bytes still allocated after 200 and after ``n`` brokers created with a URL."""
+    for _ in range(50):
+        _one_url_broker()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(n):
+            _one_url_broker()
+            if i == 199:
+                gc.collect()
+                after_200 = tracemalloc.get_traced_memory()[0] - base
+        gc.collect()
+        after_n = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    return after_200, after_n
+
+
 def row_lifecycle(quick: bool) -> list[Row]:
     n = 2_000 if quick else 10_000
     per = best_of(lambda: broker_lifecycle(n), 3)
     registered = best_of(lambda: broker_lifecycle(n, _one_registered_broker), 3)
     after_100, after_1000 = broker_memory_growth(1_000)
     flat = after_1000 - after_100 < 16 * 1024
+    url_200, url_2000 = url_broker_memory_growth(2_000)
+    url_flat = url_2000 - url_200 < 64 * 1024
     return [
         Row(
             5,
@@ -204,13 +251,23 @@ def row_lifecycle(quick: bool) -> list[Row]:
             f"after 100: {after_100:+,} B, after 1,000: {after_1000:+,} B",
             extra={"after_100": after_100, "after_1000": after_1000},
         ),
+        Row(
+            5,
+            "memory retained over 2,000 brokers given a URL",
+            f"{url_2000 - url_200:+,} B",
+            "flat",
+            url_flat,
+            f"broker.connection() + connect + declare + release, then dropped; after 200: "
+            f"{url_200:+,} B, after 2,000: {url_2000:+,} B",
+            extra={"after_200": url_200, "after_2000": url_2000},
+        ),
     ]
 
 
 # -- 6. memory per queued message -----------------------------------------------------------
 
 
-def memory_per_message(n: int, size: int = 1024, *, trace: bool = False) -> float:
+def memory_per_message(n: int, size: int = 1024, *, trace: bool | TraceMode = False) -> float:
     """Traced bytes per queued ``size``-byte message, the body included.
 
     Each body is made inside the traced section and the publisher keeps no reference, as
@@ -237,10 +294,66 @@ def memory_per_message(n: int, size: int = 1024, *, trace: bool = False) -> floa
     return used / n
 
 
+def consumed_memory_growth(warm: int, total: int) -> tuple[int, int]:
+    """Traced bytes still allocated after ``warm`` and ``total`` messages published, delivered
+    and acked through kombu's transport on the process's default ``simamqp://`` broker
+    (default trace), after 1,000 untraced to warm caches."""
+    name = f"bench.consumed.{time.monotonic_ns()}"
+    connection = kombu.Connection("simamqp://")
+    connection.connect()
+    raw = connection.connection
+    channel = raw.channel()
+    channel.queue_declare(name, auto_delete=False)
+    received = 0
+
+    def on_message(message: amqp.Message) -> None:
+        nonlocal received
+        received += 1
+        channel.basic_ack(message.delivery_tag)
+
+    channel.basic_consume(name, callback=on_message)
+    sent = 0
+
+    def move(count: int) -> None:
+        nonlocal sent
+        for _ in range(count):
+            channel.basic_publish(
+                amqp.Message(b'{"n": 1}', content_type="application/json"), "", name
+            )
+        sent += count
+        while received < sent:
+            raw.drain_events(timeout=5)
+
+    try:
+        move(1_000)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            for _ in range(warm // 1_000):
+                move(1_000)
+            gc.collect()
+            after_warm = tracemalloc.get_traced_memory()[0] - base
+            for _ in range((total - warm) // 1_000):
+                move(1_000)
+            gc.collect()
+            after_total = tracemalloc.get_traced_memory()[0] - base
+        finally:
+            tracemalloc.stop()
+    finally:
+        channel.queue_delete(name)
+        connection.release()
+    return after_warm, after_total
+
+
 def row_memory(quick: bool) -> list[Row]:
     n = 2_000 if quick else 20_000
     per = memory_per_message(n)
     traced = memory_per_message(n, trace=True)
+    full = memory_per_message(n, trace="full")
+    warm, total = (2_000, 20_000) if quick else (10_000, 100_000)
+    after_warm, after_total = consumed_memory_growth(warm, total)
+    per_consumed = (after_total - after_warm) / (total - warm)
     return [
         Row(
             6,
@@ -248,8 +361,20 @@ def row_memory(quick: bool) -> list[Row]:
             f"{per:,.0f} B ({per / 1024:.2f}x payload)",
             "≤ 2x payload",
             per <= 2048,
-            f"overhead {per - 1024:,.0f} B; with the trace on: {traced:,.0f} B "
-            f"({traced / 1024:.2f}x; the trace keeps 3 events per queued message)",
-            extra={"bytes": per, "traced": traced},
-        )
+            f"overhead {per - 1024:,.0f} B; default trace: {traced:,.0f} B "
+            f"({traced / 1024:.2f}x); trace='full': {full:,.0f} B ({full / 1024:.2f}x, it keeps "
+            "3 events per queued message)",
+            extra={"bytes": per, "traced": traced, "full": full},
+        ),
+        Row(
+            6,
+            f"memory retained per consumed message, default broker, {warm // 1000}k -> "
+            f"{total // 1000}k",
+            f"{per_consumed:+,.2f} B",
+            "flat (0 B)",
+            abs(per_consumed) < 1.0,
+            f"simamqp:// (default trace), transport channel publish/deliver/ack; after "
+            f"{warm:,}: {after_warm:+,} B, after {total:,}: {after_total:+,} B",
+            extra={"after_warm": after_warm, "after_total": after_total, "per": per_consumed},
+        ),
     ]

@@ -12,7 +12,6 @@ changes or the I/O lock is free. No thread ever blocks on the network while hold
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import sys
@@ -68,10 +67,18 @@ def _unpickle_backend(cls: type[RPCBackend], app: Any, kwargs: dict[str, Any]) -
     return cls(app, **kwargs)
 
 
-def _after_fork_in_child(ref: weakref.ReferenceType[RPCBackend]) -> None:
-    backend = ref()
-    if backend is not None:
+#: Every live backend, for the one at-fork hook below (a hook per backend could never be
+#: removed: os.register_at_fork has no unregister, so each backend would leak one).
+_live_backends: weakref.WeakSet[RPCBackend] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_live_backends):
         backend._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Watch:
@@ -172,9 +179,7 @@ class RPCBackend:
         self._clock = clock or time.monotonic
         self._init_process_state()
         self.result_consumer = self.ResultConsumer(self, app, self.accept)
-        os.register_at_fork(
-            after_in_child=functools.partial(_after_fork_in_child, weakref.ref(self)),
-        )
+        _live_backends.add(self)
 
     def _init_process_state(self) -> None:
         """Everything that must not survive into a forked child."""

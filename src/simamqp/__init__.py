@@ -30,7 +30,7 @@ from .core.errors import (
     ResourceLocked,
 )
 from .core.faults import FaultPlan, FaultRule, InvalidFault
-from .core.trace import Event, Trace
+from .core.trace import Event, Trace, TraceNotRetained
 from .wallclock import WallClock
 
 _ALIASES.setdefault("simamqp", "simamqp.transport:Transport")
@@ -58,6 +58,7 @@ __all__ = [
     "QueueInfo",
     "ResourceLocked",
     "Trace",
+    "TraceNotRetained",
     "VirtualClock",
     "WallClock",
     "__version__",

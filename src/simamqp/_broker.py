@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import _waiting
 from .core import broker as _core
 from .core.clock import Clock
+from .core.trace import TraceMode
 
 if TYPE_CHECKING:
     from kombu.connection import Connection as KombuConnection
@@ -39,6 +41,7 @@ class Broker(_core.Broker):
     ``Broker(seed=0, clock=None)``: the clock defaults to a ``VirtualClock`` with autojump.
     ``autojump_threshold`` (real seconds, default 0.02) is how long every thread using the
     broker must have been blocked in it before virtual time jumps (docs/threads.md).
+    ``trace="window"`` (the default: bounded, with a running digest), ``"full"`` or ``"off"``.
     """
 
     def __init__(
@@ -46,7 +49,7 @@ class Broker(_core.Broker):
         seed: int = 0,
         clock: Clock | None = None,
         *,
-        trace: bool = True,
+        trace: bool | TraceMode = True,
         user: str = "guest",
         name: str | None = None,
         autojump_threshold: float = _waiting.DEFAULT_AUTOJUMP_THRESHOLD,
@@ -57,6 +60,7 @@ class Broker(_core.Broker):
         #: Real seconds every thread must have been blocked before virtual time jumps.
         self.autojump_threshold = float(autojump_threshold)
         self.lock = threading.RLock()
+        self.trace.guard = self.lock  # digest()/tail() from any thread vs emits under the lock
         self.name: str | None = None
         #: Threads that have used the broker. The creating thread counts from the start: a
         #: consumer thread that blocks before the test thread publishes must not see virtual
@@ -80,9 +84,13 @@ class Broker(_core.Broker):
 
     @property
     def url(self) -> str:
-        """``simamqp://NAME//``; an unregistered broker is registered under a fresh name."""
+        """``simamqp://NAME//``; an unregistered broker is registered under a fresh name.
+
+        That implicit registration holds the broker weakly: a broker nobody references any more
+        is collected (and its name freed) even after ``.url`` or ``.connection()``.
+        """
         if self.name is None:
-            register(_fresh_name(), self)
+            _register_weakly(self)
         assert self.name is not None
         return f"simamqp://{self.name}//"
 
@@ -151,7 +159,12 @@ class Broker(_core.Broker):
             condition.notify_all()
 
 
+#: Brokers bound to a name by ``register()`` or created by ``get_broker()``: kept until
+#: ``unregister()``, like a server that runs until stopped.
 _registry: dict[str, Broker] = {}
+#: Brokers that got a fresh name implicitly (``.url``, ``.connection()``): kept only while
+#: someone else references them.
+_weak_registry: weakref.WeakValueDictionary[str, Broker] = weakref.WeakValueDictionary()
 _registry_lock = threading.Lock()
 _counter = itertools.count(1)
 
@@ -171,19 +184,34 @@ def register(name: str, broker: Broker) -> Broker:
     key = _normalise(name)
     with _registry_lock:
         current = _registry.get(key)
+        if current is None:
+            current = _weak_registry.get(key)
         if current is not None and current is not broker:
             raise ValueError(f"a broker is already registered as {key!r}; unregister it first")
-        if broker.name is not None and broker.name != key:
+        if broker.name is not None:
             _registry.pop(broker.name, None)
+            _weak_registry.pop(broker.name, None)
         _registry[key] = broker
         broker.name = key
     return broker
 
 
+def _register_weakly(broker: Broker) -> None:
+    """Give ``broker`` a fresh name without keeping it alive (``Broker.url``)."""
+    with _registry_lock:
+        if broker.name is None:
+            key = _fresh_name()
+            _weak_registry[key] = broker
+            broker.name = key
+
+
 def unregister(name: str) -> Broker | None:
     """Unbind a name (the broker itself lives on while referenced)."""
+    key = _normalise(name)
     with _registry_lock:
-        broker = _registry.pop(_normalise(name), None)
+        broker = _registry.pop(key, None)
+        if broker is None:
+            broker = _weak_registry.pop(key, None)
     if broker is not None:
         broker.name = None
     return broker
@@ -194,6 +222,8 @@ def get_broker(name: str = DEFAULT_NAME, *, create: bool = True) -> Broker:
     key = _normalise(name)
     with _registry_lock:
         broker = _registry.get(key)
+        if broker is None:
+            broker = _weak_registry.get(key)
         if broker is None:
             if not create:
                 raise KeyError(f"no simamqp broker named {key!r}")
@@ -207,7 +237,7 @@ def get_broker(name: str = DEFAULT_NAME, *, create: bool = True) -> Broker:
 
 def registered() -> dict[str, Broker]:
     with _registry_lock:
-        return dict(_registry)
+        return {**_weak_registry, **_registry}
 
 
 @contextmanager

@@ -133,10 +133,10 @@ class Ledger:
     # -- replay ------------------------------------------------------------------------------
 
     def feed(self, broker: Broker) -> None:
-        events = broker.trace.events
-        for event in events[self.seen :]:
+        trace = broker.trace
+        for event in trace.since(self.seen):
             self._apply(event.kind, event.attrs, event)
-        self.seen = len(events)
+        self.seen = len(trace)
 
     def _apply(self, kind: str, a: Any, event: Any) -> None:
         if kind == "publish":

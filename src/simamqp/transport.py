@@ -651,6 +651,11 @@ class SimConnection:
         **kwargs: Any,
     ) -> None:
         self.broker = broker if broker is not None else get_broker(host)
+        trace = kwargs.pop("trace", None)
+        if trace is not None:
+            # transport_options={"trace": "full"|"window"|"off"} (Celery:
+            # broker_transport_options): the broker's trace retention, for every connection.
+            self.broker.locked(lambda: self.broker.set_trace_mode(trace))
         self.host = host
         self.userid = userid
         self.virtual_host = virtual_host or "/"

@@ -17,7 +17,7 @@ from .frames import (
     GetOk,
 )
 from .message import Message
-from .trace import Event, Trace
+from .trace import Event, Trace, TraceNotRetained
 
 __all__ = [
     "AMQPChannelError",
@@ -43,6 +43,7 @@ __all__ = [
     "Message",
     "QueueInfo",
     "Trace",
+    "TraceNotRetained",
     "VHost",
     "VirtualClock",
 ]

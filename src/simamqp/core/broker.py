@@ -36,7 +36,7 @@ from .frames import BasicAck, BasicDeliver, BasicNack, BasicReturn
 from .message import Message
 from .queues import Queue
 from .scheduler import Scheduler
-from .trace import Trace
+from .trace import Trace, TraceMode
 
 __all__ = ["Broker", "ExchangeInfo", "QueueInfo", "VHost"]
 
@@ -118,7 +118,7 @@ class Broker:
         seed: int = 0,
         clock: Clock | None = None,
         *,
-        trace: bool = True,
+        trace: bool | TraceMode = True,
         user: str = "guest",
     ) -> None:
         if not isinstance(seed, int) or isinstance(seed, bool):
@@ -127,8 +127,12 @@ class Broker:
         self.random = random.Random(seed)
         self.clock: Clock = clock if clock is not None else VirtualClock()
         self.scheduler = Scheduler()
-        self.trace = Trace(enabled=trace)
-        self._tracing = trace
+        #: ``trace``: "window" (the default, also ``True``), "full" or "off" (also ``False``).
+        if isinstance(trace, bool):
+            self.trace = Trace(enabled=trace)
+        else:
+            self.trace = Trace(mode=trace)
+        self._tracing = self.trace.enabled
         self.user = user
         self.vhosts: dict[str, VHost] = {"/": VHost("/")}
         self.connections: dict[int, Connection] = {}
@@ -152,6 +156,11 @@ class Broker:
 
     def set_tracing(self, enabled: bool) -> None:
         self._tracing = self.trace.enabled = enabled
+
+    def set_trace_mode(self, mode: TraceMode) -> None:
+        """Trace retention: "window" (the default), "full" or "off" (see ``Trace``)."""
+        self.trace.set_mode(mode)
+        self._tracing = self.trace.enabled
 
     def _tick(self) -> int:
         """Fire every timer that is due; the number fired."""

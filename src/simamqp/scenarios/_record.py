@@ -79,6 +79,9 @@ class Recorder:
         self.steps: list[dict[str, Any]] = []
         self._depth = 0
         self._last_time = self.start
+        if broker.trace.enabled:
+            # A replay file expects every trace line: recording needs the whole log.
+            broker.trace.set_mode("full")
         self._trace_mark = len(broker.trace)
         self._names: dict[int, str] = {}
         self._lock: Any = getattr(broker, "lock", None) or contextlib.nullcontext()

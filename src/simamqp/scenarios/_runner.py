@@ -125,7 +125,7 @@ class Run:
         broker_factory: Callable[[int, Clock], Broker] | None = None,
     ) -> None:
         self.scenario = scenario
-        factory = broker_factory or (lambda s, c: Broker(seed=s, clock=c))
+        factory = broker_factory or (lambda s, c: Broker(seed=s, clock=c, trace="full"))
         self.brokers: dict[str, Broker] = {}
         for name, spec in scenario.brokers.items():
             broker = factory(spec.seed if seed is None else seed, make_clock(spec))
