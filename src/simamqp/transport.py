@@ -13,8 +13,10 @@ py-amqp would read them off the socket:
   before every publish when the server has the ``connection.blocked`` capability.
 - After a channel error the channel is reopened under the same id (py-amqp's ``_do_revive``).
 
-Message properties go through py-amqp's own codec when they are not flat, so headers reach the
-consumer with the wire's types (tuples become lists, datetimes lose sub-seconds...).
+Every argument and message a client hands in passes ``simamqp._boundary`` first: coerced or
+refused exactly as py-amqp's encoder would before the bytes reach RabbitMQ, so headers reach the
+consumer with the wire's types (tuples become lists, datetimes lose sub-seconds...) and an
+ill-typed value raises in the caller instead of reaching the engine.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from amqp.serialization import decode_properties_basic
 from kombu.transport import base
 from kombu.transport import pyamqp as kombu_pyamqp
 
-from . import __version__
+from . import __version__, _boundary
+from ._boundary import method_arguments as _args
 from ._broker import Broker, get_broker
 from .core import frames as F
 from .core.channel import Channel as CoreChannel
@@ -77,24 +80,6 @@ def _is_flat(properties: Mapping[str, Any]) -> bool:
         elif type(value) not in _FLAT:
             return False
     return True
-
-
-def _outbound_properties(properties: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The properties py-amqp would encode (None means absent), and whether they are flat."""
-    out = {}
-    flat = True
-    for key, value in properties.items():
-        if value is None:
-            continue
-        out[key] = value
-        if not flat:
-            continue
-        if key == "application_headers":
-            if value and not all(type(v) in _FLAT and type(v) is not float for v in value.values()):
-                flat = False
-        elif type(value) not in _FLAT:
-            flat = False
-    return out, flat
 
 
 def _wire_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
@@ -295,6 +280,18 @@ class SimChannel(base.StdChannel):
         argsig: str = "BssbbbbbF",
         internal: bool = False,
     ) -> None:
+        _, exchange, type, passive, durable, auto_delete, internal, nowait, arguments = _args(
+            "BssbbbbbF",
+            0,
+            exchange,
+            type,
+            passive,
+            durable,
+            auto_delete,
+            internal,
+            nowait,
+            arguments,
+        )
         self._call(
             lambda ch: ch.exchange_declare(
                 exchange, type, passive, durable, auto_delete, internal, arguments
@@ -304,6 +301,7 @@ class SimChannel(base.StdChannel):
     def exchange_delete(
         self, exchange: str, if_unused: bool = False, nowait: bool = False, argsig: str = "Bsbb"
     ) -> tuple[()] | None:
+        _, exchange, if_unused, nowait = _args("Bsbb", 0, exchange, if_unused, nowait)
         self._call(lambda ch: ch.exchange_delete(exchange, if_unused))
         return None if nowait else ()
 
@@ -316,6 +314,9 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsssbF",
     ) -> tuple[()] | None:
+        _, destination, source, routing_key, nowait, arguments = _args(
+            "BsssbF", 0, destination, source, routing_key, nowait, arguments
+        )
         self._call(lambda ch: ch.exchange_bind(destination, source, routing_key, arguments))
         return None if nowait else ()
 
@@ -328,6 +329,9 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsssbF",
     ) -> tuple[()] | None:
+        _, destination, source, routing_key, nowait, arguments = _args(
+            "BsssbF", 0, destination, source, routing_key, nowait, arguments
+        )
         self._call(lambda ch: ch.exchange_unbind(destination, source, routing_key, arguments))
         return None if nowait else ()
 
@@ -342,6 +346,9 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsssbF",
     ) -> tuple[()] | None:
+        _, queue, exchange, routing_key, nowait, arguments = _args(
+            "BsssbF", 0, queue, exchange, routing_key, nowait, arguments
+        )
         self._call(lambda ch: ch.queue_bind(queue, exchange, routing_key, arguments))
         return None if nowait else ()
 
@@ -354,6 +361,10 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsssF",
     ) -> tuple[()] | None:
+        # queue.unbind has no nowait field on the wire (argsig BsssF).
+        _, queue, exchange, routing_key, arguments = _args(
+            "BsssF", 0, queue, exchange, routing_key, arguments
+        )
         self._call(lambda ch: ch.queue_unbind(queue, exchange, routing_key, arguments))
         return None if nowait else ()
 
@@ -368,6 +379,9 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsbbbbbF",
     ) -> queue_declare_ok_t | None:
+        _, queue, passive, durable, exclusive, auto_delete, nowait, arguments = _args(
+            "BsbbbbbF", 0, queue, passive, durable, exclusive, auto_delete, nowait, arguments
+        )
         result = self._call(
             lambda ch: ch.queue_declare(queue, passive, durable, exclusive, auto_delete, arguments)
         )
@@ -381,10 +395,14 @@ class SimChannel(base.StdChannel):
         nowait: bool = False,
         argsig: str = "Bsbbb",
     ) -> int | None:
+        _, queue, if_unused, if_empty, nowait = _args(
+            "Bsbbb", 0, queue, if_unused, if_empty, nowait
+        )
         count = self._call(lambda ch: ch.queue_delete(queue, if_unused, if_empty))
         return None if nowait else count
 
     def queue_purge(self, queue: str = "", nowait: bool = False, argsig: str = "Bsb") -> int | None:
+        _, queue, nowait = _args("Bsb", 0, queue, nowait)
         count = self._call(lambda ch: ch.queue_purge(queue))
         return None if nowait else count
 
@@ -393,6 +411,9 @@ class SimChannel(base.StdChannel):
     def basic_qos(
         self, prefetch_size: int, prefetch_count: int, a_global: bool, argsig: str = "lBb"
     ) -> tuple[()]:
+        prefetch_size, prefetch_count, a_global = _args(
+            "lBb", prefetch_size, prefetch_count, a_global
+        )
         self._call(lambda ch: ch.basic_qos(prefetch_size, prefetch_count, a_global))
         return ()
 
@@ -409,6 +430,9 @@ class SimChannel(base.StdChannel):
         on_cancel: Callable[[str], Any] | None = None,
         argsig: str = "BssbbbbF",
     ) -> str:
+        _, queue, consumer_tag, no_local, no_ack, exclusive, nowait, arguments = _args(
+            "BssbbbbF", 0, queue, consumer_tag, no_local, no_ack, exclusive, nowait, arguments
+        )
         tag = self._call(
             lambda ch: ch.basic_consume(queue, consumer_tag, no_local, no_ack, exclusive, arguments)
         )
@@ -423,6 +447,7 @@ class SimChannel(base.StdChannel):
     def basic_cancel(
         self, consumer_tag: str, nowait: bool = False, argsig: str = "sb"
     ) -> str | None:
+        consumer_tag, nowait = _args("sb", consumer_tag, nowait)
         if self.connection is not None and self.is_open:
             self._call(lambda ch: ch.basic_cancel(consumer_tag))
         self._remove_tag(consumer_tag)
@@ -436,6 +461,7 @@ class SimChannel(base.StdChannel):
     def basic_get(
         self, queue: str = "", no_ack: bool = False, argsig: str = "Bsb"
     ) -> amqp.Message | None:
+        _, queue, no_ack = _args("Bsb", 0, queue, no_ack)
         ok = self._call(lambda ch: ch.basic_get(queue, no_ack))
         if ok is None:
             return None
@@ -451,6 +477,9 @@ class SimChannel(base.StdChannel):
 
     def basic_ack(self, delivery_tag: int, multiple: bool = False, argsig: str = "Lb") -> None:
         # _settle(lambda ch: ch.basic_ack(...)), inlined: once per message.
+        if type(multiple) is not bool:
+            multiple = bool(_args("b", multiple)[0])
+        delivery_tag = _boundary.delivery_tag(delivery_tag)
         conn = self._conn()
         broker = conn.broker
         try:
@@ -466,10 +495,12 @@ class SimChannel(base.StdChannel):
             raise amqp_exc.RecoverableConnectionError("connection already closed") from err
 
     def basic_reject(self, delivery_tag: int, requeue: bool, argsig: str = "Lb") -> None:
+        delivery_tag, requeue = _args("Lb", delivery_tag, requeue)
         self._settle(lambda ch: ch.basic_reject(delivery_tag, requeue))
 
     def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
         """basic.nack (py-amqp 5.4 has no method for it; RabbitMQ supports it)."""
+        delivery_tag, multiple, requeue = _args("Lbb", delivery_tag, multiple, requeue)
         self._settle(lambda ch: ch.basic_nack(delivery_tag, multiple, requeue))
 
     def _settle(self, fn: Callable[[CoreChannel], None]) -> None:
@@ -493,12 +524,14 @@ class SimChannel(base.StdChannel):
         )
 
     def basic_recover(self, requeue: bool = False) -> None:
+        (requeue,) = _args("b", requeue)
         self._call(lambda ch: ch.basic_recover(requeue))
 
     def basic_recover_async(self, requeue: bool = False) -> None:
         self.basic_recover(requeue)
 
     def flow(self, active: bool) -> None:
+        (active,) = _args("b", active)
         self._call(lambda ch: ch.flow(active))
 
     def confirm_select(self, nowait: bool = False) -> tuple[()] | None:
@@ -524,19 +557,11 @@ class SimChannel(base.StdChannel):
         conn._dispatch_one(block=False)
         if self._confirm_publish and not self._confirm_selected:
             self.confirm_select()
-        body = msg.body
-        properties = msg.properties
-        if isinstance(body, str):
-            # Copy only to add the key: _outbound_properties below copies anyway.
-            if "content_encoding" in properties:
-                encoding = properties["content_encoding"]
-            else:
-                encoding = "utf-8"
-                properties = {**properties, "content_encoding": encoding}
-            body = body.encode(encoding)
-        properties, flat = _outbound_properties(properties)
-        if not flat:
-            properties = _wire_properties(properties)
+        # Encoded as py-amqp's send_method would: the method's arguments, then the content.
+        exchange, routing_key, mandatory, immediate = _boundary.publish_arguments(
+            exchange, routing_key, mandatory, immediate
+        )
+        body, properties = _boundary.message_content(msg.body, msg.properties)
         broker = conn.broker
         try:
             with broker.lock:  # SimConnection._locked, inlined (once per message)

@@ -1,0 +1,179 @@
+"""The input boundary: every value a kombu/py-amqp client hands to simamqp passes through here.
+
+On a real connection each method argument is encoded by py-amqp's ``dumps`` following the
+method's ``argsig`` and each message by ``GenericContent._serialize_properties`` and the frame
+writer; RabbitMQ then receives what those bytes decode to. A value the encoder refuses never
+leaves the client (``TypeError``, ``struct.error``, ``ValueError``, ``AttributeError`` or
+``FrameSyntaxError``, with the connection intact); a value it coerces arrives coerced
+(``int("5")`` for a short, ``2.7`` -> ``2``, ``None`` -> ``""`` for a shortstr, bytes names
+become text, tuples in tables become lists, unknown properties are dropped).
+
+This module reproduces exactly that by running py-amqp's own codec: ``method_arguments`` is
+``loads(argsig, dumps(argsig, values))``, ``message_properties`` is
+``decode_properties_basic(_serialize_properties())`` and ``message_body`` follows the frame
+writer. Reusing the codec instead of re-implementing its rules keeps simamqp faithful to the
+py-amqp version installed, quirks included. The engine (``simamqp.core``) then applies
+RabbitMQ's own checks (argument types and ranges, header types, reply codes and texts).
+
+The codec costs microseconds, which matters on the per-message path (publish, ack), so the
+functions there first try a *fast path*: plain types whose round trip through the codec is the
+identity (a ``str`` of at most 63 characters is at most 252 UTF-8 bytes, an ``int`` in range, a
+``bool``...). ``tests/kombu/test_boundary.py`` checks over generated inputs that the fast path
+and the codec agree, so the fast path never accepts what the encoder would refuse or change.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import amqp
+from amqp.serialization import decode_properties_basic, dumps, loads
+
+__all__ = [
+    "PROPERTY_TYPES",
+    "delivery_tag",
+    "heartbeat",
+    "message_content",
+    "message_properties",
+    "method_arguments",
+    "publish_arguments",
+]
+
+#: The basic class content properties py-amqp encodes, with their wire types; anything else
+#: in ``Message.properties`` is not sent.
+PROPERTY_TYPES: dict[str, str] = dict(amqp.Message.PROPERTIES)
+
+#: Longest str whose UTF-8 form (<= 4 bytes per character, 3 for a surrogate) fits a shortstr.
+_SAFE_SHORTSTR_CHARS = 255 // 4
+_U64 = 2**64
+_I64 = 2**63
+
+
+def method_arguments(argsig: str, *values: Any) -> list[Any]:
+    """``values`` as RabbitMQ receives them once py-amqp has encoded them by ``argsig``.
+
+    Raises what py-amqp's ``dumps`` raises for a value it cannot encode. The leading
+    reserved ``ticket`` (``B``) of most methods is included in ``argsig`` and ``values``.
+    """
+    encoded = dumps(argsig, values)
+    decoded: list[Any] = loads(argsig, encoded, 0)[0]
+    return decoded
+
+
+def _shortstr_is_identity(value: Any) -> bool:
+    return type(value) is str and len(value) <= _SAFE_SHORTSTR_CHARS
+
+
+def publish_arguments(
+    exchange: Any, routing_key: Any, mandatory: Any, immediate: Any
+) -> tuple[str, str, bool, bool]:
+    """basic.publish's arguments after the ticket (argsig ``Bssbb``)."""
+    if (
+        type(mandatory) is bool
+        and type(immediate) is bool
+        and _shortstr_is_identity(exchange)
+        and _shortstr_is_identity(routing_key)
+    ):
+        return exchange, routing_key, mandatory, immediate
+    _, exchange, routing_key, mandatory, immediate = method_arguments(
+        "Bssbb", 0, exchange, routing_key, mandatory, immediate
+    )
+    return exchange, routing_key, mandatory, immediate
+
+
+def delivery_tag(tag: Any) -> int:
+    """A delivery tag (``L``, unsigned 64-bit) as the encoder takes it."""
+    if type(tag) is int and 0 <= tag < _U64:
+        return tag
+    value: int = method_arguments("L", tag)[0]
+    return value
+
+
+def heartbeat(client_heartbeat: Any, server_heartbeat: int) -> int:
+    """The heartbeat py-amqp negotiates and sends in tune-ok (``Connection._on_tune``)."""
+    if not client_heartbeat:
+        return 0
+    negotiated = client_heartbeat
+    if server_heartbeat:
+        negotiated = min(server_heartbeat, client_heartbeat)
+    value: int = method_arguments("B", negotiated)[0]
+    return value
+
+
+def _header_value_is_identity(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        # Non-ASCII text may hold lone surrogates, which come back as bytes: codec path.
+        return value.isascii()  # type: ignore[no-any-return]
+    if kind is int:
+        return -_I64 <= value < _I64  # type: ignore[no-any-return]
+    return kind is bool or kind is float or value is None
+
+
+def _property_is_identity(key: str, value: Any) -> bool:
+    kind = PROPERTY_TYPES.get(key)
+    if kind == "s":
+        return _shortstr_is_identity(value)
+    if kind == "o":
+        return type(value) is int and 0 <= value <= 255
+    if kind == "L":
+        return type(value) is int and 0 <= value < _U64
+    if kind == "F":
+        return type(value) is dict and all(
+            _shortstr_is_identity(k) and k.isascii() and _header_value_is_identity(v)
+            for k, v in value.items()
+        )
+    return False  # an unknown property: the codec drops it
+
+
+def message_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
+    """Message properties as RabbitMQ receives them (``None`` means absent).
+
+    Raises what ``GenericContent._serialize_properties`` raises for a value it cannot encode.
+    """
+    out: dict[str, Any] = {}
+    for key, value in properties.items():
+        if value is None:
+            continue
+        if not _property_is_identity(key, value):
+            return _wire_properties(properties)
+        out[key] = dict(value) if key == "application_headers" else value
+    return out
+
+
+def _wire_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
+    message = amqp.Message(b"")
+    message.properties = dict(properties)
+    encoded = message._serialize_properties()
+    decoded: dict[str, Any] = decode_properties_basic(encoded, 0)[0]
+    return decoded
+
+
+def message_content(body: Any, properties: Mapping[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """The body bytes and properties py-amqp's frame writer sends for ``amqp.Message``.
+
+    In the frame writer's order: a ``str`` body is encoded with the message's
+    ``content_encoding`` (``utf-8`` by default, then recorded in the properties), the
+    properties are encoded, then the body's length is taken (``TypeError`` for
+    ``amqp.Message(5)``) and it is packed (``struct.error`` for a non-empty body other than
+    ``bytes``/``bytearray``, e.g. ``amqp.Message([104, 105])``; an empty one is sent empty).
+    """
+    if isinstance(body, str):
+        if "content_encoding" in properties:
+            encoding = properties["content_encoding"]
+        else:
+            encoding = "utf-8"
+            properties = {**properties, "content_encoding": encoding}
+        body = body.encode(encoding)
+    wire_properties = message_properties(properties)
+    if type(body) is bytes:
+        return body, wire_properties
+    if len(body) == 0:
+        return b"", wire_properties
+    if isinstance(body, bytes | bytearray):
+        return bytes(body), wire_properties
+    # What the frame writer's pack_into(">BHI%dsB", ...) raises for this body.
+    struct.pack(f"{len(body)}s", body)
+    raise AssertionError("unreachable: struct.pack took a body py-amqp refuses")
