@@ -31,10 +31,13 @@ from typing import Any
 import amqp
 from amqp.serialization import decode_properties_basic, dumps, loads
 
+from .core.errors import FrameError
+
 __all__ = [
     "PROPERTY_TYPES",
     "delivery_tag",
     "heartbeat",
+    "malformed_shortstr",
     "message_content",
     "message_properties",
     "method_arguments",
@@ -54,12 +57,24 @@ _I64 = 2**63
 def method_arguments(argsig: str, *values: Any) -> list[Any]:
     """``values`` as RabbitMQ receives them once py-amqp has encoded them by ``argsig``.
 
-    Raises what py-amqp's ``dumps`` raises for a value it cannot encode. The leading
+    Raises what py-amqp's ``dumps`` raises for a value it cannot encode, and the engine's
+    ``FrameError`` (501) for a shortstr RabbitMQ cannot decode as UTF-8. The leading
     reserved ``ticket`` (``B``) of most methods is included in ``argsig`` and ``values``.
     """
     encoded = dumps(argsig, values)
-    decoded: list[Any] = loads(argsig, encoded, 0)[0]
+    try:
+        decoded: list[Any] = loads(argsig, encoded, 0)[0]
+    except UnicodeDecodeError:
+        # bytes that are not UTF-8 in a shortstr (a name): RabbitMQ refuses the frame.
+        raise malformed_shortstr() from None
     return decoded
+
+
+def malformed_shortstr() -> FrameError:
+    """RabbitMQ's 501 for a shortstr that is not UTF-8 (a connection error, method 0, 0)."""
+    error = FrameError("Malformed UTF-8 in shortstr")
+    error.frame_level = True
+    return error
 
 
 def _shortstr_is_identity(value: Any) -> bool:

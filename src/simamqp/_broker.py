@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core import broker as _core
 from .core.clock import Clock, VirtualClock
+from .core.connection import Connection as CoreConnection
 
 if TYPE_CHECKING:
     from kombu.connection import Connection as KombuConnection
@@ -58,6 +59,8 @@ class Broker(_core.Broker):
         #: thread ident -> virtual deadline (None: waits forever) of threads blocked on us.
         self._waiting: dict[int, float | None] = {}
         self._conditions: list[threading.Condition] = []
+        #: Engine connections whose client object was collected without close() (transport).
+        self._abandoned: list[tuple[CoreConnection, threading.Condition]] = []
         if name is not None:
             register(name, self)
 
@@ -87,12 +90,16 @@ class Broker(_core.Broker):
 
     def run_until_idle(self) -> int:
         with self.lock:
+            if self._abandoned:
+                self._close_abandoned()
             fired = super().run_until_idle()
             self._wake_all()
             return fired
 
     def advance(self, seconds: float) -> int:
         with self.lock:
+            if self._abandoned:
+                self._close_abandoned()
             fired = super().advance(seconds)
             self._wake_all()
             return fired
@@ -105,6 +112,16 @@ class Broker(_core.Broker):
     def close_connections(self, reason: str = "closed via management plugin") -> None:
         with self.lock:
             super().close_connections(reason)
+            self._wake_all()
+
+    def add_vhost(self, name: str) -> _core.VHost:
+        with self.lock:
+            return super().add_vhost(name)
+
+    def delete_vhost(self, name: str) -> None:
+        with self.lock:
+            super().delete_vhost(name)
+            # Clients blocked on a connection to it must wake up to see it closed.
             self._wake_all()
 
     def queue(self, name: str, vhost: str = "/") -> _core.QueueInfo:
@@ -125,6 +142,15 @@ class Broker(_core.Broker):
     def _drop_condition(self, condition: threading.Condition) -> None:
         with suppress(ValueError):
             self._conditions.remove(condition)
+
+    def _close_abandoned(self) -> None:
+        """Close what ``_abandoned`` lists, as RabbitMQ handles a client's socket closing."""
+        while self._abandoned:
+            core, condition = self._abandoned.pop()
+            self._drop_condition(condition)
+            if core.is_open:
+                core.close()
+        self._wake_all()
 
     def _wake_all(self) -> None:
         for condition in self._conditions:

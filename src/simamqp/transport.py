@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -35,7 +36,6 @@ from kombu.transport import base
 from kombu.transport import pyamqp as kombu_pyamqp
 
 from . import __version__, _boundary
-from ._boundary import method_arguments as _args
 from ._broker import Broker, get_broker
 from .core import frames as F
 from .core.channel import Channel as CoreChannel
@@ -68,6 +68,9 @@ SERVER_PROPERTIES: dict[str, Any] = {
     },
     "cluster_name": "simamqp",
 }
+
+#: RabbitMQ's default heartbeat timeout (s), offered in connection.tune.
+SERVER_HEARTBEAT = 60
 
 _FLAT = (str, int, float, bool, type(None))
 
@@ -187,6 +190,21 @@ class SimChannel(base.StdChannel):
         except ChannelClosedError as err:
             raise amqp_exc.RecoverableConnectionError("connection already closed") from err
 
+    def _args(self, argsig: str, *values: Any) -> list[Any]:
+        """Arguments as RabbitMQ receives them (``simamqp._boundary``); a frame RabbitMQ
+        cannot decode closes the connection."""
+        try:
+            return _boundary.method_arguments(argsig, *values)
+        except AMQPError as err:
+            raise self._frame_error(err) from None
+
+    def _frame_error(self, err: AMQPError) -> amqp_exc.AMQPError:
+        conn = self._conn()
+        core_connection = conn._core
+        if core_connection is not None:
+            conn._locked(lambda: core_connection.fail(err))
+        return self._on_error(err)
+
     def _on_error(self, err: AMQPError) -> amqp_exc.AMQPError:
         conn = self.connection
         if conn is not None and not err.soft:
@@ -280,7 +298,7 @@ class SimChannel(base.StdChannel):
         argsig: str = "BssbbbbbF",
         internal: bool = False,
     ) -> None:
-        _, exchange, type, passive, durable, auto_delete, internal, nowait, arguments = _args(
+        _, exchange, type, passive, durable, auto_delete, internal, nowait, arguments = self._args(
             "BssbbbbbF",
             0,
             exchange,
@@ -301,7 +319,7 @@ class SimChannel(base.StdChannel):
     def exchange_delete(
         self, exchange: str, if_unused: bool = False, nowait: bool = False, argsig: str = "Bsbb"
     ) -> tuple[()] | None:
-        _, exchange, if_unused, nowait = _args("Bsbb", 0, exchange, if_unused, nowait)
+        _, exchange, if_unused, nowait = self._args("Bsbb", 0, exchange, if_unused, nowait)
         self._call(lambda ch: ch.exchange_delete(exchange, if_unused))
         return None if nowait else ()
 
@@ -314,7 +332,7 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsssbF",
     ) -> tuple[()] | None:
-        _, destination, source, routing_key, nowait, arguments = _args(
+        _, destination, source, routing_key, nowait, arguments = self._args(
             "BsssbF", 0, destination, source, routing_key, nowait, arguments
         )
         self._call(lambda ch: ch.exchange_bind(destination, source, routing_key, arguments))
@@ -329,7 +347,7 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsssbF",
     ) -> tuple[()] | None:
-        _, destination, source, routing_key, nowait, arguments = _args(
+        _, destination, source, routing_key, nowait, arguments = self._args(
             "BsssbF", 0, destination, source, routing_key, nowait, arguments
         )
         self._call(lambda ch: ch.exchange_unbind(destination, source, routing_key, arguments))
@@ -346,7 +364,7 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsssbF",
     ) -> tuple[()] | None:
-        _, queue, exchange, routing_key, nowait, arguments = _args(
+        _, queue, exchange, routing_key, nowait, arguments = self._args(
             "BsssbF", 0, queue, exchange, routing_key, nowait, arguments
         )
         self._call(lambda ch: ch.queue_bind(queue, exchange, routing_key, arguments))
@@ -362,7 +380,7 @@ class SimChannel(base.StdChannel):
         argsig: str = "BsssF",
     ) -> tuple[()] | None:
         # queue.unbind has no nowait field on the wire (argsig BsssF).
-        _, queue, exchange, routing_key, arguments = _args(
+        _, queue, exchange, routing_key, arguments = self._args(
             "BsssF", 0, queue, exchange, routing_key, arguments
         )
         self._call(lambda ch: ch.queue_unbind(queue, exchange, routing_key, arguments))
@@ -379,7 +397,7 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsbbbbbF",
     ) -> queue_declare_ok_t | None:
-        _, queue, passive, durable, exclusive, auto_delete, nowait, arguments = _args(
+        _, queue, passive, durable, exclusive, auto_delete, nowait, arguments = self._args(
             "BsbbbbbF", 0, queue, passive, durable, exclusive, auto_delete, nowait, arguments
         )
         result = self._call(
@@ -395,14 +413,14 @@ class SimChannel(base.StdChannel):
         nowait: bool = False,
         argsig: str = "Bsbbb",
     ) -> int | None:
-        _, queue, if_unused, if_empty, nowait = _args(
+        _, queue, if_unused, if_empty, nowait = self._args(
             "Bsbbb", 0, queue, if_unused, if_empty, nowait
         )
         count = self._call(lambda ch: ch.queue_delete(queue, if_unused, if_empty))
         return None if nowait else count
 
     def queue_purge(self, queue: str = "", nowait: bool = False, argsig: str = "Bsb") -> int | None:
-        _, queue, nowait = _args("Bsb", 0, queue, nowait)
+        _, queue, nowait = self._args("Bsb", 0, queue, nowait)
         count = self._call(lambda ch: ch.queue_purge(queue))
         return None if nowait else count
 
@@ -411,7 +429,7 @@ class SimChannel(base.StdChannel):
     def basic_qos(
         self, prefetch_size: int, prefetch_count: int, a_global: bool, argsig: str = "lBb"
     ) -> tuple[()]:
-        prefetch_size, prefetch_count, a_global = _args(
+        prefetch_size, prefetch_count, a_global = self._args(
             "lBb", prefetch_size, prefetch_count, a_global
         )
         self._call(lambda ch: ch.basic_qos(prefetch_size, prefetch_count, a_global))
@@ -430,7 +448,7 @@ class SimChannel(base.StdChannel):
         on_cancel: Callable[[str], Any] | None = None,
         argsig: str = "BssbbbbF",
     ) -> str:
-        _, queue, consumer_tag, no_local, no_ack, exclusive, nowait, arguments = _args(
+        _, queue, consumer_tag, no_local, no_ack, exclusive, nowait, arguments = self._args(
             "BssbbbbF", 0, queue, consumer_tag, no_local, no_ack, exclusive, nowait, arguments
         )
         tag = self._call(
@@ -447,7 +465,7 @@ class SimChannel(base.StdChannel):
     def basic_cancel(
         self, consumer_tag: str, nowait: bool = False, argsig: str = "sb"
     ) -> str | None:
-        consumer_tag, nowait = _args("sb", consumer_tag, nowait)
+        consumer_tag, nowait = self._args("sb", consumer_tag, nowait)
         if self.connection is not None and self.is_open:
             self._call(lambda ch: ch.basic_cancel(consumer_tag))
         self._remove_tag(consumer_tag)
@@ -461,7 +479,7 @@ class SimChannel(base.StdChannel):
     def basic_get(
         self, queue: str = "", no_ack: bool = False, argsig: str = "Bsb"
     ) -> amqp.Message | None:
-        _, queue, no_ack = _args("Bsb", 0, queue, no_ack)
+        _, queue, no_ack = self._args("Bsb", 0, queue, no_ack)
         ok = self._call(lambda ch: ch.basic_get(queue, no_ack))
         if ok is None:
             return None
@@ -478,8 +496,8 @@ class SimChannel(base.StdChannel):
     def basic_ack(self, delivery_tag: int, multiple: bool = False, argsig: str = "Lb") -> None:
         # _settle(lambda ch: ch.basic_ack(...)), inlined: once per message.
         if type(multiple) is not bool:
-            multiple = bool(_args("b", multiple)[0])
-        delivery_tag = _boundary.delivery_tag(delivery_tag)
+            multiple = bool(self._args("b", multiple)[0])
+        delivery_tag = _boundary.delivery_tag(delivery_tag)  # an int: no shortstr to refuse
         conn = self._conn()
         broker = conn.broker
         try:
@@ -495,12 +513,12 @@ class SimChannel(base.StdChannel):
             raise amqp_exc.RecoverableConnectionError("connection already closed") from err
 
     def basic_reject(self, delivery_tag: int, requeue: bool, argsig: str = "Lb") -> None:
-        delivery_tag, requeue = _args("Lb", delivery_tag, requeue)
+        delivery_tag, requeue = self._args("Lb", delivery_tag, requeue)
         self._settle(lambda ch: ch.basic_reject(delivery_tag, requeue))
 
     def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
         """basic.nack (py-amqp 5.4 has no method for it; RabbitMQ supports it)."""
-        delivery_tag, multiple, requeue = _args("Lbb", delivery_tag, multiple, requeue)
+        delivery_tag, multiple, requeue = self._args("Lbb", delivery_tag, multiple, requeue)
         self._settle(lambda ch: ch.basic_nack(delivery_tag, multiple, requeue))
 
     def _settle(self, fn: Callable[[CoreChannel], None]) -> None:
@@ -524,14 +542,14 @@ class SimChannel(base.StdChannel):
         )
 
     def basic_recover(self, requeue: bool = False) -> None:
-        (requeue,) = _args("b", requeue)
+        (requeue,) = self._args("b", requeue)
         self._call(lambda ch: ch.basic_recover(requeue))
 
     def basic_recover_async(self, requeue: bool = False) -> None:
         self.basic_recover(requeue)
 
     def flow(self, active: bool) -> None:
-        (active,) = _args("b", active)
+        (active,) = self._args("b", active)
         self._call(lambda ch: ch.flow(active))
 
     def confirm_select(self, nowait: bool = False) -> tuple[()] | None:
@@ -558,9 +576,12 @@ class SimChannel(base.StdChannel):
         if self._confirm_publish and not self._confirm_selected:
             self.confirm_select()
         # Encoded as py-amqp's send_method would: the method's arguments, then the content.
-        exchange, routing_key, mandatory, immediate = _boundary.publish_arguments(
-            exchange, routing_key, mandatory, immediate
-        )
+        try:
+            exchange, routing_key, mandatory, immediate = _boundary.publish_arguments(
+                exchange, routing_key, mandatory, immediate
+            )
+        except AMQPError as err:
+            raise self._frame_error(err) from None
         body, properties = _boundary.message_content(msg.body, msg.properties)
         broker = conn.broker
         try:
@@ -653,6 +674,20 @@ class SimChannel(base.StdChannel):
         raise _to_amqp_error(frame.error)
 
 
+def _close_abandoned(broker: Broker, core: CoreConnection, condition: threading.Condition) -> None:
+    """Close the engine connection of a collected SimConnection: a socket close, no frame.
+
+    The collector may run in any thread at any allocation, also inside a broker call on this
+    thread: then the close waits for the next ``Broker.run_until_idle``/``advance``.
+    """
+    if broker.lock._is_owned():  # type: ignore[attr-defined]
+        broker._abandoned.append((core, condition))
+        return
+    with broker.lock:
+        broker._abandoned.append((core, condition))
+        broker._close_abandoned()
+
+
 class SimConnection:
     """py-amqp's ``amqp.Connection`` surface over an engine connection."""
 
@@ -681,6 +716,7 @@ class SimConnection:
         #: py-amqp's drain_events returns after reading one; simamqp does the same, so loops
         #: that only check for shutdown between drain_events calls behave as on RabbitMQ.
         self.heartbeat = float(heartbeat or 0)
+        self._client_heartbeat = heartbeat
         self.channels: dict[int, SimChannel] = {}
         self.client: Any = None
         self.on_blocked = kwargs.get("on_blocked")
@@ -690,6 +726,9 @@ class SimConnection:
         self._closed = True
         self._condition: threading.Condition | None = None
         self._default_channel: SimChannel | None = None
+        self._finalizer: (
+            weakref.finalize[[Broker, CoreConnection, threading.Condition], SimConnection] | None
+        ) = None
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed"
@@ -706,6 +745,9 @@ class SimConnection:
     def connect(self, callback: Callable[[], Any] | None = None) -> SimConnection:
         if self._core is not None and not self._closed:
             return self
+        # connection.tune-ok: py-amqp negotiates and encodes the heartbeat (a short), so
+        # ?heartbeat=-5 fails to connect as it does on RabbitMQ instead of spinning later.
+        self.heartbeat = float(_boundary.heartbeat(self._client_heartbeat, SERVER_HEARTBEAT))
         broker = self.broker
         try:
             core = broker.locked(
@@ -721,6 +763,9 @@ class SimConnection:
             core.listener = _notifier(condition)
         self._core = core
         self._closed = False
+        # A connection object collected without close() is closed by the broker, as
+        # RabbitMQ sees the socket close when py-amqp's Connection is collected.
+        self._finalizer = weakref.finalize(self, _close_abandoned, broker, core, condition)
         if callback is not None:
             callback()
         return self
@@ -778,6 +823,9 @@ class SimConnection:
 
     def _collect(self, reason: AMQPError | None) -> None:
         self._closed = True
+        finalizer = self._finalizer
+        if finalizer is not None:
+            finalizer.detach()
         for channel in list(self.channels.values()):
             channel.collect()
         self.channels.clear()

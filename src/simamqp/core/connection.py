@@ -75,6 +75,20 @@ class Connection:
         self.broker._emit("connection-close", connection=self.id)
         self._teardown(None, notify=False)
 
+    def fail(self, error: AMQPError) -> None:
+        """Close the connection for a frame error found before any method ran (e.g. 501)."""
+        if not self.is_open:
+            return
+        self.broker._emit(
+            "error",
+            connection=self.id,
+            code=error.reply_code,
+            text=error.reply_text,
+            method=list(error.method),
+            scope="connection",
+        )
+        self._teardown(error, notify=False)
+
     def _push(self, frame: Frame) -> None:
         self.outbox.append(frame)
         listener = self.listener

@@ -99,6 +99,17 @@ def invalid_queue_arg(arg: str, name: str, vhost: str, reason: str) -> str:
     return f"invalid arg '{arg}' for queue '{name}' {_v(vhost)}: {reason}"
 
 
+def invalid_exchange_arg_type(type_name: str, exchange: str, vhost: str) -> str:
+    return (
+        f"invalid type '{type_name}' for arg 'alternate-exchange' in exchange '{exchange}' "
+        f"{_v(vhost)}"
+    )
+
+
+def unacceptable_header_type(header: str, type_name: str) -> str:
+    return f'invalid message: {{unacceptable_type_in_header,"{header}",{type_name}}}'
+
+
 def invalid_expiration(value: str, reason: str) -> str:
     return f"invalid expiration '{value}': {reason}"
 
