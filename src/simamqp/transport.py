@@ -106,7 +106,8 @@ def _delivery_properties(message: CoreMessage) -> dict[str, Any]:
 def _inbound(channel: SimChannel, message: CoreMessage) -> amqp.Message:
     """An ``amqp.Message`` as py-amqp builds one from an incoming content frame."""
     properties = _delivery_properties(message)
-    body: bytes | str = message.body
+    # py-amqp reads no body frame for an empty body and leaves Message.body at its default "".
+    body: bytes | str = message.body or ""
     encoding = properties.get("content_encoding")
     if encoding and channel.auto_decode:
         # try/except rather than a suppress() context manager: once per delivery.

@@ -457,12 +457,13 @@ class Broker:
             raise PreconditionFailed(
                 replies.user_id_mismatch(str(user_id), channel.connection.user)
             )
-        if props.get("expiration") is not None:
-            self._check_expiration(props["expiration"])
+        # The order of the checks below is RabbitMQ's (measured: the first failing one wins).
         if props.get("reply_to") == DIRECT_REPLY_TO:
             if channel.reply_consumer is None:
                 raise PreconditionFailed(replies.direct_reply_not_consuming())
             props["reply_to"] = channel.reply_consumer[1]
+        if props.get("expiration") is not None:
+            self._check_expiration(props["expiration"])
         routing_keys: tuple[str, ...] = (routing_key,)
         if headers:
             for key in ("CC", "BCC"):
@@ -471,6 +472,10 @@ class Broker:
                     raise PreconditionFailed(
                         replies.unacceptable_header_type(key, amqp_type(headers[key]))
                     )
+        delivery_mode = props.get("delivery_mode")
+        if delivery_mode is not None and delivery_mode not in (1, 2):
+            raise PreconditionFailed(replies.delivery_mode_unknown(delivery_mode))
+        if headers:
             cc, bcc = headers.get("CC"), headers.get("BCC")
             if cc or bcc:
                 # Sender-selected distribution (https://www.rabbitmq.com/sender-selected.html):

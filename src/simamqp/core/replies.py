@@ -106,6 +106,10 @@ def invalid_exchange_arg_type(type_name: str, exchange: str, vhost: str) -> str:
     )
 
 
+def delivery_mode_unknown(mode: int) -> str:
+    return f"invalid message: {{delivery_mode_unknown,{mode}}}"
+
+
 def unacceptable_header_type(header: str, type_name: str) -> str:
     return f'invalid message: {{unacceptable_type_in_header,"{header}",{type_name}}}'
 
