@@ -96,21 +96,21 @@ def _outcome(env: Any, ch: Any, fn: Callable[[], Any]) -> tuple[Any, ...]:
     return ("ok", observe(result))
 
 
-def test_qos_prefetch_count_is_coerced_as_the_encoder_does(env):
+@pytest.mark.parametrize(("given", "window"), [("5", 5), (2.7, 2)])
+def test_qos_prefetch_count_is_coerced_as_the_encoder_does(env, given, window):
     """py-amqp sends int("5") and int(2.7) as the short prefetch-count: 5 and 2 unacked."""
-    for given, window in (("5", 5), (2.7, 2)):
-        ch = env.channel()
-        q = env.queue(ch)
-        for i in range(window + 2):
-            env.publish(ch, b"%d" % i, "", q)
-        ch.basic_qos(0, given, False)
-        _, received = env.consume(ch, q)
-        env.drain(until=lambda: len(received) >= window, timeout=1.0)
-        assert len(received) == window
-        # Another client's publish to the queue still works (simamqp once stored "5").
-        other = env.channel(env.connection())
-        env.publish(other, b"later", "", q)
-        assert env.eventually_count(q, 3, other) == 3
+    ch = env.channel()
+    q = env.queue(ch)
+    for i in range(window + 2):
+        env.publish(ch, b"%d" % i, "", q)
+    ch.basic_qos(0, given, False)
+    _, received = env.consume(ch, q)
+    env.drain(until=lambda: len(received) >= window, timeout=1.0)
+    assert len(received) == window
+    # Another client's publish to the queue still works (simamqp once stored "5").
+    other = env.channel(env.connection())
+    env.publish(other, b"later", "", q)
+    assert env.eventually_count(q, 3, other) == 3
 
 
 @pytest.mark.parametrize(
