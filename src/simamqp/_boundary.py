@@ -160,7 +160,12 @@ def _wire_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
     message = amqp.Message(b"")
     message.properties = dict(properties)
     encoded = message._serialize_properties()
-    decoded: dict[str, Any] = decode_properties_basic(encoded, 0)[0]
+    try:
+        decoded: dict[str, Any] = decode_properties_basic(encoded, 0)[0]
+    except UnicodeDecodeError:
+        # A shortstr property that is not UTF-8: RabbitMQ accepts it and py-amqp fails to
+        # decode it at the consumer. Keep what was sent; delivery decodes it the same way.
+        return {k: v for k, v in properties.items() if v is not None and k in PROPERTY_TYPES}
     return decoded
 
 

@@ -58,10 +58,15 @@ def reference_publish(
         frames.append((type_, data[offset + 7 : offset + 7 + size]))
         offset += 8 + size
     method_args = loads("Bssbb", frames[0][1], 4)[0]
-    header = frames[1][1]
-    props = decode_properties_basic(header, 12)[0]
+    header = frames[1][1][12:]
     payload = b"".join(payload for type_, payload in frames[2:] if type_ == 3)
-    return method_args, payload, props
+    return method_args, payload, header
+
+
+def encoded_properties(properties: dict[str, Any]) -> bytes:
+    message = amqp.Message(b"")
+    message.properties = dict(properties)
+    return bytes(message._serialize_properties())
 
 
 def outcome(fn: Any, *args: Any) -> Any:
@@ -153,9 +158,16 @@ def test_message_content_equals_py_amqps_frame_writer(body, properties):
     if expected[0] == "error":
         assert got == expected
         return
-    ref_body, ref_props = expected[1]
+    ref_body, ref_header = expected[1]
     sim_body, sim_props = got[1]
     assert sim_body == ref_body
+    try:
+        ref_props = decode_properties_basic(ref_header, 0)[0]
+    except UnicodeDecodeError:
+        # RabbitMQ accepts a non-UTF-8 shortstr property; the consumer's py-amqp fails to
+        # decode it. simamqp keeps what was sent, which encodes to the same header.
+        assert encoded_properties(sim_props) == ref_header
+        return
     assert _same(sim_props, ref_props), (sim_props, ref_props)
 
 
