@@ -78,7 +78,9 @@ class Broker(_core.Broker):
         """A kombu ``Connection`` to this broker (not yet connected, as kombu does)."""
         from kombu.connection import Connection as KombuConnection
 
-        url = self.url if vhost == "/" else f"simamqp://{self.name}/{vhost}"
+        url = self.url  # registers an unnamed broker first, so self.name is set below
+        if vhost != "/":
+            url = f"simamqp://{self.name}/{vhost}"
         return KombuConnection(url, **kwargs)  # type: ignore[no-untyped-call]
 
     # -- locking ----------------------------------------------------------------------------
