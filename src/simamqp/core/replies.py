@@ -64,6 +64,10 @@ def internal_exchange(name: str, vhost: str) -> str:
 
 
 def unknown_exchange_type(type_: str) -> str:
+    # RabbitMQ says "invalid" when the name is an existing Erlang atom; '' always is (it is
+    # what py-amqp sends for type None). Other atoms: docs/differences.md.
+    if type_ == "":
+        return "invalid exchange type ''"
     return f"unknown exchange type '{type_}'"
 
 
