@@ -117,32 +117,45 @@ def heartbeat(client_heartbeat: Any, server_heartbeat: int) -> int:
     return value
 
 
-def _header_value_is_identity(value: Any) -> bool:
+#: Returned by the fast-path copiers for a value only the codec can settle.
+_CODEC: Any = object()
+
+
+def _field(value: Any) -> Any:
+    """A table or array item, copied, if the codec's round trip is the identity; else _CODEC."""
     kind = type(value)
-    if kind is str:
-        return True  # longstr, UTF-8 with surrogatepass both ways: any str comes back equal
+    if kind is str or kind is bool or kind is float or value is None:
+        # str: longstr, UTF-8 with surrogatepass both ways, so any str comes back equal.
+        return value
     if kind is int:
-        return -_I64 <= value < _I64  # type: ignore[no-any-return]
-    return kind is bool or kind is float or value is None
+        return value if -_I64 <= value < _I64 else _CODEC
+    if kind is dict:
+        return _table(value)
+    if kind is list:
+        items = []
+        for item in value:
+            item = _field(item)
+            if item is _CODEC:
+                return _CODEC
+            items.append(item)
+        return items
+    return _CODEC  # tuples become lists, datetimes lose precision, Decimal, bytes...
 
 
-def _property_is_identity(key: str, value: Any) -> bool:
-    kind = PROPERTY_TYPES.get(key)
-    if kind == "s":
-        return _shortstr_is_identity(value)
-    if kind == "o":
-        return type(value) is int and 0 <= value <= 255
-    if kind == "L":
-        return type(value) is int and 0 <= value < _U64
-    if kind == "F":
-        return type(value) is dict and all(
-            _shortstr_is_identity(k) and _header_value_is_identity(v) for k, v in value.items()
-        )
-    return False  # an unknown property: the codec drops it
+def _table(value: dict[Any, Any]) -> Any:
+    table = {}
+    for key, item in value.items():
+        if type(key) is not str or len(key) > _SAFE_SHORTSTR_CHARS:
+            return _CODEC
+        item = _field(item)
+        if item is _CODEC:
+            return _CODEC
+        table[key] = item
+    return table
 
 
 def message_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
-    """Message properties as RabbitMQ receives them (``None`` means absent).
+    """Message properties as RabbitMQ receives them (``None`` means absent), as fresh objects.
 
     Raises what ``GenericContent._serialize_properties`` raises for a value it cannot encode.
     """
@@ -150,9 +163,25 @@ def message_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in properties.items():
         if value is None:
             continue
-        if not _property_is_identity(key, value):
-            return _wire_properties(properties)
-        out[key] = dict(value) if key == "application_headers" else value
+        kind = PROPERTY_TYPES.get(key)
+        if kind == "s":
+            if type(value) is not str or len(value) > _SAFE_SHORTSTR_CHARS:
+                return _wire_properties(properties)
+        elif kind == "F":
+            if type(value) is not dict:
+                return _wire_properties(properties)
+            value = _table(value)  # a copy: the client may reuse its dict
+            if value is _CODEC:
+                return _wire_properties(properties)
+        elif kind == "o":
+            if type(value) is not int or not 0 <= value <= 255:
+                return _wire_properties(properties)
+        elif kind == "L":
+            if type(value) is not int or not 0 <= value < _U64:
+                return _wire_properties(properties)
+        else:
+            return _wire_properties(properties)  # an unknown property: the codec drops it
+        out[key] = value
     return out
 
 

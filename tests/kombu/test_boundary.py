@@ -93,6 +93,14 @@ SCALARS = (
             datetime.datetime(2020, 1, 2, 3, 4, 5, 6),
             {1, 2},
             b"\xff\xfe",
+            # the edges of py-amqp's int encodings ('I' 32-bit, 'L' 64-bit, then refused)
+            2**31 - 1,
+            -(2**31) + 1,
+            -(2**31),
+            2**63 - 1,
+            -(2**63),
+            2**63,
+            -(2**63) - 1,
         ]
     )
 )
@@ -169,6 +177,28 @@ def test_message_content_equals_py_amqps_frame_writer(body, properties):
         assert encoded_properties(sim_props) == ref_header
         return
     assert _same(sim_props, ref_props), (sim_props, ref_props)
+
+
+@settings(max_examples=600, deadline=None)
+@given(data=st.data(), key=st.sampled_from(sorted(PROPERTY_VALUES)))
+def test_each_property_alone_equals_py_amqps_frame_writer(data, key):
+    """One property at a time, so no other property's error hides a fast-path mistake."""
+    properties = {key: data.draw(PROPERTY_VALUES[key], label=key)}
+    test_message_content_equals_py_amqps_frame_writer.hypothesis.inner_test(b"x", properties)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    headers=st.dictionaries(
+        st.text(max_size=4) | st.sampled_from(["k" * 63, "k" * 64, "é" * 64]),
+        SCALARS | st.lists(SCALARS, max_size=2) | st.dictionaries(st.text(max_size=2), SCALARS),
+        max_size=3,
+    )
+)
+def test_headers_equal_py_amqps_frame_writer(headers):
+    """Headers alone: every field type and int width the fast path takes or leaves."""
+    properties = {"application_headers": headers}
+    test_message_content_equals_py_amqps_frame_writer.hypothesis.inner_test(b"x", properties)
 
 
 @settings(max_examples=300, deadline=None)
