@@ -47,6 +47,13 @@ __all__ = [
 #: The basic class content properties py-amqp encodes, with their wire types; anything else
 #: in ``Message.properties`` is not sent.
 PROPERTY_TYPES: dict[str, str] = dict(amqp.Message.PROPERTIES)
+_SHORTSTR_PROPERTIES = frozenset(key for key, kind in PROPERTY_TYPES.items() if kind == "s")
+_OCTET_PROPERTIES = frozenset(key for key, kind in PROPERTY_TYPES.items() if kind == "o")
+assert {kind for kind in PROPERTY_TYPES.values()} == {"s", "o", "F", "L"}, "py-amqp changed"
+assert [k for k, kind in PROPERTY_TYPES.items() if kind in "FL"] == [
+    "application_headers",
+    "timestamp",
+], "py-amqp changed"
 
 #: Longest str whose UTF-8 form (<= 4 bytes per character, 3 for a surrogate) fits a shortstr.
 _SAFE_SHORTSTR_CHARS = 255 // 4
@@ -163,24 +170,23 @@ def message_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in properties.items():
         if value is None:
             continue
-        kind = PROPERTY_TYPES.get(key)
-        if kind == "s":
-            if type(value) is not str or len(value) > _SAFE_SHORTSTR_CHARS:
+        kind = type(value)
+        # Dispatch on the value's type first: once per property of every published message.
+        if kind is str:
+            if key not in _SHORTSTR_PROPERTIES or len(value) > _SAFE_SHORTSTR_CHARS:
                 return _wire_properties(properties)
-        elif kind == "F":
-            if type(value) is not dict:
+        elif kind is int:
+            if key in _OCTET_PROPERTIES:
+                if not 0 <= value <= 255:
+                    return _wire_properties(properties)
+            elif key != "timestamp" or not 0 <= value < _U64:
                 return _wire_properties(properties)
-            value = _table(value)  # a copy: the client may reuse its dict
+        elif kind is dict and key == "application_headers":
+            value = _table(value) if value else {}  # a copy: the client may reuse its dict
             if value is _CODEC:
                 return _wire_properties(properties)
-        elif kind == "o":
-            if type(value) is not int or not 0 <= value <= 255:
-                return _wire_properties(properties)
-        elif kind == "L":
-            if type(value) is not int or not 0 <= value < _U64:
-                return _wire_properties(properties)
         else:
-            return _wire_properties(properties)  # an unknown property: the codec drops it
+            return _wire_properties(properties)  # other types, and unknown properties
         out[key] = value
     return out
 
