@@ -88,6 +88,8 @@ class Broker(_core.Broker):
     def locked(self, fn: Callable[[], T]) -> T:
         with self.lock:
             self._threads.setdefault(threading.get_ident(), threading.current_thread())
+            if self._abandoned:
+                self._close_abandoned()
             return fn()
 
     def run_until_idle(self) -> int:

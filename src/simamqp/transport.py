@@ -679,14 +679,18 @@ def _close_abandoned(broker: Broker, core: CoreConnection, condition: threading.
     """Close the engine connection of a collected SimConnection: a socket close, no frame.
 
     The collector may run in any thread at any allocation, also inside a broker call on this
-    thread: then the close waits for the next ``Broker.run_until_idle``/``advance``.
+    thread or while another thread holds the lock: it never waits for the lock (that could
+    deadlock), so then the close is left for the next ``Broker.locked``/``run_until_idle``/
+    ``advance``.
     """
-    if broker.lock._is_owned():  # type: ignore[attr-defined]
-        broker._abandoned.append((core, condition))
+    broker._abandoned.append((core, condition))
+    lock = broker.lock
+    if lock._is_owned() or not lock.acquire(blocking=False):  # type: ignore[attr-defined]
         return
-    with broker.lock:
-        broker._abandoned.append((core, condition))
+    try:
         broker._close_abandoned()
+    finally:
+        lock.release()
 
 
 class SimConnection:
@@ -767,6 +771,7 @@ class SimConnection:
         # A connection object collected without close() is closed by the broker, as
         # RabbitMQ sees the socket close when py-amqp's Connection is collected.
         self._finalizer = weakref.finalize(self, _close_abandoned, broker, core, condition)
+        self._finalizer.atexit = False  # at exit there is no one left to observe the close
         if callback is not None:
             callback()
         return self

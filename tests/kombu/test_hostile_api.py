@@ -140,3 +140,27 @@ def test_closed_connection_is_not_closed_again_when_collected() -> None:
     broker.run_until_idle()
     assert other.connected and len(broker.connections) == 1
     other.release()
+
+
+def test_connection_collected_while_another_thread_holds_the_lock_does_not_wait() -> None:
+    """The finalizer never blocks on the broker lock (a collector waiting could deadlock)."""
+    broker = simamqp.Broker()
+    conn = kombu.Connection(broker.url)
+    conn.channel().queue_declare("mine", exclusive=True)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with broker.lock:
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    del conn
+    gc.collect()  # returns at once although another thread holds the lock
+    release.set()
+    holder.join(10)
+    assert "mine" in broker.vhosts["/"].queues
+    broker.run_until_idle()
+    assert "mine" not in broker.vhosts["/"].queues
