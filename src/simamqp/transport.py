@@ -71,6 +71,7 @@ SERVER_PROPERTIES: dict[str, Any] = {
 
 #: RabbitMQ's default heartbeat timeout (s), offered in connection.tune.
 SERVER_HEARTBEAT = 60
+_U64 = 2**64
 
 _FLAT = (str, int, float, bool, type(None))
 
@@ -496,9 +497,11 @@ class SimChannel(base.StdChannel):
 
     def basic_ack(self, delivery_tag: int, multiple: bool = False, argsig: str = "Lb") -> None:
         # _settle(lambda ch: ch.basic_ack(...)), inlined: once per message.
+        # The boundary's checks, the common case inlined (argsig Lb: an unsigned 64-bit tag).
+        if type(delivery_tag) is not int or not 0 <= delivery_tag < _U64:
+            delivery_tag = _boundary.delivery_tag(delivery_tag)
         if type(multiple) is not bool:
             multiple = bool(self._args("b", multiple)[0])
-        delivery_tag = _boundary.delivery_tag(delivery_tag)  # an int: no shortstr to refuse
         conn = self._conn()
         broker = conn.broker
         try:
