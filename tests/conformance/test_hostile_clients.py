@@ -384,8 +384,11 @@ def test_ill_typed_delivery_tags_are_refused_and_the_message_stays_unacked(env, 
 
 
 def test_negative_heartbeat_fails_to_connect(env):
+    """py-amqp encodes the negotiated heartbeat in tune-ok; simamqp's drain loop used to spin."""
     with pytest.raises(struct.error, match="argument out of range"):
         env.connection(heartbeat=-5)
+    with pytest.raises(struct.error, match="argument out of range"):
+        kombu.Connection(env.url + "?heartbeat=-5").connect()
 
 
 def test_dropped_connection_object_is_closed_like_its_socket(env):
