@@ -24,6 +24,7 @@ and the codec agree, so the fast path never accepts what the encoder would refus
 
 from __future__ import annotations
 
+import array
 import struct
 from collections.abc import Mapping
 from typing import Any
@@ -35,6 +36,7 @@ from .core.errors import FrameError
 
 __all__ = [
     "PROPERTY_TYPES",
+    "channel_id",
     "delivery_tag",
     "heartbeat",
     "malformed_shortstr",
@@ -86,6 +88,13 @@ def malformed_shortstr() -> FrameError:
 
 def _shortstr_is_identity(value: Any) -> bool:
     return type(value) is str and len(value) <= _SAFE_SHORTSTR_CHARS
+
+
+def channel_id(value: Any) -> int:
+    """An explicit channel id as py-amqp claims it (an ``array('H')`` item: 0..65535)."""
+    claimed = array.array("H")
+    claimed.append(value)  # TypeError / OverflowError, as in Connection._claim_channel_id
+    return claimed[0]
 
 
 def publish_arguments(

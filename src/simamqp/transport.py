@@ -805,8 +805,13 @@ class SimConnection:
     def channel(self, channel_id: int | None = None, callback: Any = None) -> SimChannel:
         if not self.connected:
             raise amqp_exc.RecoverableConnectionError("connection already closed")
-        if channel_id is not None and channel_id in self.channels:
-            return self.channels[channel_id]
+        if channel_id is not None:
+            if channel_id in self.channels:
+                return self.channels[channel_id]
+            if channel_id == 0:
+                # py-amqp keeps the connection itself as channel 0 and returns it.
+                return self  # type: ignore[return-value]
+            channel_id = _boundary.channel_id(channel_id)
         try:
             return SimChannel(self, channel_id)
         except AMQPError as err:

@@ -383,6 +383,36 @@ def test_ill_typed_delivery_tags_are_refused_and_the_message_stays_unacked(env, 
     assert env.count(q) == 0
 
 
+@pytest.mark.parametrize(
+    ("channel_id", "exc", "text"),
+    [
+        ("5", TypeError, "'str' object cannot be interpreted as an integer"),
+        (1.5, TypeError, "'float' object cannot be interpreted as an integer"),
+        (70000, OverflowError, "unsigned short is greater than maximum"),
+        (-1, OverflowError, "unsigned short is less than minimum"),
+    ],
+)
+def test_ill_typed_channel_ids_are_refused_as_py_amqp_claims_them(env, channel_id, exc, text):
+    conn = env.connection()
+    with pytest.raises(exc, match=re.escape(text)):
+        conn.connection.channel(channel_id)
+    assert conn.connection.channel(None).queue_declare("", exclusive=True)
+
+
+@pytest.mark.parametrize("channel_id", [2047, 2048, 65535])
+def test_explicit_channel_ids_up_to_65535_open(env, channel_id):
+    """RabbitMQ 3.10 opens an explicit id above the channel_max (2047) it offered."""
+    ch = env.connection().connection.channel(channel_id)
+    assert ch.channel_id == channel_id
+    assert ch.queue_declare("", exclusive=True).message_count == 0
+
+
+def test_channel_zero_is_the_connection_itself(env):
+    """py-amqp keeps the connection as channel 0 and hands it out."""
+    conn = env.connection().connection
+    assert conn.channel(0) is conn
+
+
 def test_negative_heartbeat_fails_to_connect(env):
     """py-amqp encodes the negotiated heartbeat in tune-ok; simamqp's drain loop used to spin."""
     with pytest.raises(struct.error, match="argument out of range"):
