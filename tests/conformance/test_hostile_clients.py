@@ -45,6 +45,7 @@ from amqp.exceptions import (
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from vine import promise
 
 HOSTILE_EXAMPLES = int(os.environ.get("SIMAMQP_HOSTILE_EXAMPLES", "300"))
 HOSTILE_STEPS = int(os.environ.get("SIMAMQP_HOSTILE_STEPS", "3"))
@@ -74,6 +75,8 @@ def classify(exc: BaseException) -> tuple[Any, ...]:
 
 def observe(value: Any) -> Any:
     """A return value or a message with server-generated names normalised."""
+    if isinstance(value, promise):
+        return None  # py-amqp's nowait methods return the unsent-reply promise; simamqp None
     if isinstance(value, amqp.Message):
         return ("message", value.body, observe(value.properties))
     if isinstance(value, str):
@@ -673,6 +676,45 @@ class HostileMachine(RuleBasedStateMachine):
             return got
 
         self.hostile(f"basic_consume({tag!r}, {no_ack!r}, {arguments!r})", op)
+
+    @rule(
+        name=NAMES,
+        what=st.sampled_from(["queue_delete", "queue_purge", "exchange_delete", "basic_cancel"]),
+        flags=st.tuples(BITS, BITS),
+    )
+    def delete_purge_or_cancel(self, name: Any, what: str, flags: tuple[Any, Any]) -> None:
+        name = self.name(name)
+        first, second = flags
+        call: Callable[[Any], Any] = {
+            "queue_delete": lambda ch: ch.queue_delete(name, first, second),
+            "queue_purge": lambda ch: ch.queue_purge(name, first),
+            "exchange_delete": lambda ch: ch.exchange_delete(name, first, second),
+            "basic_cancel": lambda ch: ch.basic_cancel(name, first),
+        }[what]
+        self.hostile(f"{what}({name!r}, {flags})", call)
+
+    @rule(
+        destination=st.sampled_from(["headers", "fanout", "missing", None, "", b"fanout"]),
+        routing_key=NAMES,
+        arguments=TABLES,
+        bind=st.booleans(),
+    )
+    def exchange_bind_or_unbind(
+        self, destination: Any, routing_key: Any, arguments: Any, bind: bool
+    ) -> None:
+        # The hostile client binds its own exchange to the shared ones (never the reverse, so
+        # the bystander's messages are not multiplied).
+        source = self.fresh()
+        self.both(lambda ch: ch.exchange_declare(source, "fanout", auto_delete=False))
+        mapped = {"headers": self.headers, "fanout": self.fanout, "missing": self.fresh()}
+        target = mapped.get(destination, destination)
+        if target == b"fanout":
+            target = self.fanout.encode()
+        method = "exchange_bind" if bind else "exchange_unbind"
+        self.hostile(
+            f"{method}({target!r}, {routing_key!r}, {arguments!r})",
+            lambda ch: getattr(ch, method)(target, source, routing_key, arguments=arguments),
+        )
 
     @rule(size=LONGS, count=SHORTS, a_global=BITS)
     def qos(self, size: Any, count: Any, a_global: Any) -> None:
