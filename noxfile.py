@@ -28,6 +28,7 @@ def conformance(session: nox.Session) -> None:
     session.env["SIMAMQP_DIFF_SELFCHECK_EXAMPLES"] = session.env.get(
         "SIMAMQP_DIFF_SELFCHECK_EXAMPLES", "200"
     )
+    session.env["SIMAMQP_HOSTILE_EXAMPLES"] = session.env.get("SIMAMQP_HOSTILE_EXAMPLES", "3000")
     session.run("pytest", "tests/conformance", *session.posargs)
 
 

@@ -196,6 +196,9 @@ class RPCBackend:
         self._oid: str | None = None
         self._extra_reply_queues: dict[str, None] = {}
         self._producer_connection: Connection | None = None
+        #: task id -> reply queue losses counted when it was sent (the newest buffer_max), so
+        #: a timeout can say a loss between the send and the wait lost the result.
+        self._losses_at_send: dict[str, int] = {}
 
     # -- settings -----------------------------------------------------------------------------
 
@@ -272,6 +275,11 @@ class RPCBackend:
     def on_task_call(self, producer: KombuProducer, task_id: str) -> None:
         """Declare the reply queue before a task is sent, so no result can miss it."""
         self._ensure_process()
+        with self._lock:
+            sent = self._losses_at_send
+            sent[task_id] = self.result_consumer.losses
+            if len(sent) > self.buffer_max:
+                del sent[next(iter(sent))]
         thread_oid = getattr(self.app, "thread_oid", None)
         if self.direct_reply_to:
             # The reply consumer must exist on the publishing channel before the request is
@@ -552,6 +560,7 @@ class RPCBackend:
         after buffering and acknowledging them; call again to read on.
         """
         self._ensure_process()
+        _check_backlog_limit(backlog_limit)
         known = self._claim_final(task_id)
         if known is not None:
             return decode_meta(known)
@@ -677,6 +686,15 @@ class RPCBackend:
         """
         self._ensure_process()
         remaining = dict.fromkeys(task_ids)
+        for task_id in remaining:
+            if not isinstance(task_id, str):
+                raise TypeError(f"a task id is a str, got {task_id!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or timeout != timeout  # NaN would never expire
+        ):
+            raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
         if not remaining:
             return
         deadline = None if timeout is None else self._clock() + max(0.0, timeout)
@@ -686,6 +704,11 @@ class RPCBackend:
                 self._store.pin(task_id)
             self._watches.append(watch)
             losses_at_start = self.result_consumer.losses
+            for task_id in remaining:
+                # A loss after the task was sent, before this wait, also lost its result.
+                sent_at = self._losses_at_send.get(task_id)
+                if sent_at is not None and sent_at < losses_at_start:
+                    losses_at_start = sent_at
         expired = False
         first_step = True
         try:
@@ -775,7 +798,8 @@ class RPCBackend:
             )
         elif lost:
             message += (
-                f"; the connection or reply queue was lost {lost} time(s) during the wait "
+                f"; the connection or reply queue was lost {lost} time(s) since the task was "
+                "sent or the wait began "
                 f"(last: {self.result_consumer.last_loss}) and the queue was redeclared, so a "
                 "result published before that was lost with the queue and will not arrive"
             )
@@ -1050,6 +1074,14 @@ def _celery_backend_base() -> Any:
     # Looked up, never imported: present exactly when a Celery worker is driving us.
     module = sys.modules.get("celery.backends.base")
     return getattr(module, "Backend", None)
+
+
+def _check_backlog_limit(backlog_limit: Any) -> None:
+    """Refuse a bad ``backlog_limit`` before any message is read (and acknowledged)."""
+    if isinstance(backlog_limit, bool) or not isinstance(backlog_limit, int):
+        raise TypeError(f"backlog_limit must be an int, got {backlog_limit!r}")
+    if backlog_limit < 0:
+        raise ValueError(f"backlog_limit must be >= 0, got {backlog_limit!r}")
 
 
 _celery_timeout_classes: dict[type[BaseException], type[ResultTimeout]] = {}

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import _waiting
 from .core import broker as _core
 from .core.clock import Clock
+from .core.connection import Connection as CoreConnection
 from .core.trace import TraceMode
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ class Broker(_core.Broker):
         #: Blocked threads that can never be woken: their calls raise DeadlockError.
         self._deadlocked: set[int] = set()
         self._conditions: list[threading.Condition] = []
+        #: Engine connections whose client object was collected without close() (transport).
+        self._abandoned: list[tuple[CoreConnection, threading.Condition]] = []
         if name is not None:
             register(name, self)
 
@@ -98,7 +101,9 @@ class Broker(_core.Broker):
         """A kombu ``Connection`` to this broker (not yet connected, as kombu does)."""
         from kombu.connection import Connection as KombuConnection
 
-        url = self.url if vhost == "/" else f"simamqp://{self.name}/{vhost}"
+        url = self.url  # registers an unnamed broker first, so self.name is set below
+        if vhost != "/":
+            url = f"simamqp://{self.name}/{vhost}"
         return KombuConnection(url, **kwargs)  # type: ignore[no-untyped-call]
 
     def threads_seen(self) -> int:
@@ -111,16 +116,22 @@ class Broker(_core.Broker):
     def locked(self, fn: Callable[[], T]) -> T:
         with self.lock:
             self._threads.setdefault(threading.get_ident(), threading.current_thread())
+            if self._abandoned:
+                self._close_abandoned()
             return fn()
 
     def run_until_idle(self) -> int:
         with self.lock:
+            if self._abandoned:
+                self._close_abandoned()
             fired = super().run_until_idle()
             self._wake_all()
             return fired
 
     def advance(self, seconds: float) -> int:
         with self.lock:
+            if self._abandoned:
+                self._close_abandoned()
             fired = super().advance(seconds)
             self._wake_all()
             return fired
@@ -133,6 +144,16 @@ class Broker(_core.Broker):
     def close_connections(self, reason: str = "closed via management plugin") -> None:
         with self.lock:
             super().close_connections(reason)
+            self._wake_all()
+
+    def add_vhost(self, name: str) -> _core.VHost:
+        with self.lock:
+            return super().add_vhost(name)
+
+    def delete_vhost(self, name: str) -> None:
+        with self.lock:
+            super().delete_vhost(name)
+            # Clients blocked on a connection to it must wake up to see it closed.
             self._wake_all()
 
     def queue(self, name: str, vhost: str = "/") -> _core.QueueInfo:
@@ -153,6 +174,15 @@ class Broker(_core.Broker):
     def _drop_condition(self, condition: threading.Condition) -> None:
         with suppress(ValueError):
             self._conditions.remove(condition)
+
+    def _close_abandoned(self) -> None:
+        """Close what ``_abandoned`` lists, as RabbitMQ handles a client's socket closing."""
+        while self._abandoned:
+            core, condition = self._abandoned.pop()
+            self._drop_condition(condition)
+            if core.is_open:
+                core.close()
+        self._wake_all()
 
     def _wake_all(self) -> None:
         for condition in self._conditions:

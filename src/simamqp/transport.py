@@ -13,14 +13,17 @@ py-amqp would read them off the socket:
   before every publish when the server has the ``connection.blocked`` capability.
 - After a channel error the channel is reopened under the same id (py-amqp's ``_do_revive``).
 
-Message properties go through py-amqp's own codec when they are not flat, so headers reach the
-consumer with the wire's types (tuples become lists, datetimes lose sub-seconds...).
+Every argument and message a client hands in passes ``simamqp._boundary`` first: coerced or
+refused exactly as py-amqp's encoder would before the bytes reach RabbitMQ, so headers reach the
+consumer with the wire's types (tuples become lists, datetimes lose sub-seconds...) and an
+ill-typed value raises in the caller instead of reaching the engine.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -32,7 +35,7 @@ from amqp.serialization import decode_properties_basic
 from kombu.transport import base
 from kombu.transport import pyamqp as kombu_pyamqp
 
-from . import __version__, _waiting
+from . import __version__, _boundary, _waiting
 from ._broker import Broker, get_broker
 from .core import frames as F
 from .core.channel import Channel as CoreChannel
@@ -65,6 +68,10 @@ SERVER_PROPERTIES: dict[str, Any] = {
     "cluster_name": "simamqp",
 }
 
+#: RabbitMQ's default heartbeat timeout (s), offered in connection.tune.
+SERVER_HEARTBEAT = 60
+_U64 = 2**64
+
 _FLAT = (str, int, float, bool, type(None))
 
 
@@ -76,24 +83,6 @@ def _is_flat(properties: Mapping[str, Any]) -> bool:
         elif type(value) not in _FLAT:
             return False
     return True
-
-
-def _outbound_properties(properties: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The properties py-amqp would encode (None means absent), and whether they are flat."""
-    out = {}
-    flat = True
-    for key, value in properties.items():
-        if value is None:
-            continue
-        out[key] = value
-        if not flat:
-            continue
-        if key == "application_headers":
-            if value and not all(type(v) in _FLAT and type(v) is not float for v in value.values()):
-                flat = False
-        elif type(value) not in _FLAT:
-            flat = False
-    return out, flat
 
 
 def _wire_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,7 +106,8 @@ def _delivery_properties(message: CoreMessage) -> dict[str, Any]:
 def _inbound(channel: SimChannel, message: CoreMessage) -> amqp.Message:
     """An ``amqp.Message`` as py-amqp builds one from an incoming content frame."""
     properties = _delivery_properties(message)
-    body: bytes | str = message.body
+    # py-amqp reads no body frame for an empty body and leaves Message.body at its default "".
+    body: bytes | str = message.body or ""
     encoding = properties.get("content_encoding")
     if encoding and channel.auto_decode:
         # try/except rather than a suppress() context manager: once per delivery.
@@ -141,13 +131,18 @@ def _notifier(connection: SimConnection, condition: threading.Condition) -> Call
     """The engine connection's listener: wake a thread waiting on ``condition``, if any, and
     make the connection's file descriptor readable if an event loop polls it."""
     waiters = condition._waiters  # type: ignore[attr-defined]
+    # Weakly: the engine connection (held by the broker) keeps this listener, and a strong
+    # reference back would keep a client connection dropped without close() alive forever.
+    connection_ref = weakref.ref(connection)
 
     def notify() -> None:
         if waiters:
             condition.notify()
-        ready = connection._ready
-        if ready is not None:
-            ready.set()
+        client = connection_ref()
+        if client is not None:
+            ready = client._ready
+            if ready is not None:
+                ready.set()
 
     return notify
 
@@ -206,6 +201,21 @@ class SimChannel(base.StdChannel):
             raise self._on_error(err) from None
         except ChannelClosedError as err:
             raise amqp_exc.RecoverableConnectionError("connection already closed") from err
+
+    def _args(self, argsig: str, *values: Any) -> list[Any]:
+        """Arguments as RabbitMQ receives them (``simamqp._boundary``); a frame RabbitMQ
+        cannot decode closes the connection."""
+        try:
+            return _boundary.method_arguments(argsig, *values)
+        except AMQPError as err:
+            raise self._frame_error(err) from None
+
+    def _frame_error(self, err: AMQPError) -> amqp_exc.AMQPError:
+        conn = self._conn()
+        core_connection = conn._core
+        if core_connection is not None:
+            conn._locked(lambda: core_connection.fail(err))
+        return self._on_error(err)
 
     def _on_error(self, err: AMQPError) -> amqp_exc.AMQPError:
         conn = self.connection
@@ -300,6 +310,18 @@ class SimChannel(base.StdChannel):
         argsig: str = "BssbbbbbF",
         internal: bool = False,
     ) -> None:
+        _, exchange, type, passive, durable, auto_delete, internal, nowait, arguments = self._args(
+            "BssbbbbbF",
+            0,
+            exchange,
+            type,
+            passive,
+            durable,
+            auto_delete,
+            internal,
+            nowait,
+            arguments,
+        )
         self._call(
             lambda ch: ch.exchange_declare(
                 exchange, type, passive, durable, auto_delete, internal, arguments
@@ -309,6 +331,7 @@ class SimChannel(base.StdChannel):
     def exchange_delete(
         self, exchange: str, if_unused: bool = False, nowait: bool = False, argsig: str = "Bsbb"
     ) -> tuple[()] | None:
+        _, exchange, if_unused, nowait = self._args("Bsbb", 0, exchange, if_unused, nowait)
         self._call(lambda ch: ch.exchange_delete(exchange, if_unused))
         return None if nowait else ()
 
@@ -321,6 +344,9 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsssbF",
     ) -> tuple[()] | None:
+        _, destination, source, routing_key, nowait, arguments = self._args(
+            "BsssbF", 0, destination, source, routing_key, nowait, arguments
+        )
         self._call(lambda ch: ch.exchange_bind(destination, source, routing_key, arguments))
         return None if nowait else ()
 
@@ -333,6 +359,9 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsssbF",
     ) -> tuple[()] | None:
+        _, destination, source, routing_key, nowait, arguments = self._args(
+            "BsssbF", 0, destination, source, routing_key, nowait, arguments
+        )
         self._call(lambda ch: ch.exchange_unbind(destination, source, routing_key, arguments))
         return None if nowait else ()
 
@@ -347,6 +376,9 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsssbF",
     ) -> tuple[()] | None:
+        _, queue, exchange, routing_key, nowait, arguments = self._args(
+            "BsssbF", 0, queue, exchange, routing_key, nowait, arguments
+        )
         self._call(lambda ch: ch.queue_bind(queue, exchange, routing_key, arguments))
         return None if nowait else ()
 
@@ -359,6 +391,10 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsssF",
     ) -> tuple[()] | None:
+        # queue.unbind has no nowait field on the wire (argsig BsssF).
+        _, queue, exchange, routing_key, arguments = self._args(
+            "BsssF", 0, queue, exchange, routing_key, arguments
+        )
         self._call(lambda ch: ch.queue_unbind(queue, exchange, routing_key, arguments))
         return None if nowait else ()
 
@@ -373,6 +409,9 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsbbbbbF",
     ) -> queue_declare_ok_t | None:
+        _, queue, passive, durable, exclusive, auto_delete, nowait, arguments = self._args(
+            "BsbbbbbF", 0, queue, passive, durable, exclusive, auto_delete, nowait, arguments
+        )
         result = self._call(
             lambda ch: ch.queue_declare(queue, passive, durable, exclusive, auto_delete, arguments)
         )
@@ -386,10 +425,14 @@ class SimChannel(base.StdChannel):
         nowait: bool = False,
         argsig: str = "Bsbbb",
     ) -> int | None:
+        _, queue, if_unused, if_empty, nowait = self._args(
+            "Bsbbb", 0, queue, if_unused, if_empty, nowait
+        )
         count = self._call(lambda ch: ch.queue_delete(queue, if_unused, if_empty))
         return None if nowait else count
 
     def queue_purge(self, queue: str = "", nowait: bool = False, argsig: str = "Bsb") -> int | None:
+        _, queue, nowait = self._args("Bsb", 0, queue, nowait)
         count = self._call(lambda ch: ch.queue_purge(queue))
         return None if nowait else count
 
@@ -398,6 +441,9 @@ class SimChannel(base.StdChannel):
     def basic_qos(
         self, prefetch_size: int, prefetch_count: int, a_global: bool, argsig: str = "lBb"
     ) -> tuple[()]:
+        prefetch_size, prefetch_count, a_global = self._args(
+            "lBb", prefetch_size, prefetch_count, a_global
+        )
         self._call(lambda ch: ch.basic_qos(prefetch_size, prefetch_count, a_global))
         return ()
 
@@ -414,6 +460,9 @@ class SimChannel(base.StdChannel):
         on_cancel: Callable[[str], Any] | None = None,
         argsig: str = "BssbbbbF",
     ) -> str:
+        _, queue, consumer_tag, no_local, no_ack, exclusive, nowait, arguments = self._args(
+            "BssbbbbF", 0, queue, consumer_tag, no_local, no_ack, exclusive, nowait, arguments
+        )
         tag = self._call(
             lambda ch: ch.basic_consume(queue, consumer_tag, no_local, no_ack, exclusive, arguments)
         )
@@ -428,6 +477,7 @@ class SimChannel(base.StdChannel):
     def basic_cancel(
         self, consumer_tag: str, nowait: bool = False, argsig: str = "sb"
     ) -> str | None:
+        consumer_tag, nowait = self._args("sb", consumer_tag, nowait)
         if self.connection is not None and self.is_open:
             self._call(lambda ch: ch.basic_cancel(consumer_tag))
         self._remove_tag(consumer_tag)
@@ -441,6 +491,7 @@ class SimChannel(base.StdChannel):
     def basic_get(
         self, queue: str = "", no_ack: bool = False, argsig: str = "Bsb"
     ) -> amqp.Message | None:
+        _, queue, no_ack = self._args("Bsb", 0, queue, no_ack)
         ok = self._call(lambda ch: ch.basic_get(queue, no_ack))
         if ok is None:
             return None
@@ -456,6 +507,11 @@ class SimChannel(base.StdChannel):
 
     def basic_ack(self, delivery_tag: int, multiple: bool = False, argsig: str = "Lb") -> None:
         # _settle(lambda ch: ch.basic_ack(...)), inlined: once per message.
+        # The boundary's checks, the common case inlined (argsig Lb: an unsigned 64-bit tag).
+        if type(delivery_tag) is not int or not 0 <= delivery_tag < _U64:
+            delivery_tag = _boundary.delivery_tag(delivery_tag)
+        if type(multiple) is not bool:
+            multiple = bool(self._args("b", multiple)[0])
         conn = self._conn()
         broker = conn.broker
         try:
@@ -471,10 +527,12 @@ class SimChannel(base.StdChannel):
             raise amqp_exc.RecoverableConnectionError("connection already closed") from err
 
     def basic_reject(self, delivery_tag: int, requeue: bool, argsig: str = "Lb") -> None:
+        delivery_tag, requeue = self._args("Lb", delivery_tag, requeue)
         self._settle(lambda ch: ch.basic_reject(delivery_tag, requeue))
 
     def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
         """basic.nack (py-amqp 5.4 has no method for it; RabbitMQ supports it)."""
+        delivery_tag, multiple, requeue = self._args("Lbb", delivery_tag, multiple, requeue)
         self._settle(lambda ch: ch.basic_nack(delivery_tag, multiple, requeue))
 
     def _settle(self, fn: Callable[[CoreChannel], None]) -> None:
@@ -498,12 +556,14 @@ class SimChannel(base.StdChannel):
         )
 
     def basic_recover(self, requeue: bool = False) -> None:
+        (requeue,) = self._args("b", requeue)
         self._call(lambda ch: ch.basic_recover(requeue))
 
     def basic_recover_async(self, requeue: bool = False) -> None:
         self.basic_recover(requeue)
 
     def flow(self, active: bool) -> None:
+        (active,) = self._args("b", active)
         self._call(lambda ch: ch.flow(active))
 
     def confirm_select(self, nowait: bool = False) -> tuple[()] | None:
@@ -529,19 +589,14 @@ class SimChannel(base.StdChannel):
         conn._dispatch_one(block=False)
         if self._confirm_publish and not self._confirm_selected:
             self.confirm_select()
-        body = msg.body
-        properties = msg.properties
-        if isinstance(body, str):
-            # Copy only to add the key: _outbound_properties below copies anyway.
-            if "content_encoding" in properties:
-                encoding = properties["content_encoding"]
-            else:
-                encoding = "utf-8"
-                properties = {**properties, "content_encoding": encoding}
-            body = body.encode(encoding)
-        properties, flat = _outbound_properties(properties)
-        if not flat:
-            properties = _wire_properties(properties)
+        # Encoded as py-amqp's send_method would: the method's arguments, then the content.
+        try:
+            exchange, routing_key, mandatory, immediate = _boundary.publish_arguments(
+                exchange, routing_key, mandatory, immediate
+            )
+        except AMQPError as err:
+            raise self._frame_error(err) from None
+        body, properties = _boundary.message_content(msg.body, msg.properties)
         broker = conn.broker
         try:
             with broker.lock:  # SimConnection._locked, inlined (once per message)
@@ -633,6 +688,24 @@ class SimChannel(base.StdChannel):
         raise _to_amqp_error(frame.error)
 
 
+def _close_abandoned(broker: Broker, core: CoreConnection, condition: threading.Condition) -> None:
+    """Close the engine connection of a collected SimConnection: a socket close, no frame.
+
+    The collector may run in any thread at any allocation, also inside a broker call on this
+    thread or while another thread holds the lock: it never waits for the lock (that could
+    deadlock), so then the close is left for the next ``Broker.locked``/``run_until_idle``/
+    ``advance``.
+    """
+    broker._abandoned.append((core, condition))
+    lock = broker.lock
+    if lock._is_owned() or not lock.acquire(blocking=False):  # type: ignore[attr-defined]
+        return
+    try:
+        broker._close_abandoned()
+    finally:
+        lock.release()
+
+
 class SimConnection:
     """py-amqp's ``amqp.Connection`` surface over an engine connection."""
 
@@ -666,6 +739,7 @@ class SimConnection:
         #: py-amqp's drain_events returns after reading one; simamqp does the same, so loops
         #: that only check for shutdown between drain_events calls behave as on RabbitMQ.
         self.heartbeat = float(heartbeat or 0)
+        self._client_heartbeat = heartbeat
         self.channels: dict[int, SimChannel] = {}
         self.client: Any = None
         self.on_blocked = kwargs.get("on_blocked")
@@ -677,6 +751,9 @@ class SimConnection:
         self._default_channel: SimChannel | None = None
         #: The file descriptor event loops poll (created on first use, closed with us).
         self._ready: _waiting.ReadyPipe | None = None
+        self._finalizer: (
+            weakref.finalize[[Broker, CoreConnection, threading.Condition], SimConnection] | None
+        ) = None
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed"
@@ -693,6 +770,9 @@ class SimConnection:
     def connect(self, callback: Callable[[], Any] | None = None) -> SimConnection:
         if self._core is not None and not self._closed:
             return self
+        # connection.tune-ok: py-amqp negotiates and encodes the heartbeat (a short), so
+        # ?heartbeat=-5 fails to connect as it does on RabbitMQ instead of spinning later.
+        self.heartbeat = float(_boundary.heartbeat(self._client_heartbeat, SERVER_HEARTBEAT))
         broker = self.broker
         try:
             core = broker.locked(
@@ -708,6 +788,10 @@ class SimConnection:
             core.listener = _notifier(self, condition)
         self._core = core
         self._closed = False
+        # A connection object collected without close() is closed by the broker, as
+        # RabbitMQ sees the socket close when py-amqp's Connection is collected.
+        self._finalizer = weakref.finalize(self, _close_abandoned, broker, core, condition)
+        self._finalizer.atexit = False  # at exit there is no one left to observe the close
         if callback is not None:
             callback()
         return self
@@ -754,8 +838,13 @@ class SimConnection:
     def channel(self, channel_id: int | None = None, callback: Any = None) -> SimChannel:
         if not self.connected:
             raise amqp_exc.RecoverableConnectionError("connection already closed")
-        if channel_id is not None and channel_id in self.channels:
-            return self.channels[channel_id]
+        if channel_id is not None:
+            if channel_id in self.channels:
+                return self.channels[channel_id]
+            if channel_id == 0:
+                # py-amqp keeps the connection itself as channel 0 and returns it.
+                return self  # type: ignore[return-value]
+            channel_id = _boundary.channel_id(channel_id)
         try:
             return SimChannel(self, channel_id)
         except AMQPError as err:
@@ -781,6 +870,9 @@ class SimConnection:
 
     def _collect(self, reason: AMQPError | None) -> None:
         self._closed = True
+        finalizer = self._finalizer
+        if finalizer is not None:
+            finalizer.detach()
         for channel in list(self.channels.values()):
             channel.collect()
         self.channels.clear()

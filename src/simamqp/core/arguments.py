@@ -21,8 +21,12 @@ from .errors import PreconditionFailed
 __all__ = [
     "EQUIVALENCE_CHECKED_EXCHANGE_ARGS",
     "EQUIVALENCE_CHECKED_QUEUE_ARGS",
+    "MAX_EXPIRY_MS",
     "QueueArgs",
     "amqp_type",
+    "check_consumer_args",
+    "check_exchange_args",
+    "has_non_finite",
     "render_value",
 ]
 
@@ -46,6 +50,9 @@ EQUIVALENCE_CHECKED_EXCHANGE_ARGS = ("alternate-exchange",)
 
 OVERFLOW_VALUES = ("drop-head", "reject-publish", "reject-publish-dlx")
 _INT32 = 2**31
+#: The largest TTL RabbitMQ 3.10 accepts (ms: ten years) for ``x-message-ttl``, ``x-expires``
+#: and a message's ``expiration``; above it the value is ``value_too_large`` (measured).
+MAX_EXPIRY_MS = 315_360_000_000
 
 
 def amqp_type(value: Any) -> str:
@@ -132,7 +139,13 @@ def inequivalent_args(
 
 
 def _int_arg(
-    args: Mapping[str, Any], key: str, queue: str, vhost: str, *, positive: bool = False
+    args: Mapping[str, Any],
+    key: str,
+    queue: str,
+    vhost: str,
+    *,
+    positive: bool = False,
+    maximum: int | None = None,
 ) -> int | None:
     if key not in args:
         return None
@@ -145,6 +158,10 @@ def _int_arg(
     if value < 0:
         raise PreconditionFailed(
             replies.invalid_queue_arg(key, queue, vhost, f"{{value_negative,{value}}}")
+        )
+    if maximum is not None and value > maximum:
+        raise PreconditionFailed(
+            replies.invalid_queue_arg(key, queue, vhost, f"{{value_too_large,{value}}}")
         )
     return value
 
@@ -165,8 +182,10 @@ class QueueArgs:
     )
 
     def __init__(self, args: Mapping[str, Any], queue: str, vhost: str) -> None:
-        self.message_ttl_ms = _int_arg(args, "x-message-ttl", queue, vhost)
-        self.expires_ms = _int_arg(args, "x-expires", queue, vhost, positive=True)
+        self.message_ttl_ms = _int_arg(args, "x-message-ttl", queue, vhost, maximum=MAX_EXPIRY_MS)
+        self.expires_ms = _int_arg(
+            args, "x-expires", queue, vhost, positive=True, maximum=MAX_EXPIRY_MS
+        )
         self.max_length = _int_arg(args, "x-max-length", queue, vhost)
         self.max_length_bytes = _int_arg(args, "x-max-length-bytes", queue, vhost)
         max_priority = _int_arg(args, "x-max-priority", queue, vhost)
@@ -236,6 +255,44 @@ class QueueArgs:
             reason = f"{{unacceptable_type,{amqp_type(value)}}}"
             raise PreconditionFailed(replies.invalid_queue_arg(key, queue, vhost, reason))
         return erlang_term(value)
+
+
+def check_exchange_args(args: Mapping[str, Any], exchange: str, vhost: str) -> None:
+    """``alternate-exchange`` must be a string (rabbit_exchange's type check)."""
+    if "alternate-exchange" in args:
+        value = args["alternate-exchange"]
+        if not isinstance(value, str | bytes):
+            raise PreconditionFailed(
+                replies.invalid_exchange_arg_type(amqp_type(value), exchange, vhost)
+            )
+
+
+def check_consumer_args(args: Mapping[str, Any], queue: str, vhost: str) -> None:
+    """``x-priority`` must be an integer (rabbit_amqqueue:check_consume_arguments)."""
+    if "x-priority" in args:
+        value = args["x-priority"]
+        if isinstance(value, bool) or not isinstance(value, int):
+            reason = f'"expected integer, got {amqp_type(value)}"'
+            raise PreconditionFailed(replies.invalid_queue_arg("x-priority", queue, vhost, reason))
+
+
+def has_non_finite(value: Any) -> bool:
+    """A NaN or an infinity anywhere in a field value (tables and arrays included).
+
+    RabbitMQ cannot decode them: a message whose headers hold one closes the connection with
+    541 INTERNAL_ERROR.
+    """
+    kind = type(value)
+    if kind is float:
+        return value != value or value in (_INF, -_INF)
+    if kind is dict:
+        return any(has_non_finite(v) for v in value.values())
+    if kind is list or kind is tuple:
+        return any(has_non_finite(v) for v in value)
+    return False
+
+
+_INF = float("inf")
 
 
 def args_equal(a: Any, b: Any) -> bool:

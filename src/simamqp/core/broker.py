@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import replies
-from .channel import _REPLY_PREFIX, DIRECT_REPLY_TO, Channel
+from .arguments import MAX_EXPIRY_MS, amqp_type, has_non_finite
+from .channel import _REPLY_PREFIX, DIRECT_REPLY_TO, Channel, internal_error
 from .clock import Clock, VirtualClock
 from .connection import Connection
 from .errors import AccessRefused, NotAllowed, NotFound, PreconditionFailed
@@ -40,9 +41,9 @@ from .trace import Trace, TraceMode
 
 __all__ = ["Broker", "ExchangeInfo", "QueueInfo", "VHost"]
 
-#: rabbit_misc's maximum per-message TTL (ms); larger values are ``value_too_large``.
-MAX_EXPIRY_MS = 8_639_913_600_000
 _EPOCH = _dt.datetime(1970, 1, 1)
+_CONTAINER_OR_FLOAT = (float, dict, list, tuple)
+_INF = float("inf")
 _INTEGER_PREFIX = re.compile(r"[+-]?[0-9]+")
 
 
@@ -188,8 +189,13 @@ class Broker:
         clock = self.clock
         if not isinstance(clock, VirtualClock):
             raise TypeError("advance() needs a VirtualClock; a wall clock moves by itself")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise TypeError(f"advance() takes a number of seconds, got {seconds!r}")
         if seconds < 0:
             raise ValueError(f"time never goes backwards: advance({seconds!r})")
+        if not seconds < _INF:
+            # NaN (or infinity) would poison the clock for good.
+            raise ValueError(f"advance() needs a finite number of seconds, got {seconds!r}")
         target = clock.now() + seconds
         fired = self._tick()
         while (when := self.scheduler.next_time()) is not None and when <= target:
@@ -448,19 +454,36 @@ class Broker:
         if exchange.internal:
             raise AccessRefused(replies.internal_exchange(exchange_name, vhost.name))
         props = dict(properties)
+        headers = props.get("application_headers")
+        if headers:
+            # Decoding the content header comes first: RabbitMQ drops the connection for a
+            # NaN or infinity it cannot decode, before looking at the message.
+            for value in headers.values():
+                if type(value) in _CONTAINER_OR_FLOAT and has_non_finite(value):
+                    raise internal_error()
         user_id = props.get("user_id")
         if user_id is not None and user_id != channel.connection.user:
             raise PreconditionFailed(
                 replies.user_id_mismatch(str(user_id), channel.connection.user)
             )
-        if props.get("expiration") is not None:
-            self._check_expiration(props["expiration"])
+        # The order of the checks below is RabbitMQ's (measured: the first failing one wins).
         if props.get("reply_to") == DIRECT_REPLY_TO:
             if channel.reply_consumer is None:
                 raise PreconditionFailed(replies.direct_reply_not_consuming())
             props["reply_to"] = channel.reply_consumer[1]
+        if props.get("expiration") is not None:
+            self._check_expiration(props["expiration"])
         routing_keys: tuple[str, ...] = (routing_key,)
-        headers = props.get("application_headers")
+        if headers:
+            for key in ("CC", "BCC"):
+                # Sender-selected distribution keys must be arrays (rabbit_basic's check).
+                if key in headers and not isinstance(headers[key], list | tuple):
+                    raise PreconditionFailed(
+                        replies.unacceptable_header_type(key, amqp_type(headers[key]))
+                    )
+        delivery_mode = props.get("delivery_mode")
+        if delivery_mode is not None and delivery_mode not in (1, 2):
+            raise PreconditionFailed(replies.delivery_mode_unknown(delivery_mode))
         if headers:
             cc, bcc = headers.get("CC"), headers.get("BCC")
             if cc or bcc:

@@ -19,6 +19,9 @@ __all__ = ["CHANNEL_MAX", "Connection"]
 
 #: RabbitMQ 3.10's default channel_max (what connection.tune offers).
 CHANNEL_MAX = 2047
+#: The largest explicit channel id: RabbitMQ 3.10 opens any id a short carries, even above the
+#: channel_max it offered (measured with 65535).
+MAX_CHANNEL_ID = 65535
 
 
 class Connection:
@@ -56,12 +59,14 @@ class Connection:
             channel_id = 1
             while channel_id in self.channels:
                 channel_id += 1
+            if channel_id > CHANNEL_MAX:
+                raise ValueError(f"no free channel id up to channel_max {CHANNEL_MAX}")
         elif channel_id in self.channels:
             err = ChannelNotOpen(replies.second_channel_open(), CHANNEL_OPEN)
             self._teardown(err, notify=False)
             raise err
-        if not 0 < channel_id <= CHANNEL_MAX:
-            raise ValueError(f"channel id must be between 1 and {CHANNEL_MAX}, got {channel_id}")
+        if not 0 < channel_id <= MAX_CHANNEL_ID:
+            raise ValueError(f"channel id must be between 1 and {MAX_CHANNEL_ID}, got {channel_id}")
         channel = Channel(self, channel_id)
         self.channels[channel_id] = channel
         self.broker._emit("channel-open", connection=self.id, channel=channel_id)
@@ -74,6 +79,20 @@ class Connection:
         self.broker._tick()
         self.broker._emit("connection-close", connection=self.id)
         self._teardown(None, notify=False)
+
+    def fail(self, error: AMQPError) -> None:
+        """Close the connection for a frame error found before any method ran (e.g. 501)."""
+        if not self.is_open:
+            return
+        self.broker._emit(
+            "error",
+            connection=self.id,
+            code=error.reply_code,
+            text=error.reply_text,
+            method=list(error.method),
+            scope="connection",
+        )
+        self._teardown(error, notify=False)
 
     def _push(self, frame: Frame) -> None:
         self.outbox.append(frame)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "CHANNEL_REPLY_CODES",
     "AMQPChannelError",
     "AMQPConnectionError",
     "AMQPError",
@@ -47,6 +48,8 @@ class AMQPError(Exception):
     reply_name: ClassVar[str] = ""
     #: True when the error closes the channel, False when it closes the connection.
     soft: bool = True
+    #: Raised while decoding a frame, before any method ran: the close names method (0, 0).
+    frame_level: bool = False
 
     def __init__(self, reply_text: str, method: Method = (0, 0)) -> None:
         if not reply_text.startswith(self.reply_name):
@@ -196,6 +199,12 @@ _BY_CODE: dict[int, type[AMQPError]] = {
         InternalError,
     )
 }
+
+
+#: Reply codes the spec defines as channel (soft) errors: what a channel.close may carry.
+CHANNEL_REPLY_CODES = frozenset(
+    code for code, cls in _BY_CODE.items() if issubclass(cls, AMQPChannelError)
+)
 
 
 def error_for_code(reply_code: int) -> type[AMQPError]:

@@ -42,7 +42,13 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import AMQPError, ConnectionForced, PreconditionFailed
+from .errors import (
+    CHANNEL_REPLY_CODES,
+    AMQPError,
+    ConnectionForced,
+    PreconditionFailed,
+    error_for_code,
+)
 from .message import Message, QueuedMessage
 
 if TYPE_CHECKING:
@@ -194,6 +200,12 @@ class FaultRule:
         _check_int(self.copies, "copies", minimum=1)
         _check_int(self.window, "window", minimum=2)
         _check_int(self.reply_code, "reply_code", minimum=300)
+        if self.reply_code not in CHANNEL_REPLY_CODES:
+            # A connection-level code (320, 5xx...) or an unknown one cannot close a channel.
+            raise InvalidFault(
+                f"reply_code must be a channel error code, one of {sorted(CHANNEL_REPLY_CODES)}, "
+                f"got {self.reply_code!r}"
+            )
         if (
             isinstance(self.probability, bool)
             or not isinstance(self.probability, int | float)
@@ -211,6 +223,16 @@ class FaultRule:
             raise InvalidFault("action 'delay' needs delay=SECONDS")
         if not isinstance(self.reply_text, str):
             raise InvalidFault(f"reply_text must be a str, got {self.reply_text!r}")
+        # The close carries "CODE_NAME - text" as an AMQP shortstr: at most 255 UTF-8 bytes.
+        if self.action == "close_channel":
+            text = self.reply_text or f"fault injected by rule '{self.name}'"
+            error_class = error_for_code(self.reply_code)
+            sent = error_class(text).reply_text
+            if len(sent.encode("utf-8", "surrogatepass")) > 255:
+                raise InvalidFault(
+                    "the reply text is longer than an AMQP shortstr (255 bytes, with the "
+                    f"{error_class.reply_name} prefix): {sent[:60]!r}..."
+                )
 
     # -- selectors ---------------------------------------------------------------------------
 

@@ -64,6 +64,10 @@ def internal_exchange(name: str, vhost: str) -> str:
 
 
 def unknown_exchange_type(type_: str) -> str:
+    # RabbitMQ says "invalid" when the name is an existing Erlang atom; '' always is (it is
+    # what py-amqp sends for type None). Other atoms: docs/differences.md.
+    if type_ == "":
+        return "invalid exchange type ''"
     return f"unknown exchange type '{type_}'"
 
 
@@ -97,6 +101,21 @@ def exchange_in_use(name: str, vhost: str) -> str:
 
 def invalid_queue_arg(arg: str, name: str, vhost: str, reason: str) -> str:
     return f"invalid arg '{arg}' for queue '{name}' {_v(vhost)}: {reason}"
+
+
+def invalid_exchange_arg_type(type_name: str, exchange: str, vhost: str) -> str:
+    return (
+        f"invalid type '{type_name}' for arg 'alternate-exchange' in exchange '{exchange}' "
+        f"{_v(vhost)}"
+    )
+
+
+def delivery_mode_unknown(mode: int) -> str:
+    return f"invalid message: {{delivery_mode_unknown,{mode}}}"
+
+
+def unacceptable_header_type(header: str, type_name: str) -> str:
+    return f'invalid message: {{unacceptable_type_in_header,"{header}",{type_name}}}'
 
 
 def invalid_expiration(value: str, reason: str) -> str:
