@@ -125,6 +125,28 @@ class Server:
         done.wait(10)
         thread.join(10)
 
+    def settle(self, timeout: float = 5.0) -> None:
+        """Return once the loop has read what clients already sent and written what it queued.
+
+        Three loop iterations: the first polls the sockets (bytes a client's ``sendall``
+        already handed to the kernel are read), the second runs the flushes those methods
+        scheduled for other connections, the third confirms nothing more was queued. A test
+        in the server's process uses it instead of sleeping; bounded by ``timeout``.
+        """
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        done = threading.Event()
+
+        def step(remaining: int) -> None:
+            if remaining:
+                self.loop.call_soon(step, remaining - 1)
+            else:
+                done.set()
+
+        self.loop.call_soon_threadsafe(step, 3)
+        done.wait(timeout)
+
     def __enter__(self) -> Server:
         return self.start()
 
