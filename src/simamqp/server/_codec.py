@@ -131,8 +131,9 @@ class FrameReader:
         while size - offset >= 7:
             type_, channel, length = _FRAME_HEADER.unpack_from(buf, offset)
             limit = self.frame_max - 8
-            if self.frame_max and length > limit:
-                # rabbit_reader: checked on the header, before the payload arrives.
+            if self.frame_max and length > self.frame_max:
+                # rabbit_reader checks the header, before the payload arrives, and allows
+                # ?FRAME_SIZE_FUDGE (8 octets) over the limit it reports, for old clients.
                 raise MalformedFrame(
                     501,
                     f"FRAME_ERROR - type {type_}, all octets = <<>>: "
