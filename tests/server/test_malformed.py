@@ -65,7 +65,7 @@ def test_same_outcome_as_rabbitmq(case, sim_server, rabbitmq_outcomes):
     expected = rabbitmq_outcomes[case]
     assert _outcome(sim_server.url, CASES[case]) == expected
     # ... and the server still serves everybody else.
-    with amqp.Connection(sim_server.url.split("@")[1].rstrip("/")) as conn:
+    with amqp.Connection(sim_server.url.split("@")[1].split("/")[0]) as conn:
         ch = conn.channel()
         name, _, _ = ch.queue_declare("", exclusive=True)
         ch.basic_publish(amqp.Message(b"still here"), "", name)

@@ -63,7 +63,8 @@ class Server:
         host = self.host if ":" not in self.host else f"[{self.host}]"
         users = iter(self.users.items())
         user, password = next(users, ("guest", "guest"))
-        return f"amqp://{user}:{password}@{host}:{self.port}//"
+        # "/%2F" (not "//") names the vhost "/" for every client: kombu, pika, aio-pika, amqplib.
+        return f"amqp://{user}:{password}@{host}:{self.port}/%2F"
 
     @property
     def connection_count(self) -> int:
