@@ -114,7 +114,7 @@ def test_dead_lettering_by_ttl(conn):
     body = None
     for _ in range(100):
         conn.process_data_events(time_limit=0.02)
-        method, props, body = ch.basic_get(dead, auto_ack=True)
+        _method, props, body = ch.basic_get(dead, auto_ack=True)
         if body is not None:
             break
     assert body == b"expiring"
@@ -154,7 +154,7 @@ def test_direct_reply_to(conn):
     ch.basic_consume("amq.rabbitmq.reply-to", lambda c, m, p, b: replies.append(b), auto_ack=True)
     ch.basic_publish("", server_q, b"ping", pika.BasicProperties(reply_to="amq.rabbitmq.reply-to"))
     server = conn.channel()
-    method, props, body = server.basic_get(server_q, auto_ack=True)
+    _method, props, body = server.basic_get(server_q, auto_ack=True)
     assert props.reply_to.startswith("amq.rabbitmq.reply-to.")
     server.basic_publish("", props.reply_to, b"pong:" + body)
     conn.process_data_events(time_limit=0.3)

@@ -121,23 +121,25 @@ class FrameReader:
         self.frame_max = frame_max
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[RawFrame]:
-        """The complete frames in ``data`` (plus what was buffered); raises ``MalformedFrame``."""
+    def feed(self, data: bytes, max_frames: int = 0) -> list[RawFrame]:
+        """Buffer ``data``; return the complete frames buffered (at most ``max_frames``, if set).
+
+        Raises ``MalformedFrame`` at the first frame RabbitMQ would refuse.
+        """
         buf = self._buffer
         buf += data
-        frames = []
+        frames: list[RawFrame] = []
         offset = 0
         size = len(buf)
         while size - offset >= 7:
             type_, channel, length = _FRAME_HEADER.unpack_from(buf, offset)
-            limit = self.frame_max - 8
             if self.frame_max and length > self.frame_max:
                 # rabbit_reader checks the header, before the payload arrives, and allows
                 # ?FRAME_SIZE_FUDGE (8 octets) over the limit it reports, for old clients.
                 raise MalformedFrame(
                     501,
                     f"FRAME_ERROR - type {type_}, all octets = <<>>: "
-                    f"{{frame_too_large,{length},{limit}}}",
+                    f"{{frame_too_large,{length},{self.frame_max - 8}}}",
                 )
             end = offset + 7 + length
             if size < end + 1:
@@ -160,9 +162,20 @@ class FrameReader:
                 )
             frames.append(RawFrame(type_, channel, payload))
             offset = end + 1
+            if len(frames) == max_frames:
+                break
         if offset:
             del buf[:offset]
         return frames
+
+    def append(self, data: bytes) -> None:
+        """Buffer ``data`` for a later ``feed``."""
+        self._buffer += data
+
+    @property
+    def buffered(self) -> int:
+        """Octets received and not yet returned as frames."""
+        return len(self._buffer)
 
 
 def decode_method(payload: bytes) -> tuple[tuple[int, int], list[Any]]:

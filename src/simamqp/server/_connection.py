@@ -47,6 +47,11 @@ SERVER_CHANNEL_MAX = 2047
 SERVER_FRAME_MAX = 131072
 SERVER_HEARTBEAT = 60
 FRAME_MIN_SIZE = 4096
+#: Frames handled per event-loop turn before other connections get the loop.
+FRAMES_PER_TURN = 300
+#: Unhandled input above which the server stops reading a socket (RabbitMQ's credit flow
+#: blocks a publisher that outruns the broker the same way).
+MAX_BACKLOG = 8 * 1024 * 1024
 #: How long a server-initiated close waits for close-ok before dropping the socket.
 CLOSE_OK_TIMEOUT = 10.0
 
@@ -88,6 +93,8 @@ class ServerConnection(asyncio.Protocol):
         self._sent = False
         self._missed = 0
         self._timers: list[asyncio.TimerHandle] = []
+        self._process_scheduled = False
+        self._paused = False
         self._loop_thread = threading.get_ident()
 
     # -- asyncio.Protocol -------------------------------------------------------------------
@@ -120,8 +127,20 @@ class ServerConnection(asyncio.Protocol):
             data = self._protocol_header(data)
             if not data:
                 return
+        if self._process_scheduled:
+            self.reader.append(data)  # the scheduled turn handles it, in order
+            return
+        self._process(data)
+
+    def _process(self, data: bytes = b"") -> None:
+        """Handle up to FRAMES_PER_TURN frames, then let other connections have the loop.
+
+        One loop turn per slice keeps every socket read often: a client whose socket the
+        server left unread for long would time out (py-amqp sets TCP_USER_TIMEOUT to 1 s).
+        """
+        self._process_scheduled = False
         try:
-            frames = self.reader.feed(data)
+            frames = self.reader.feed(data, FRAMES_PER_TURN)
         except C.MalformedFrame as err:
             if self.state == _CLOSING:
                 self.reader = C.FrameReader(0)  # closing: input is discarded until close-ok
@@ -142,6 +161,16 @@ class ServerConnection(asyncio.Protocol):
                 _log.exception("simamqp server: error handling a frame")
                 self._connection_error(error_for_code(541)("INTERNAL_ERROR"))
                 return
+        transport = self.transport
+        if len(frames) == FRAMES_PER_TURN and self.state != _CLOSED:
+            self._process_scheduled = True
+            self.loop.call_soon(self._process)
+            if transport is not None and self.reader.buffered > MAX_BACKLOG and not self._paused:
+                self._paused = True
+                transport.pause_reading()
+        elif self._paused and transport is not None:
+            self._paused = False
+            transport.resume_reading()
         self.server._after_activity()
 
     # -- writing ----------------------------------------------------------------------------
