@@ -403,8 +403,11 @@ class ServerConnection(asyncio.Protocol):
 
         def close() -> None:
             if error is not None:
+                # The client reads the close before the socket goes (a reset could discard it).
                 self._send_method(0, (10, 50), "BsBB", _close_args(error))
-            self._abort()
+                self._close_transport()
+            else:
+                self._abort()
 
         self._timers.append(self.loop.call_later(self.server.handshake_error_delay, close))
 
