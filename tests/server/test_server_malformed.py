@@ -35,6 +35,15 @@ CASES = {
     "channel method on channel 0": method(0, (50, 10), DECLARE, _declare_args),
     "body frame on channel 0": frame(3, 0, b"x"),
     "heartbeat on a channel": frame(8, 1, b""),
+    # not malformed, but the same race in one write: an asynchronous error, then a method
+    "publish refused, then a method in the same write": _publish
+    + frame(
+        2,
+        1,
+        struct.pack(">HHQ", 60, 0, 1) + amqp.Message(expiration="soon")._serialize_properties(),
+    )
+    + frame(3, 1, b"m")
+    + method(1, (50, 10), DECLARE, (0, "", True, False, False, False, False, {})),
 }
 
 

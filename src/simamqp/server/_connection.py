@@ -686,6 +686,7 @@ class ServerConnection(asyncio.Protocol):
             return
         core = state.core
         broker = self.broker
+        before: list[F.Frame] = []
         try:
             with broker.lock:
                 before = self._take_outbox()
@@ -696,7 +697,13 @@ class ServerConnection(asyncio.Protocol):
             self._after_error(channel_id, err)
             return
         except ChannelClosedError:
-            return  # the broker closed it first; its close frame is on its way
+            # The broker closed the channel (an earlier asynchronous method failed) before
+            # this method: its channel.close is among the frames taken above.
+            self._write_frames(before)
+            if sig == (20, 40):  # both sides closed at once: each answers close-ok
+                self.channels.pop(channel_id, None)
+                self._send_method(channel_id, (20, 41))
+            return
         if before:
             self._write_frames(before)
         if sig == (20, 40):
