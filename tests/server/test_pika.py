@@ -6,6 +6,7 @@ Every test body runs against both brokers (``amqp_url``) and asserts what the cl
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import pika
@@ -85,7 +86,9 @@ def test_consume_with_qos_and_cancel_notification(conn):
     ch2.add_on_cancel_callback(lambda frame: cancelled.append(frame.method.consumer_tag))
     tag = ch2.basic_consume(q, lambda *a: None)
     conn.channel().queue_delete(q)
-    conn.process_data_events(time_limit=0.3)
+    deadline = time.monotonic() + 3  # RabbitMQ sends the cancel asynchronously
+    while not cancelled and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.05)
     assert cancelled == [tag]
 
 
