@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("schema", help="print the JSON Schema of scenario files")
+    from .server._cli import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 
@@ -243,6 +246,10 @@ def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return _cmd_validate(args, out, err)
     if args.command == "record":
         return _cmd_record(args, out, err)
+    if args.command == "serve":
+        from .server._cli import cmd_serve
+
+        return cmd_serve(args, out, err)
     json.dump(json_schema(), out, indent=2)
     out.write("\n")
     return EXIT_OK

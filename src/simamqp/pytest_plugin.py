@@ -206,6 +206,19 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 @pytest.fixture
+def sim_amqp_server(sim_broker: Broker) -> Iterator[Any]:
+    """``sim_broker`` served over AMQP 0-9-1 on a free local port (``simamqp.server.Server``).
+
+    Hand ``sim_amqp_server.url`` (``amqp://...``) to pika, aio-pika, a Celery worker process or
+    any other client; faults, clock, trace and ``queue()`` stay on ``sim_broker``.
+    """
+    from .server import Server
+
+    with Server(sim_broker) as server:
+        yield server
+
+
+@pytest.fixture
 def sim_celery_config(sim_broker: Broker) -> dict[str, Any]:
     """Celery settings pointing an app under test at ``sim_broker``.
 

@@ -307,6 +307,67 @@ class SimEnv(BrokerEnv):
         simamqp.unregister(self.registered_as)
 
 
+class SocketEnv(SimEnv):
+    """simamqp served over a real AMQP socket (``simamqp.server``), same broker object.
+
+    The clients are ordinary py-amqp/kombu connections to ``amqp://``; time still moves only
+    when the test moves it. ``settle`` runs the broker until idle and then waits for the
+    server loop to have read what the client sent and written what it queued, so nothing
+    here sleeps.
+    """
+
+    def __init__(self, broker: Any, registered_as: str, token: str) -> None:
+        from simamqp.server import Server
+
+        super().__init__(broker, registered_as, token)
+        self.server = Server(broker).start()
+        self.url = self.server.url
+
+    def settle(self) -> None:
+        self.broker.run_until_idle()
+        self.server.settle()
+
+    def wait(self, seconds: float) -> None:
+        # What the client sent before the wait happened before it, as on RabbitMQ.
+        self.server.settle()
+        super().wait(seconds)
+        self.server.settle()
+
+    def drain(
+        self,
+        conn: Any = None,
+        timeout: float = EVENTUALLY_TIMEOUT,
+        until: Callable[[], bool] | None = None,
+    ) -> bool:
+        if until is not None:
+            return super().drain(conn, timeout, until)
+        # After settle() every frame the server queued is already in the client's socket
+        # buffer: drain until a read finds nothing.
+        conn = conn or self.conn
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.settle()
+            try:
+                conn.drain_events(timeout=0.01)
+            except TimeoutError:
+                return True
+        return True
+
+    def close(self) -> None:
+        super().close()
+        self.server.stop()
+
+
+def make_socket_env(nodeid: str) -> SocketEnv:
+    import simamqp
+
+    seed = zlib.crc32(nodeid.encode())
+    broker = simamqp.Broker(seed=seed, clock=simamqp.VirtualClock())
+    registered_as = f"conformance-{seed:08x}-{uuid.uuid4().hex[:6]}"
+    simamqp.register(registered_as, broker)
+    return SocketEnv(broker, registered_as, token="sock")
+
+
 def make_sim_env(nodeid: str) -> SimEnv:
     import simamqp
 
@@ -323,13 +384,16 @@ def make_rabbit_env() -> RabbitEnv:
 
 
 @pytest.fixture(
-    params=["simamqp", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)],
+    params=["simamqp", "simamqp-socket", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)],
 )
 def env(request: pytest.FixtureRequest) -> Iterator[BrokerEnv]:
-    """The broker under test: simamqp or RabbitMQ, with the same client-side API."""
+    """The broker under test: simamqp in-process, simamqp over a socket (``simamqp.server``)
+    or RabbitMQ, with the same client-side API."""
     broker_env: BrokerEnv
     if request.param == "rabbitmq":
         broker_env = make_rabbit_env()
+    elif request.param == "simamqp-socket":
+        broker_env = make_socket_env(request.node.nodeid)
     else:
         broker_env = make_sim_env(request.node.nodeid)
     try:
