@@ -114,7 +114,12 @@ def row_server(quick: bool, rabbit: bool) -> list[Row]:
             detail = f"RabbitMQ {fmt_us(setup_time(RABBITMQ_URL, setup_n))}"
         rows.append(
             Row(
-                10, "connection setup (connect, channel, close)", fmt_us(sim_setup), "", None, detail
+                10,
+                "connection setup (connect, channel, close)",
+                fmt_us(sim_setup),
+                "",
+                None,
+                detail,
             )
         )
         want = 100 if quick else 500
