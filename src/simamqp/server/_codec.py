@@ -188,6 +188,10 @@ def decode_method(payload: bytes) -> tuple[tuple[int, int], list[Any]]:
         raise MalformedFrame(540, f"NOT_IMPLEMENTED - unknown method {sig}", sig, abort=True)
     try:
         args, _ = loads(fmt, payload, 4)
+    except UnicodeDecodeError:
+        # A shortstr (a name) that is not UTF-8: RabbitMQ's reader parses the frame, then
+        # refuses the string with method (0, 0), as the in-process boundary does.
+        raise MalformedFrame(501, "FRAME_ERROR - Malformed UTF-8 in shortstr") from None
     except Exception:
         raise MalformedFrame(
             501, f"FRAME_ERROR - cannot decode {erlang_binary(payload[4:])}", sig
