@@ -147,6 +147,21 @@ def _str_list(values: list[Any] | tuple[Any, ...]) -> str | None:
     return "[" + ",".join(map(_esc, values)) + "]"
 
 
+#: tuple of str -> its JSON array (``_str_tuple``), bounded.
+_list_lines: dict[tuple[Any, ...], str] = {}
+_LIST_LINES_MAX = 4096
+
+
+def _str_tuple(values: tuple[Any, ...]) -> str | None:
+    """``_str_list`` for a tuple, remembered (a queue list is seen once per message)."""
+    line = _str_list(values)
+    if line is not None:
+        if len(_list_lines) >= _LIST_LINES_MAX:
+            _list_lines.clear()
+        _list_lines[values] = line
+    return line
+
+
 #: type -> (check expression, value expression) for a value ``v``; the value expression is
 #: what json.dumps(canonical(v)) writes. Floats are canonical()ised to their repr string.
 _RENDER: dict[type, tuple[str, str]] = {
@@ -185,15 +200,22 @@ def _compile(
         loads.append(f"        {''.join(f'v{i}, ' for i in range(len(keys)))}= a")
     else:
         checks.insert(0, f"len(a) == {len(keys)}")
-    sequence = "tuple" if values else "list"
     fields: dict[str, str] = {"seq": "{seq}", "time": "{time!r}"}
     for i, key in enumerate(keys):
         var = f"v{i}"
         value = attrs[key]
         if not values:
             loads.append(f"        {var} = a[{key!r}]")
-        if type(value) is (tuple if values else list):
-            loads.append(f"        {var} = _str_list({var}) if type({var}) is {sequence} else None")
+        if values and type(value) is tuple:
+            # Tuples are immutable: their line fragment is cached (queue lists repeat).
+            loads.append(
+                f"        {var} = (_list_lines.get({var}) or _str_tuple({var}))"
+                f" if type({var}) is tuple else None"
+            )
+            checks.append(f"{var} is not None")
+            fields[key] = "{" + var + "}"
+        elif type(value) is list:
+            loads.append(f"        {var} = _str_list({var}) if type({var}) is list else None")
             checks.append(f"{var} is not None")
             fields[key] = "{" + var + "}"
         elif type(value) in _RENDER:
@@ -221,7 +243,13 @@ def _compile(
             "    return f" + repr("{{" + ",".join(parts) + "}}"),
         ]
     )
-    namespace: dict[str, Any] = {"_esc": _esc, "_sha256": _sha256, "_str_list": _str_list}
+    namespace: dict[str, Any] = {
+        "_esc": _esc,
+        "_sha256": _sha256,
+        "_str_list": _str_list,
+        "_str_tuple": _str_tuple,
+        "_list_lines": _list_lines,
+    }
     # Generated from attribute names (quoted with repr/_esc) and the fixed templates above.
     exec(source, namespace)
     return namespace["encode"]
@@ -284,7 +312,8 @@ class Shape:
     def attrs(self, values: tuple[Any, ...]) -> dict[str, Any]:
         attrs = dict(zip(self.keys, values, strict=True))
         for key in self.lists:
-            attrs[key] = list(attrs[key])
+            if type(attrs[key]) is tuple:
+                attrs[key] = list(attrs[key])
         return attrs
 
     def __repr__(self) -> str:
