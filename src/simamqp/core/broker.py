@@ -19,7 +19,7 @@ from typing import Any
 
 from . import replies
 from .arguments import MAX_EXPIRY_MS, amqp_type, has_non_finite
-from .channel import _REPLY_PREFIX, DIRECT_REPLY_TO, Channel, internal_error
+from .channel import _DELIVER, _REPLY_PREFIX, DIRECT_REPLY_TO, Channel, internal_error
 from .clock import Clock, VirtualClock
 from .connection import Connection
 from .errors import AccessRefused, NotAllowed, NotFound, PreconditionFailed
@@ -662,16 +662,20 @@ class Broker:
             return False
         tag = channel._next_delivery_tag
         channel._next_delivery_tag += 1
-        self._emit(
-            "deliver",
-            connection=channel.connection.id,
-            channel=channel.id,
-            queue=DIRECT_REPLY_TO,
-            consumer_tag=channel.reply_consumer[0],
-            delivery_tag=tag,
-            msg=message.id,
-            redelivered=False,
-        )
+        if self._tracing:
+            self.trace.record(
+                self.clock.now(),
+                _DELIVER,
+                (
+                    channel.connection.id,
+                    channel.id,
+                    DIRECT_REPLY_TO,
+                    channel.reply_consumer[0],
+                    tag,
+                    message.id,
+                    False,
+                ),
+            )
         channel.connection._push(
             BasicDeliver(
                 channel.id,

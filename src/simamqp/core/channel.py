@@ -65,6 +65,7 @@ _DELIVER = Shape(
     redelivered=False,
 )
 _ACK = Shape("ack", connection=1, channel=1, queue="", msg=1)
+_GET = Shape("get", connection=1, channel=1, queue="", delivery_tag=1, msg=1, redelivered=False)
 
 T = TypeVar("T")
 
@@ -663,15 +664,13 @@ class Channel:
             else:
                 self.unacked[tag] = _Unacked(q, entry, None)
                 q.unacked += 1
-            self.broker._emit(
-                "get",
-                connection=self.connection.id,
-                channel=self.id,
-                queue=q.name,
-                delivery_tag=tag,
-                msg=message.id,
-                redelivered=entry.redelivered,
-            )
+            broker = self.broker
+            if broker._tracing:
+                broker.trace.record(
+                    broker.clock.now(),
+                    _GET,
+                    (self.connection.id, self.id, q.name, tag, message.id, entry.redelivered),
+                )
             return GetOk(
                 tag,
                 entry.redelivered,
