@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from simamqp.core import Broker, Trace, TraceNotRetained
 from simamqp.core import broker as core_broker
-from simamqp.core.trace import DEFAULT_WINDOW, Event
+from simamqp.core.trace import DEFAULT_WINDOW, Event, Shape
 from simamqp.scenarios import collect, load, run_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -218,3 +218,62 @@ def test_compiled_line_encoders_write_exactly_what_json_dumps_writes(
     kind with different shapes included), the running digest equals the reference."""
     events = [Event(i + 1, t, kind, attrs) for i, (kind, attrs, t) in enumerate(shapes)]
     assert replay(events, window=1).digest() == reference_digest(events)
+
+
+_SHAPE = Shape(
+    "shape-test",
+    conn=1,
+    name="q",
+    body=b"",
+    flag=False,
+    names=("a",),
+    t=0.5,
+    nothing=None,
+)
+_field_values = _values | st.lists(st.text(max_size=3) | st.integers(), max_size=3).map(tuple)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            # the types the shape was compiled for (its encoder), or anything (the fallback)
+            st.tuples(
+                st.integers(),
+                st.text(),
+                st.binary(max_size=40),
+                st.booleans(),
+                st.lists(st.text(max_size=3), max_size=3).map(tuple),
+                st.floats(),
+                st.none(),
+            )
+            | st.tuples(*[_field_values for _ in _SHAPE.keys]),
+            st.floats() | st.integers(0, 10),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_shape_records_give_the_lines_of_the_same_events_emitted_as_dicts(
+    events: list[tuple[tuple[Any, ...], float, bool]],
+) -> None:
+    """``Trace.record`` (a tuple of values, tuples for lists) hashes and reads back exactly as
+    ``emit`` with the attribute dict would, whatever types the values turn out to have."""
+    trace = Trace(window=1)
+    full = Trace(mode="full")
+    expected = []
+    for i, (values, time, as_dict) in enumerate(events):
+        attrs = {
+            k: list(v) if k in _SHAPE.lists and type(v) is tuple else v
+            for k, v in zip(_SHAPE.keys, values, strict=True)
+        }
+        if as_dict:  # mixing both ways of recording in one trace
+            trace.emit(time, "shape-test", attrs)
+            full.emit(time, "shape-test", attrs)
+        else:
+            trace.record(time, _SHAPE, values)
+            full.record(time, _SHAPE, values)
+        expected.append(Event(i + 1, time, "shape-test", attrs))
+    assert full.events == expected
+    assert trace.digest() == full.digest() == reference_digest(expected)

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import replies
 from .arguments import MAX_EXPIRY_MS, amqp_type, has_non_finite
-from .channel import _REPLY_PREFIX, DIRECT_REPLY_TO, Channel, internal_error
+from .channel import _DELIVER, _REPLY_PREFIX, DIRECT_REPLY_TO, Channel, internal_error
 from .clock import Clock, VirtualClock
 from .connection import Connection
 from .errors import AccessRefused, NotAllowed, NotFound, PreconditionFailed
@@ -37,7 +37,7 @@ from .frames import BasicAck, BasicDeliver, BasicNack, BasicReturn
 from .message import Message
 from .queues import Queue
 from .scheduler import Scheduler
-from .trace import Trace, TraceMode
+from .trace import Shape, Trace, TraceMode
 
 __all__ = ["Broker", "ExchangeInfo", "QueueInfo", "VHost"]
 
@@ -45,6 +45,19 @@ _EPOCH = _dt.datetime(1970, 1, 1)
 _CONTAINER_OR_FLOAT = (float, dict, list, tuple)
 _INF = float("inf")
 _INTEGER_PREFIX = re.compile(r"[+-]?[0-9]+")
+#: Trace shapes of the per-message events emitted here (``Trace.record``: no dict per event).
+_PUBLISH = Shape(
+    "publish",
+    connection=1,
+    channel=1,
+    exchange="",
+    routing_key="",
+    msg=1,
+    body=b"",
+    mandatory=False,
+)
+_ROUTE = Shape("route", msg=1, queues=("",))
+_CONFIRM = Shape("confirm", channel=1, seq=1, ack=True)
 
 
 class VHost:
@@ -499,15 +512,18 @@ class Broker:
         )
         self._next_message_id += 1
         if self._tracing:
-            self._emit(
-                "publish",
-                connection=channel.connection.id,
-                channel=channel.id,
-                exchange=exchange_name,
-                routing_key=routing_key,
-                msg=message.id,
-                body=message.body,
-                mandatory=mandatory,
+            self.trace.record(
+                self.clock.now(),
+                _PUBLISH,
+                (
+                    channel.connection.id,
+                    channel.id,
+                    exchange_name,
+                    routing_key,
+                    message.id,
+                    message.body,
+                    mandatory,
+                ),
             )
         if self.faults.rules and self.faults.on_publish(channel, message, mandatory, confirm_seq):
             return
@@ -538,7 +554,8 @@ class Broker:
                 queues = after
             routed = bool(queues)
         if self._tracing:
-            self._emit("route", msg=message.id, queues=[q.name for q in queues])
+            names = (queues[0].name,) if len(queues) == 1 else tuple([q.name for q in queues])
+            self.trace.record(self.clock.now(), _ROUTE, (message.id, names))
         if not routed:
             if mandatory:
                 self._emit("return", msg=message.id, code=312, text=replies.no_route())
@@ -571,7 +588,8 @@ class Broker:
     def _confirm(self, channel: Channel, seq: int, ack: bool) -> None:
         if not channel.is_open:
             return
-        self._emit("confirm", channel=channel.id, seq=seq, ack=ack)
+        if self._tracing:
+            self.trace.record(self.clock.now(), _CONFIRM, (channel.id, seq, ack))
         frame = BasicAck(channel.id, seq) if ack else BasicNack(channel.id, seq)
         channel.connection._push(frame)
 
@@ -644,16 +662,20 @@ class Broker:
             return False
         tag = channel._next_delivery_tag
         channel._next_delivery_tag += 1
-        self._emit(
-            "deliver",
-            connection=channel.connection.id,
-            channel=channel.id,
-            queue=DIRECT_REPLY_TO,
-            consumer_tag=channel.reply_consumer[0],
-            delivery_tag=tag,
-            msg=message.id,
-            redelivered=False,
-        )
+        if self._tracing:
+            self.trace.record(
+                self.clock.now(),
+                _DELIVER,
+                (
+                    channel.connection.id,
+                    channel.id,
+                    DIRECT_REPLY_TO,
+                    channel.reply_consumer[0],
+                    tag,
+                    message.id,
+                    False,
+                ),
+            )
         channel.connection._push(
             BasicDeliver(
                 channel.id,

@@ -42,6 +42,7 @@ from .exchanges import Binding, Exchange, exchange_class
 from .frames import BasicDeliver, GetOk
 from .message import QueuedMessage
 from .queues import Queue
+from .trace import Shape
 
 if TYPE_CHECKING:
     from .broker import Broker, VHost
@@ -51,6 +52,20 @@ __all__ = ["DIRECT_REPLY_TO", "Channel", "ChannelClosedError", "Consumer"]
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 _REPLY_PREFIX = DIRECT_REPLY_TO + "."
+
+#: Trace shapes of the per-message events emitted here (``Trace.record``).
+_DELIVER = Shape(
+    "deliver",
+    connection=1,
+    channel=1,
+    queue="",
+    consumer_tag="",
+    delivery_tag=1,
+    msg=1,
+    redelivered=False,
+)
+_ACK = Shape("ack", connection=1, channel=1, queue="", msg=1)
+_GET = Shape("get", connection=1, channel=1, queue="", delivery_tag=1, msg=1, redelivered=False)
 
 T = TypeVar("T")
 
@@ -649,15 +664,13 @@ class Channel:
             else:
                 self.unacked[tag] = _Unacked(q, entry, None)
                 q.unacked += 1
-            self.broker._emit(
-                "get",
-                connection=self.connection.id,
-                channel=self.id,
-                queue=q.name,
-                delivery_tag=tag,
-                msg=message.id,
-                redelivered=entry.redelivered,
-            )
+            broker = self.broker
+            if broker._tracing:
+                broker.trace.record(
+                    broker.clock.now(),
+                    _GET,
+                    (self.connection.id, self.id, q.name, tag, message.id, entry.redelivered),
+                )
             return GetOk(
                 tag,
                 entry.redelivered,
@@ -684,15 +697,18 @@ class Channel:
         message = entry.message
         broker = self.broker
         if broker._tracing:
-            broker._emit(
-                "deliver",
-                connection=self.connection.id,
-                channel=self.id,
-                queue=queue.name,
-                consumer_tag=consumer.tag,
-                delivery_tag=tag,
-                msg=message.id,
-                redelivered=entry.redelivered,
+            broker.trace.record(
+                broker.clock.now(),
+                _DELIVER,
+                (
+                    self.connection.id,
+                    self.id,
+                    queue.name,
+                    consumer.tag,
+                    tag,
+                    message.id,
+                    entry.redelivered,
+                ),
             )
         self.connection._push(
             BasicDeliver(
@@ -759,12 +775,10 @@ class Channel:
             for item in settled:
                 item.queue.settle()
                 if broker._tracing:
-                    broker._emit(
-                        "ack",
-                        connection=self.connection.id,
-                        channel=self.id,
-                        queue=item.queue.name,
-                        msg=item.entry.message.id,
+                    broker.trace.record(
+                        broker.clock.now(),
+                        _ACK,
+                        (self.connection.id, self.id, item.queue.name, item.entry.message.id),
                     )
             for queue in self._release(settled):
                 queue.dispatch()

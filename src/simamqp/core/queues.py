@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from .arguments import QueueArgs
 from .message import Message, QueuedMessage
+from .trace import Shape
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from .scheduler import Timer
 
 __all__ = ["Queue"]
+
+#: Trace shape of the enqueue event (``Trace.record``).
+_ENQUEUE = Shape("enqueue", queue="", vhost="", msg=1)
 
 
 class _Ready:
@@ -246,7 +250,7 @@ class Queue:
                 message, self._seq, self._expiry_for(message, now), self._priority_for(message)
             )
         if broker._tracing:
-            broker._emit("enqueue", queue=self.name, vhost=self.vhost, msg=message.id)
+            broker.trace.record(broker.clock.now(), _ENQUEUE, (self.name, self.vhost, message.id))
         # Try to hand the message straight to a consumer, as rabbit_amqqueue_process's
         # attempt_delivery does, before it counts against length limits or TTL.
         if not len(self.ready) and self.consumers:

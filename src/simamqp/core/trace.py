@@ -29,7 +29,15 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal, NamedTuple, overload
 
-__all__ = ["DEFAULT_WINDOW", "Event", "Trace", "TraceMode", "TraceNotRetained", "canonical"]
+__all__ = [
+    "DEFAULT_WINDOW",
+    "Event",
+    "Shape",
+    "Trace",
+    "TraceMode",
+    "TraceNotRetained",
+    "canonical",
+]
 
 TraceMode = Literal["full", "window", "off"]
 TRACE_MODES: tuple[TraceMode, ...] = ("full", "window", "off")
@@ -132,11 +140,26 @@ _esc = json.encoder.encode_basestring_ascii
 _sha256 = hashlib.sha256
 
 
-def _str_list(values: list[Any]) -> str | None:
+def _str_list(values: list[Any] | tuple[Any, ...]) -> str | None:
     for value in values:
         if type(value) is not str:
             return None
     return "[" + ",".join(map(_esc, values)) + "]"
+
+
+#: tuple of str -> its JSON array (``_str_tuple``), bounded.
+_list_lines: dict[tuple[Any, ...], str] = {}
+_LIST_LINES_MAX = 4096
+
+
+def _str_tuple(values: tuple[Any, ...]) -> str | None:
+    """``_str_list`` for a tuple, remembered (a queue list is seen once per message)."""
+    line = _str_list(values)
+    if line is not None:
+        if len(_list_lines) >= _LIST_LINES_MAX:
+            _list_lines.clear()
+        _list_lines[values] = line
+    return line
 
 
 #: type -> (check expression, value expression) for a value ``v``; the value expression is
@@ -157,23 +180,41 @@ _compiled: dict[tuple[str, tuple[str, ...]], Any] = {}
 _COMPILED_MAX = 1024
 
 
-def _compile(kind: str, keys: tuple[str, ...], attrs: Mapping[str, Any]) -> Any:
+def _compile(
+    kind: str, keys: tuple[str, ...], attrs: Mapping[str, Any], *, values: bool = False
+) -> Any:
     """A function (seq, time, kind, attrs) -> line, or None when an event of this ``kind`` has
-    other attributes or value types than this one. Only called for events of ``kind``."""
+    other attributes or value types than this one. Only called for events of ``kind``.
+
+    ``values=True`` compiles for a ``Shape``: ``attrs`` is then the tuple of values in the
+    order of ``keys`` (lists stored as tuples), and the length is the shape's by construction.
+    """
     if _RESERVED.intersection(keys) or not all(type(k) is str for k in keys):
         return None
     checks = [
-        f"len(a) == {len(keys)}",
         "type(time) is float",
         "time - time == 0.0",  # finite: json writes inf as Infinity
     ]
     loads = []
+    if values:
+        loads.append(f"        {''.join(f'v{i}, ' for i in range(len(keys)))}= a")
+    else:
+        checks.insert(0, f"len(a) == {len(keys)}")
     fields: dict[str, str] = {"seq": "{seq}", "time": "{time!r}"}
     for i, key in enumerate(keys):
         var = f"v{i}"
         value = attrs[key]
-        loads.append(f"        {var} = a[{key!r}]")
-        if type(value) is list:
+        if not values:
+            loads.append(f"        {var} = a[{key!r}]")
+        if values and type(value) is tuple:
+            # Tuples are immutable: their line fragment is cached (queue lists repeat).
+            loads.append(
+                f"        {var} = (_list_lines.get({var}) or _str_tuple({var}))"
+                f" if type({var}) is tuple else None"
+            )
+            checks.append(f"{var} is not None")
+            fields[key] = "{" + var + "}"
+        elif type(value) is list:
             loads.append(f"        {var} = _str_list({var}) if type({var}) is list else None")
             checks.append(f"{var} is not None")
             fields[key] = "{" + var + "}"
@@ -195,14 +236,20 @@ def _compile(kind: str, keys: tuple[str, ...], attrs: Mapping[str, Any]) -> Any:
             "    try:",
             *loads,
             "        pass",
-            "    except KeyError:",
+            "    except (KeyError, ValueError):",
             "        return None",
             f"    if not ({' and '.join(checks)}):",
             "        return None",
             "    return f" + repr("{{" + ",".join(parts) + "}}"),
         ]
     )
-    namespace: dict[str, Any] = {"_esc": _esc, "_sha256": _sha256, "_str_list": _str_list}
+    namespace: dict[str, Any] = {
+        "_esc": _esc,
+        "_sha256": _sha256,
+        "_str_list": _str_list,
+        "_str_tuple": _str_tuple,
+        "_list_lines": _list_lines,
+    }
     # Generated from attribute names (quoted with repr/_esc) and the fixed templates above.
     exec(source, namespace)
     return namespace["encode"]
@@ -230,6 +277,57 @@ def _line(event: Event) -> str:
     return _generic_line(event)
 
 
+#: Shape token -> Shape (records of a shape carry its token as their kind).
+_shapes: dict[str, Shape] = {}
+
+
+class Shape:
+    """The shape of the events one hot call site emits: kind and attribute names, in the order
+    the site passes its values to ``Trace.record``.
+
+    Such an event is stored as ``(time, token, values)``: a tuple of values instead of a dict
+    per event, encoded by a line encoder compiled once for the shape (no lookups by name), and,
+    holding only atomic values, untracked by the cyclic GC after its first pass. Readers see an
+    ordinary ``Event`` (attributes rebuilt; tuple values of ``lists`` keys as lists). The line
+    is exactly the one ``emit(time, kind, attrs)`` would give, so the digest does not depend on
+    which way an event was recorded.
+
+    ``Shape("ack", connection=1, queue="q")``: the sample values give the types the compiled
+    encoder expects; a value of another type takes the generic encoder, as with ``emit``.
+    """
+
+    __slots__ = ("keys", "kind", "lists", "token")
+
+    def __init__(self, kind: str, **samples: Any) -> None:
+        self.kind = kind
+        self.keys = tuple(samples)
+        self.lists = tuple(k for k, v in samples.items() if type(v) is tuple)
+        token = f"\x00{kind}\x00{len(_shapes)}"
+        self.token = sys.intern(token)
+        _shapes[self.token] = self
+        encode = _compile(kind, self.keys, samples, values=True)
+        if encode is not None:
+            _by_kind[self.token] = encode
+
+    def attrs(self, values: tuple[Any, ...]) -> dict[str, Any]:
+        attrs = dict(zip(self.keys, values, strict=True))
+        for key in self.lists:
+            if type(attrs[key]) is tuple:
+                attrs[key] = list(attrs[key])
+        return attrs
+
+    def __repr__(self) -> str:
+        return f"Shape({self.kind!r}, {', '.join(self.keys)})"
+
+
+def _event(seq: int, time: float, kind: str, attrs: Any) -> Event:
+    """The ``Event`` of a stored record."""
+    if type(attrs) is tuple:
+        shape = _shapes[kind]
+        return _new_event(Event, (seq, time, shape.kind, shape.attrs(attrs)))
+    return _new_event(Event, (seq, time, kind, attrs))
+
+
 def _encode_lines(records: Iterable[_Record], first_seq: int) -> bytes:
     """The canonical lines of events stored as ``(time, kind, attrs)`` records numbered from
     ``first_seq``, each line ending in a newline (what ``digest`` hashes)."""
@@ -239,15 +337,16 @@ def _encode_lines(records: Iterable[_Record], first_seq: int) -> bytes:
     for seq, (time, kind, attrs) in enumerate(records, first_seq):
         encode = by_kind.get(kind)
         line = encode(seq, time, kind, attrs) if encode is not None else None
-        append(line if line is not None else _line(_new_event(Event, (seq, time, kind, attrs))))
+        append(line if line is not None else _line(_event(seq, time, kind, attrs)))
     if not lines:
         return b""
     append("")
     return "\n".join(lines).encode()
 
 
-#: How an event is stored: (time, kind, attrs); its seq is its position (cheaper to emit).
-_Record = tuple[float, str, Mapping[str, Any]]
+#: How an event is stored: (time, kind, attrs), or (time, shape token, values) for a ``Shape``;
+#: its seq is its position (cheaper to emit).
+_Record = tuple[float, str, Any]
 
 
 class Trace:
@@ -293,6 +392,15 @@ class Trace:
             if len(events) >= self._limit:
                 self._drop_old()
 
+    def record(self, time: float, shape: Shape, values: tuple[Any, ...]) -> None:
+        """``emit(time, shape.kind, dict(zip(shape.keys, values)))``, cheaper (see ``Shape``);
+        ``values`` holds a tuple where the event has a list."""
+        if self.enabled:
+            events = self._events
+            events.append((time, shape.token, values))
+            if len(events) >= self._limit:
+                self._drop_old()
+
     def _drop_old(self) -> None:
         """Fold the events older than the window into the digest and let them go."""
         cut = len(self._events) - self._window
@@ -314,7 +422,7 @@ class Trace:
             first = self._dropped + start + 1
             records = self._events[start:]
         # Event(...) without the NamedTuple's Python-level __new__ (same tuple).
-        return [_new_event(Event, (seq, *record)) for seq, record in enumerate(records, first)]
+        return [_event(seq, *record) for seq, record in enumerate(records, first)]
 
     @property
     def mode(self) -> TraceMode:
@@ -388,7 +496,7 @@ class Trace:
                 f"events are kept; trace='full' keeps all)"
             )
         with self.guard:
-            return _new_event(Event, (index + 1, *self._events[index - self._dropped]))
+            return _event(index + 1, *self._events[index - self._dropped])
 
     @property
     def events(self) -> list[Event]:
