@@ -83,7 +83,9 @@ def test_unacked_message_does_not_expire(env):
     env.publish(ch, b"held", "", q)
     held = env.get(ch, q, no_ack=False)
     env.wait(MARGIN)
-    ch.basic_ack(held.delivery_tag)  # still a valid delivery tag
+    ch.basic_ack(held.delivery_tag)  # still a valid delivery tag...
+    env.fence(ch)  # ...which a synchronous call on the same channel proves (no 406)
+    assert env.count(q, ch) == 0
 
 
 def test_expiration_property_is_kept_on_delivery(env):
@@ -256,6 +258,7 @@ def test_priority_queue_consumer_with_prefetch(env):
     for n in (1, 2, 3):
         assert env.drain(until=lambda n=n: len(got) == n)
         ch.basic_ack(got[-1].delivery_tag)
+    env.fence(ch)
     assert [m.body for m in got] == [b"b9", b"c5", b"a1"]
 
 
