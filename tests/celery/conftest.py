@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import amqp
 import kombu
 import pytest
 from _celery_helpers import CeleryEnv
@@ -158,9 +159,16 @@ def _register_tasks(app: Any, env: CeleryEnv) -> None:
 
     @app.task(name="t.late", bind=True, shared=False, acks_late=True)
     def late(self: Any, token: str) -> str:
-        # acks_late: while the task runs its message is still unacknowledged.
-        if env.sim is not None:
-            seen[token] = env.sim.queue(env.names["default"]).messages_unacknowledged
-        else:
-            seen[token] = 1
+        # acks_late: while the task runs its message is still unacknowledged, so the solo
+        # worker's prefetch window (1) is full and a message published now stays ready in the
+        # queue. Measured the same way on both brokers, from another connection: publish a
+        # probe, count the ready messages (a passive declare on the same channel comes after
+        # the probe's enqueue), and take the probe back.
+        queue = env.names["default"]
+        with kombu.Connection(env.url) as conn:
+            ch = conn.default_channel
+            ch.basic_publish(amqp.Message(b"probe"), "", queue)
+            seen[token] = ch.queue_declare(queue, passive=True).message_count
+            probe = ch.basic_get(queue, no_ack=True)
+            seen[token + ":probe"] = probe.body if probe is not None else None
         return token
