@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 from amqp.exceptions import AccessRefused, NotAllowed, PreconditionFailed
 
-QUIET = 0.15  # how long the RabbitMQ side listens to be sure nothing more arrives
+# "Nothing more arrives" is checked with a synchronous fence, never a listening window: a
+# passive queue.declare on the same channel is answered after the queue has handled everything
+# sent before it (including the deliveries it would make), so its ready count says exactly how
+# many messages went to consumers.
 
 
 def fill(env, ch, q, n, prefix=b""):
@@ -325,7 +328,7 @@ def test_prefetch_credit_follows_a_reused_consumer_tag(env):
     _, again = env.consume(ch, q, consumer_tag="same-tag")
     ch.basic_recover(requeue=True)  # two settlements under "same-tag": two credits
     assert env.drain(until=lambda: len(again) == 2)
-    env.drain(timeout=QUIET)
+    assert env.count(q, ch) == 0  # fence: both are with the consumer, no third delivery
     assert [(m.body, m.delivery_info["redelivered"]) for m in again] == [
         (b"m0", True),
         (b"m1", True),
@@ -383,9 +386,8 @@ def test_cancelled_consumer_gets_nothing_more(env):
     assert env.drain(until=lambda: len(got) == 1)
     ch.basic_cancel(tag)
     env.publish(ch, b"after", "", q)
-    env.drain(timeout=QUIET)
+    assert env.get(ch, q).body == b"after"  # still in the queue: not delivered to the consumer
     assert [m.body for m in got] == [b"before"]
-    assert env.get(ch, q).body == b"after"
 
 
 def test_cancelled_consumer_keeps_unacked_until_channel_closes(env):
@@ -439,12 +441,11 @@ def test_per_consumer_prefetch(env):
     ch.basic_qos(0, 2, False)
     _, got = env.consume(ch, q)
     assert env.drain(until=lambda: len(got) == 2)
-    env.drain(timeout=QUIET)
+    assert env.count(q, ch) == 3  # fence: exactly two went to the consumer
     assert [m.body for m in got] == [b"0", b"1"]
-    assert env.count(q, ch) == 3
     ch.basic_ack(got[0].delivery_tag)
     assert env.drain(until=lambda: len(got) == 3)
-    env.drain(timeout=QUIET)
+    assert env.count(q, ch) == 2
     assert [m.body for m in got] == [b"0", b"1", b"2"]
 
 
@@ -458,7 +459,7 @@ def test_per_consumer_prefetch_applies_to_each_consumer(env):
     _, got1 = env.consume(ch, q1)
     _, got2 = env.consume(ch, q2)
     assert env.drain(until=lambda: len(got1) + len(got2) == 2)
-    env.drain(timeout=QUIET)
+    assert (env.count(q1, ch), env.count(q2, ch)) == (2, 2)  # fence: one from each queue
     assert (len(got1), len(got2)) == (1, 1)
 
 
@@ -472,7 +473,7 @@ def test_global_prefetch_shared_by_channel(env):
     _, got1 = env.consume(ch, q1)
     assert env.drain(until=lambda: len(got1) == 3)
     _, got2 = env.consume(ch, q2)
-    env.drain(timeout=QUIET)
+    assert env.count(q2, ch) == 3  # fence: the channel-wide limit let nothing out of q2
     assert (len(got1), len(got2)) == (3, 0)
     ch.basic_ack(got1[2].delivery_tag, multiple=True)
     assert env.drain(until=lambda: len(got2) == 3)
