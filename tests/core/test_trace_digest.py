@@ -240,3 +240,12 @@ def test_attribute_order_does_not_change_the_digest() -> None:
     reordered = dict(reversed(list(attrs.items())))
     assert list(reordered) != list(attrs)
     assert hand_trace([(1.0, "k", attrs)]).digest() == hand_trace([(1.0, "k", reordered)]).digest()
+
+
+def test_a_value_the_encoding_does_not_know_is_refused_by_name() -> None:
+    """No ``repr`` of objects in the digest: an unknown type is a TypeError naming the type."""
+    trace = Trace()
+    # (at emit or at digest: a streaming digest may encode events as they happen)
+    with pytest.raises(TypeError, match="^cannot put set in a trace$"):
+        trace.emit(0.0, "bad", {"value": {1, 2}})
+        trace.digest()
