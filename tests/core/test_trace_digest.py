@@ -246,6 +246,6 @@ def test_a_value_the_encoding_does_not_know_is_refused_by_name() -> None:
     """No ``repr`` of objects in the digest: an unknown type is a TypeError naming the type."""
     trace = Trace()
     # (at emit or at digest: a streaming digest may encode events as they happen)
-    with pytest.raises(TypeError, match="^cannot put set in a trace$"):
+    with pytest.raises(TypeError, match=r"^cannot put set in a trace$"):
         trace.emit(0.0, "bad", {"value": {1, 2}})
         trace.digest()
