@@ -136,6 +136,52 @@ def test_max_length_bytes_drop_head(env):
     assert env.bodies(ch, q) == [b"%010d" % 2, b"%010d" % 3]
 
 
+def test_max_length_bytes_reject_publish_counts_ready_bytes_exactly(env):
+    """rabbitmq.com/maxlength.html: x-max-length-bytes counts the bodies of ready messages; a
+    queue exactly at the limit accepts nothing more, and basic.get, a requeue and a purge move
+    the count by exactly their bodies (mutation testing found each of these unpinned)."""
+    ch = env.channel()
+    confirms = env.confirms(ch)
+    q = env.queue(ch, arguments={"x-max-length-bytes": 10, "x-overflow": "reject-publish"})
+    for body in (b"123", b"1234567", b"1"):  # 10 bytes: the third would make 11
+        env.publish(ch, body, "", q)
+    assert env.get(ch, q).body == b"123"  # 7 bytes left
+    for body in (b"abc", b"1"):
+        env.publish(ch, body, "", q)
+    held = env.get(ch, q, no_ack=False)
+    assert held.body == b"1234567"
+    ch.basic_reject(held.delivery_tag, requeue=True)  # back to 10 bytes
+    env.publish(ch, b"1", "", q)
+    assert ch.queue_purge(q) == 2
+    for body in (b"0123456789", b"1"):
+        env.publish(ch, body, "", q)
+    assert env.drain(until=confirms.settled(8))
+    assert confirms.results(8) == ["ack", "ack", "nack", "ack", "nack", "nack", "ack", "nack"]
+
+
+def test_max_length_bytes_drop_head_keeps_a_queue_exactly_at_the_limit(env):
+    """rabbitmq.com/maxlength.html: drop-head drops only when the bytes go over the limit."""
+    ch = env.channel()
+    q = env.queue(ch, arguments={"x-max-length-bytes": 10})
+    env.publish(ch, b"aaaaa", "", q)
+    env.publish(ch, b"bbbbb", "", q)
+    assert env.count(q, ch) == 2
+    env.publish(ch, b"c", "", q)
+    assert env.bodies(ch, q) == [b"bbbbb", b"c"]
+
+
+def test_per_message_expiration_in_a_priority_queue(env):
+    """rabbitmq.com/ttl.html#per-message-ttl-in-publishers: expiration works in a queue with
+    x-max-priority and no queue TTL (its own code path in simamqp)."""
+    ch = env.channel()
+    q = env.queue(ch, arguments={"x-max-priority": 5})
+    env.publish(ch, b"short", "", q, expiration="100", priority=1)
+    env.wait(0.3)
+    assert env.get_none(ch, q) is None
+    env.publish(ch, b"long", "", q, expiration="60000", priority=1)
+    assert env.get(ch, q).body == b"long"
+
+
 def test_max_length_reject_publish(env):
     """rabbitmq.com/maxlength.html#overflow-behaviour: reject-publish drops new messages."""
     ch = env.channel()
