@@ -178,6 +178,33 @@ def test_bindings_differing_only_in_argument_values_are_distinct(env):
     assert env.bodies(ch, q) == [b"second"] * len(pairs)
 
 
+def test_same_key_bindings_with_other_arguments_each_keep_the_route(env):
+    """AMQP 0-9-1 queue.bind: bindings with one key but other arguments are separate, so the
+    queue stays routed until the last of them is removed (a binding count a mutant broke)."""
+    ch = env.channel()
+    ex = env.exchange(ch, "direct")
+    q = env.queue(ch)
+    variants = [{}, {"n": 1}, {"n": 2}]
+    for arguments in variants:
+        ch.queue_bind(q, ex, "k", arguments=arguments)
+    routed_after = []
+    for arguments in variants:
+        ch.queue_unbind(q, ex, "k", arguments=arguments)
+        env.publish(ch, b"m", ex, "k")
+        routed_after.append(env.get_none(ch, q) is not None)
+    assert routed_after == [True, True, False]
+
+
+def test_unbinding_a_binding_that_does_not_exist_is_ok(env):
+    """rabbitmq.com/amqp-0-9-1-reference.html#queue.unbind: unbinding what is not bound is a
+    no-op (unbind-ok), and the channel stays usable."""
+    ch = env.channel()
+    ex = env.exchange(ch, "direct")
+    q = env.queue(ch)
+    ch.queue_unbind(q, ex, "never-bound")
+    env.fence(ch)
+
+
 def test_duplicate_binding_is_one_binding_for_auto_delete(env):
     """AMQP 0-9-1 queue.bind is idempotent: binding twice then unbinding once removes the only
     binding, so an auto-delete exchange goes away (rabbitmq.com/exchanges.html)."""
