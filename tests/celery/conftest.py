@@ -162,13 +162,13 @@ def _register_tasks(app: Any, env: CeleryEnv) -> None:
         # acks_late: while the task runs its message is still unacknowledged, so the solo
         # worker's prefetch window (1) is full and a message published now stays ready in the
         # queue. Measured the same way on both brokers, from another connection: publish a
-        # probe, count the ready messages (a passive declare on the same channel comes after
-        # the probe's enqueue), and take the probe back.
+        # probe and take it back with basic.get (which the queue handles after the publish;
+        # had the worker's window been free, the probe would have gone to the worker).
         queue = env.names["default"]
         with kombu.Connection(env.url) as conn:
             ch = conn.default_channel
             ch.basic_publish(amqp.Message(b"probe"), "", queue)
-            seen[token] = ch.queue_declare(queue, passive=True).message_count
             probe = ch.basic_get(queue, no_ack=True)
-            seen[token + ":probe"] = probe.body if probe is not None else None
+        seen[token] = 0 if probe is None else 1
+        seen[token + ":probe"] = None if probe is None else probe.body
         return token

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 from amqp.exceptions import AccessRefused, NotAllowed, PreconditionFailed
 
-# "Nothing more arrives" is checked with a synchronous fence, never a listening window: a
-# passive queue.declare on the same channel is answered after the queue has handled everything
-# sent before it (including the deliveries it would make), so its ready count says exactly how
-# many messages went to consumers.
+# "Nothing more arrives" is checked against the queue's own ready count (a passive declare on
+# the same channel), never with a listening window. The count is taken once the expected
+# deliveries have arrived and no publish or ack is still on its way to the queue, so it says
+# exactly how many messages went to consumers. (RabbitMQ answers a passive declare ahead of
+# publishes still queued for the queue: it is no fence for publishes in flight; basic.get is.)
 
 
 def fill(env, ch, q, n, prefix=b""):

@@ -159,6 +159,41 @@ def test_max_length_bytes_reject_publish_counts_ready_bytes_exactly(env):
     assert confirms.results(8) == ["ack", "ack", "nack", "ack", "nack", "nack", "ack", "nack"]
 
 
+def test_expired_messages_free_their_bytes(env):
+    """rabbitmq.com/maxlength.html + ttl.html: an expired message no longer counts against
+    x-max-length-bytes."""
+    ch = env.channel()
+    confirms = env.confirms(ch)
+    q = env.queue(
+        ch,
+        arguments={
+            "x-max-length-bytes": 10,
+            "x-overflow": "reject-publish",
+            "x-message-ttl": 100,
+        },
+    )
+    env.publish(ch, b"0123456789", "", q)
+    env.wait(0.3)
+    assert env.get_none(ch, q) is None
+    for body in (b"123", b"1234567", b"1"):
+        env.publish(ch, body, "", q)
+    assert env.drain(until=confirms.settled(4))
+    assert confirms.results(4) == ["ack", "ack", "ack", "nack"]
+
+
+def test_per_message_expiry_after_a_head_without_one(env):
+    """rabbitmq.com/ttl.html#per-message-ttl-in-publishers: expiry still works after the head
+    was a message without expiration (simamqp re-arms its head timer then)."""
+    ch = env.channel()
+    q = env.queue(ch)
+    env.publish(ch, b"a", "", q, expiration="60000")
+    env.publish(ch, b"b", "", q)
+    assert [env.get(ch, q).body, env.get(ch, q).body] == [b"a", b"b"]
+    env.publish(ch, b"c", "", q, expiration="100")
+    env.wait(0.3)
+    assert env.get_none(ch, q) is None
+
+
 def test_max_length_bytes_drop_head_keeps_a_queue_exactly_at_the_limit(env):
     """rabbitmq.com/maxlength.html: drop-head drops only when the bytes go over the limit."""
     ch = env.channel()
@@ -320,6 +355,22 @@ def test_single_active_consumer_gets_everything(env):
     assert env.count(q, ch) == 0  # fence: all four went out, to the first consumer
     assert (len(first), len(second)) == (4, 0)
     assert ch.queue_declare(q, passive=True).consumer_count == 2
+
+
+def test_single_active_consumer_respects_its_prefetch(env):
+    """rabbitmq.com/consumers.html#single-active-consumer + consumer-prefetch.html: the active
+    consumer gets no more than its prefetch; the rest stays ready."""
+    ch = env.channel()
+    q = env.queue(ch, arguments={"x-single-active-consumer": True})
+    ch.basic_qos(0, 1, False)
+    _, got = env.consume(ch, q)
+    for i in range(3):
+        env.publish(ch, b"%d" % i, "", q)
+    # RabbitMQ answers a passive declare ahead of publishes still queued: poll the count.
+    assert env.eventually_count(q, 2, ch) == 2
+    assert env.drain(until=lambda: len(got) == 1)
+    assert env.count(q, ch) == 2
+    assert [m.body for m in got] == [b"0"]
 
 
 def test_single_active_consumer_fails_over_with_unacked(env):

@@ -249,3 +249,25 @@ def test_a_value_the_encoding_does_not_know_is_refused_by_name() -> None:
     with pytest.raises(TypeError, match=r"^cannot put set in a trace$"):
         trace.emit(0.0, "bad", {"value": {1, 2}})
         trace.digest()
+
+
+def test_limit_and_single_active_consumer_events_name_queue_and_message() -> None:
+    """The trace says which queue dropped or refused which message, and which consumer became
+    the single active one (mutants renaming these events or their fields survived)."""
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    ch.queue_declare("dh", arguments={"x-max-length": 1})
+    ch.queue_declare("rp", arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    for queue in ("dh", "rp"):
+        ch.basic_publish(b"1", "", queue)
+        ch.basic_publish(b"2", "", queue)
+    ch.queue_declare("sac", arguments={"x-single-active-consumer": True})
+    ch.basic_consume("sac", consumer_tag="c1")
+    ch.basic_consume("sac", consumer_tag="c2")
+    ch.basic_cancel("c1")
+    kinds = ("drop-head", "reject-publish", "single-active-consumer")
+    assert [(e.kind, dict(e.attrs)) for e in broker.trace if e.kind in kinds] == [
+        ("drop-head", {"queue": "dh", "vhost": "/", "msg": 1}),
+        ("reject-publish", {"queue": "rp", "vhost": "/", "msg": 4}),
+        ("single-active-consumer", {"queue": "sac", "vhost": "/", "consumer_tag": "c2"}),
+    ]
