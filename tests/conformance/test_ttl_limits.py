@@ -181,6 +181,20 @@ def test_expired_messages_free_their_bytes(env):
     assert confirms.results(4) == ["ack", "ack", "ack", "nack"]
 
 
+def test_drop_head_exposes_an_expiring_head_to_its_ttl(env):
+    """rabbit_amqqueue_process:deliver_or_enqueue: after a drop-head the new head's expiry is
+    checked at once, so a message with a short per-message TTL that becomes the head expires on
+    time (not when the dropped head would have)."""
+    ch = env.channel()
+    q = env.queue(ch, arguments={"x-max-length": 2})
+    env.publish(ch, b"long", "", q, expiration="60000")
+    env.publish(ch, b"short", "", q, expiration="100")
+    env.publish(ch, b"none", "", q)  # drops "long": "short" is the head now
+    env.wait(0.3)
+    assert env.eventually_count(q, 1, ch) == 1
+    assert env.bodies(ch, q) == [b"none"]
+
+
 def test_per_message_expiry_after_a_head_without_one(env):
     """rabbitmq.com/ttl.html#per-message-ttl-in-publishers: expiry still works after the head
     was a message without expiration (simamqp re-arms its head timer then)."""
