@@ -181,6 +181,51 @@ def test_expired_messages_free_their_bytes(env):
     assert confirms.results(4) == ["ack", "ack", "ack", "nack"]
 
 
+def test_max_length_bytes_counts_only_ready_not_delivered(env):
+    """rabbitmq.com/maxlength.html: messages handed to a consumer no longer count against
+    x-max-length-bytes."""
+    ch = env.channel()
+    confirms = env.confirms(ch)
+    q = env.queue(ch, arguments={"x-max-length-bytes": 10, "x-overflow": "reject-publish"})
+    env.publish(ch, b"0123456789", "", q)
+    assert env.eventually_count(q, 1, ch) == 1
+    _, got = env.consume(ch, q, no_ack=True)
+    assert env.drain(until=lambda: len(got) == 1)
+    env.publish(ch, b"abcdefghij", "", q)
+    assert env.drain(until=lambda: len(got) == 2)
+    assert env.drain(until=confirms.settled(2))
+    assert confirms.results(2) == ["ack", "ack"]
+
+
+def test_consumer_with_prefetch_gets_the_backlog_of_a_ttl_queue(env):
+    """rabbitmq.com/ttl.html + consumer-prefetch.html: acking frees room for the next message of
+    a queue with a message TTL (the head's expiry check must not stop delivery)."""
+    ch = env.channel()
+    q = env.queue(ch, arguments={"x-message-ttl": 60000})
+    for i in range(3):
+        env.publish(ch, b"%d" % i, "", q)
+    assert env.eventually_count(q, 3, ch) == 3
+    ch.basic_qos(0, 1, False)
+    _, got = env.consume(ch, q)
+    for n in (1, 2, 3):
+        assert env.drain(until=lambda n=n: len(got) == n)
+        ch.basic_ack(got[-1].delivery_tag)
+    env.fence(ch)
+    assert [m.body for m in got] == [b"0", b"1", b"2"]
+
+
+def test_queue_ttl_zero_discards_but_confirms(env):
+    """rabbitmq.com/ttl.html#per-queue-message-ttl: x-message-ttl 0 drops what cannot be
+    delivered at once; the publisher still gets an ack (the broker took the message)."""
+    ch = env.channel()
+    confirms = env.confirms(ch)
+    q = env.queue(ch, arguments={"x-message-ttl": 0})
+    env.publish(ch, b"gone", "", q)
+    assert env.drain(until=confirms.settled(1))
+    assert confirms.results(1) == ["ack"]
+    assert env.get_none(ch, q) is None
+
+
 def test_drop_head_exposes_an_expiring_head_to_its_ttl(env):
     """rabbit_amqqueue_process:deliver_or_enqueue: after a drop-head the new head's expiry is
     checked at once, so a message with a short per-message TTL that becomes the head expires on

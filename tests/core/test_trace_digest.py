@@ -271,3 +271,48 @@ def test_limit_and_single_active_consumer_events_name_queue_and_message() -> Non
         ("reject-publish", {"queue": "rp", "vhost": "/", "msg": 4}),
         ("single-active-consumer", {"queue": "sac", "vhost": "/", "consumer_tag": "c2"}),
     ]
+
+
+def test_expiry_times_are_exact_on_the_virtual_clock() -> None:
+    """Per-message expiration, queue TTL and x-expires fire at exactly their milliseconds
+    (mutants stretching them by 0.1% survived the wall-clock-tolerant differential tests)."""
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    ch.queue_declare("per-message")
+    ch.queue_declare("queue-ttl", arguments={"x-message-ttl": 1})
+    ch.queue_declare("lease", arguments={"x-expires": 1000})
+    ch.basic_publish(b"m", "", "per-message", properties={"expiration": "1000"})
+    ch.basic_publish(b"q", "", "queue-ttl")
+    ok = ch.basic_get("queue-ttl")  # a 1 ms TTL has not passed: still there
+    assert ok is not None and ok.message.body == b"q"
+    broker.advance(0.9999)
+    assert broker.queue("per-message").messages_ready == 1
+    assert "lease" in broker.vhosts["/"].queues
+    broker.advance(0.0001)
+    assert broker.queue("per-message").messages_ready == 0
+    assert "lease" not in broker.vhosts["/"].queues
+
+
+def test_ttl_zero_discard_and_requeue_order_are_traced() -> None:
+    """A queue TTL of 0 traces the discarded message as expired; a nack of deliveries from two
+    queues requeues (and so redelivers) them queue by queue in declaration order, whatever the
+    delivery order (a deterministic choice where RabbitMQ's order is not defined)."""
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    ch.queue_declare("zero", arguments={"x-message-ttl": 0})
+    ch.basic_publish(b"z", "", "zero")
+    expired = [dict(e.attrs) for e in broker.trace.of_kind("expire")]
+    assert expired == [{"queue": "zero", "vhost": "/", "msg": 1}]
+    ch.queue_declare("first")
+    ch.queue_declare("second")
+    ch.basic_consume("second", consumer_tag="c2")
+    ch.basic_consume("first", consumer_tag="c1")
+    ch.basic_publish(b"2", "", "second")
+    ch.basic_publish(b"1", "", "first")
+    broker.run_until_idle()
+    ch.basic_nack(2, multiple=True, requeue=True)
+    broker.run_until_idle()
+    redelivered = [
+        e.attrs["queue"] for e in broker.trace.of_kind("deliver") if e.attrs["redelivered"]
+    ]
+    assert redelivered == ["first", "second"]
