@@ -321,6 +321,20 @@ def test_max_length_counts_ready_messages_only(env):
     assert env.bodies(ch, q) == [b"a"]
 
 
+def test_requeue_may_take_a_reject_publish_queue_over_its_limit(env):
+    """rabbitmq.com/maxlength.html: reject-publish refuses publishes only; a requeue puts the
+    message back even when that takes the queue over x-max-length (only drop-head trims)."""
+    ch = env.channel()
+    q = env.queue(ch, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    env.publish(ch, b"a", "", q)
+    held = env.get(ch, q, no_ack=False)
+    env.publish(ch, b"b", "", q)
+    assert env.eventually_count(q, 1, ch) == 1
+    ch.basic_reject(held.delivery_tag, requeue=True)
+    assert env.eventually_count(q, 2, ch) == 2
+    assert env.bodies(ch, q) == [b"a", b"b"]
+
+
 def test_max_length_zero_reject_publish_accepts_nothing(env):
     """rabbitmq.com/maxlength.html: a limit of 0 with reject-publish refuses every message."""
     ch = env.channel()
