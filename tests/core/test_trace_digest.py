@@ -316,3 +316,27 @@ def test_ttl_zero_discard_and_requeue_order_are_traced() -> None:
         e.attrs["queue"] for e in broker.trace.of_kind("deliver") if e.attrs["redelivered"]
     ]
     assert redelivered == ["first", "second"]
+
+
+def test_dead_letter_bookkeeping_in_the_trace() -> None:
+    """A dead letter to a missing DLX is traced as dropped; a dead letter takes the next
+    message id (the publish after it gets the one after); an expiration given as bytes is read
+    as its text; the largest expiration RabbitMQ accepts is accepted."""
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    ch.queue_declare("src", arguments={"x-dead-letter-exchange": "missing"})
+    ch.basic_publish(b"m", "", "src")
+    ok = ch.basic_get("src")
+    assert ok is not None
+    ch.basic_reject(ok.delivery_tag, requeue=False)
+    dropped = [dict(e.attrs) for e in broker.trace.of_kind("dead-letter-dropped")]
+    assert dropped == [{"queue": "src", "msg": 1, "reason": "rejected"}]
+    ch.exchange_declare("dlx", "fanout")
+    ch.queue_declare("dead")
+    ch.queue_bind("dead", "dlx")
+    ch.queue_declare("src2", arguments={"x-dead-letter-exchange": "dlx"})
+    ch.basic_publish(b"m", "", "src2", properties={"expiration": b"5"})
+    broker.advance(0.005)
+    ch.basic_publish(b"after", "", "dead", properties={"expiration": "8639913600000"})
+    ids = [(e.kind, e.attrs.get("msg"), e.attrs.get("new_msg")) for e in broker.trace]
+    assert ("dead-letter", 2, 3) in ids and ("publish", 4, None) in ids
