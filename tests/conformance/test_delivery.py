@@ -211,11 +211,13 @@ def test_ack_multiple_zero_acks_everything(env):
     assert env.get_none(env.channel(), q) is None
 
 
-def test_ack_unknown_delivery_tag_is_406(env):
-    """rabbitmq.com/confirms.html#consumer-acks-double-acking: unknown tag closes the channel."""
+@pytest.mark.parametrize("multiple", [False, True])
+def test_ack_unknown_delivery_tag_is_406(env, multiple):
+    """rabbitmq.com/confirms.html#consumer-acks-double-acking: unknown tag closes the channel
+    (with multiple=true too)."""
     ch = env.channel()
     q = env.queue(ch)
-    ch.basic_ack(42)
+    ch.basic_ack(42, multiple=multiple)
     with pytest.raises(PreconditionFailed) as exc:
         ch.queue_declare(q, passive=True)
     assert (exc.value.reply_code, exc.value.reply_text) == (
@@ -546,3 +548,20 @@ def test_no_ack_consumer_messages_not_redelivered(env):
     assert env.drain(until=lambda: len(got) == 1)
     ch.close()
     assert env.get_none(env.channel(), q) is None
+
+
+def test_ack_multiple_frees_room_on_every_queue_it_settles(env):
+    """rabbitmq.com/consumer-prefetch.html: one ack with multiple=true settling deliveries from
+    two queues lets each consumer get its next message."""
+    ch = env.channel()
+    q1, q2 = env.queue(ch), env.queue(ch)
+    fill(env, ch, q1, 2)
+    fill(env, ch, q2, 2)
+    ch.basic_qos(0, 1, False)
+    _, got1 = env.consume(ch, q1)
+    _, got2 = env.consume(ch, q2)
+    assert env.drain(until=lambda: len(got1) + len(got2) == 2)
+    last = max(m.delivery_tag for m in got1 + got2)
+    ch.basic_ack(last, multiple=True)
+    assert env.drain(until=lambda: len(got1) + len(got2) == 4)
+    assert (len(got1), len(got2)) == (2, 2)

@@ -340,3 +340,29 @@ def test_dead_letter_bookkeeping_in_the_trace() -> None:
     ch.basic_publish(b"after", "", "dead", properties={"expiration": "8639913600000"})
     ids = [(e.kind, e.attrs.get("msg"), e.attrs.get("new_msg")) for e in broker.trace]
     assert ("dead-letter", 2, 3) in ids and ("publish", 4, None) in ids
+
+
+def test_settlement_defaults_and_events() -> None:
+    """basic.reject and basic.nack requeue by default (AMQP 0-9-1 spec 1.8.3.14, RabbitMQ's
+    basic.nack); rejects, nacks and recover are traced with what they settled."""
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    ch.queue_declare("q")
+    ch.basic_publish(b"a", "", "q")
+    ch.basic_publish(b"b", "", "q")
+    first, second = ch.basic_get("q"), ch.basic_get("q")
+    assert first is not None and second is not None
+    ch.basic_reject(first.delivery_tag)
+    ch.basic_nack(second.delivery_tag)
+    assert broker.queue("q").messages_ready == 2
+    third = ch.basic_get("q")
+    assert third is not None
+    ch.basic_recover(True)
+    kinds = ("reject", "nack", "recover", "recover-requeue")
+    where = {"connection": 1, "channel": 1}
+    assert [(e.kind, dict(e.attrs)) for e in broker.trace if e.kind in kinds] == [
+        ("reject", {**where, "queue": "q", "msg": 1, "requeue": True}),
+        ("nack", {**where, "queue": "q", "msg": 2, "requeue": True}),
+        ("recover", where),
+        ("recover-requeue", {**where, "queue": "q", "msg": 1, "requeue": True}),
+    ]
