@@ -462,3 +462,16 @@ def test_single_active_consumer_fails_over_with_unacked(env):
         (b"1", True),
         (b"2", True),
     ]
+
+
+def test_purging_a_priority_queue_empties_every_level(env):
+    """rabbitmq.com/priority.html: queue.purge counts and removes the messages of all levels."""
+    ch = env.channel()
+    q = env.queue(ch, arguments={"x-max-priority": 3})
+    for prio in (0, 3, 1):
+        env.publish(ch, b"%d" % prio, "", q, priority=prio)
+    assert env.eventually_count(q, 3, ch) == 3
+    assert ch.queue_purge(q) == 3
+    assert env.get_none(ch, q) is None
+    env.publish(ch, b"after", "", q, priority=2)
+    assert env.get(ch, q).body == b"after"

@@ -366,3 +366,12 @@ def test_settlement_defaults_and_events() -> None:
         ("recover", where),
         ("recover-requeue", {**where, "queue": "q", "msg": 1, "requeue": True}),
     ]
+
+
+def test_inspecting_a_priority_queue_lists_it_in_delivery_order() -> None:
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    ch.queue_declare("p", arguments={"x-max-priority": 3})
+    for prio in (0, 3, 1, 3):
+        ch.basic_publish(b"%d" % prio, "", "p", properties={"priority": prio})
+    assert list(broker.queue("p").bodies) == [b"3", b"3", b"1", b"0"]
