@@ -305,8 +305,9 @@ def test_ttl_zero_discard_and_requeue_order_are_traced() -> None:
     assert expired == [{"queue": "zero", "vhost": "/", "msg": 1}]
     ch.queue_declare("first")
     ch.queue_declare("second")
-    ch.basic_consume("second", consumer_tag="c2")
-    ch.basic_consume("first", consumer_tag="c1")
+    # consumer tags sorting against declaration order: the queue order must decide
+    ch.basic_consume("second", consumer_tag="a-second")
+    ch.basic_consume("first", consumer_tag="z-first")
     ch.basic_publish(b"2", "", "second")
     ch.basic_publish(b"1", "", "first")
     broker.run_until_idle()
