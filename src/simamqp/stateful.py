@@ -16,6 +16,12 @@ broker's trace into a ledger of message *copies* (one per message per queue) and
    by a deliver fault) happen in enqueue order.
 4. **``redelivered`` exactly on redeliveries.** A delivery is flagged redelivered iff that copy
    was delivered before or a deliver fault returned it as if its channel died.
+5. **Faults do what the plan says, counted independently of the engine.** The machine counts
+   its own ``basic_publish`` calls and knows the drawn plan: every applied fault names a rule of
+   the plan with that rule's point and action, at most ``max_count`` times (once with ``nth``);
+   a ``duplicate`` makes exactly the rule's ``copies`` extra messages, so the messages with a
+   publish outcome number the client's publishes plus the copies the plan's duplicates made;
+   a message dropped at ``publish`` is never routed, and no message is routed twice.
 
 Use it from a test module::
 
@@ -56,6 +62,8 @@ _RABBITMQ_POSSIBLE = frozenset(
 )
 #: Consumers mostly acknowledge: acks, nacks and ack faults need unacknowledged deliveries.
 _MOSTLY_ACKING = st.sampled_from((False, False, False, True))
+#: Publish outcomes after which the message must never be routed (again).
+_FINAL_OUTCOMES = frozenset({"routed", "unroutable", "fault-dropped"})
 
 
 class LedgerError(AssertionError):
@@ -89,6 +97,15 @@ class Ledger:
     fates: dict[str, int] = field(default_factory=dict)
     restarted: bool = False
     seen: int = 0
+    #: The drawn fault plan's rules by name: what each applied fault must do (independent of
+    #: the engine's own account in the trace).
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: basic_publish calls the machine made (counted by the client, not read from the trace).
+    client_publishes: int = 0
+    publish_events: int = 0
+    #: Extra messages the plan's publish/route ``duplicate`` rules must have made so far.
+    expected_copies: int = 0
+    applications: dict[str, int] = field(default_factory=dict)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -140,10 +157,15 @@ class Ledger:
 
     def _apply(self, kind: str, a: Any, event: Any) -> None:
         if kind == "publish":
+            self.publish_events += 1
             self.publish_outcome[a["msg"]] = "pending"
         elif kind == "route":
             msg = a["msg"]
             if msg in self.publish_outcome:
+                if self.publish_outcome[msg] in _FINAL_OUTCOMES:
+                    raise LedgerError(
+                        f"{event}: message {msg} routed after it was {self.publish_outcome[msg]}"
+                    )
                 if self.publish_outcome[msg] == "route-dropped":
                     # A route drop is followed by the engine's unroutable path.
                     if a["queues"]:
@@ -210,8 +232,30 @@ class Ledger:
             elif self.publish_outcome.get(a["msg"]) == "held":
                 self.publish_outcome[a["msg"]] = "fault-dropped"
 
+    def _expect_rule(self, a: Any, event: Any) -> dict[str, Any] | None:
+        """The plan's rule this fault event names, checked against what the plan says."""
+        if not self.rules:
+            return None  # a machine used without a plan (the ledger alone)
+        rule = self.rules.get(a["rule"])
+        if rule is None:
+            raise LedgerError(f"{event}: no rule {a['rule']!r} in the plan")
+        if (rule["point"], rule["action"]) != (a["point"], a["action"]):
+            raise LedgerError(f"{event}: the plan says {rule['point']}/{rule['action']}")
+        count = self.applications[a["rule"]] = self.applications.get(a["rule"], 0) + 1
+        limit = 1 if rule.get("nth") is not None else rule.get("max_count")
+        if limit is not None and count > limit:
+            raise LedgerError(f"{event}: rule applied {count} times, the plan allows {limit}")
+        if rule["action"] == "duplicate" and len(a["copies"]) != rule.get("copies", 1):
+            raise LedgerError(
+                f"{event}: {len(a['copies'])} copies, the plan says {rule.get('copies', 1)}"
+            )
+        return rule
+
     def _apply_fault(self, a: Any, event: Any) -> None:
         point, action = a["point"], a["action"]
+        rule = self._expect_rule(a, event)
+        if action == "duplicate" and point in ("publish", "route") and rule is not None:
+            self.expected_copies += rule.get("copies", 1)
         if point == "publish":
             msg = a["msg"]
             if action == "duplicate":
@@ -261,6 +305,19 @@ class Ledger:
         for msg, outcome in self.publish_outcome.items():
             if outcome in ("pending", "route-dropped"):
                 raise LedgerError(f"message {msg} was published but has no outcome")
+        if self.rules:
+            if self.publish_events != self.client_publishes:
+                raise LedgerError(
+                    f"{self.client_publishes} basic_publish calls but "
+                    f"{self.publish_events} publish events"
+                )
+            expected = self.client_publishes + self.expected_copies
+            if len(self.publish_outcome) != expected:
+                raise LedgerError(
+                    f"{len(self.publish_outcome)} messages have a publish outcome; the client "
+                    f"published {self.client_publishes} and the plan's duplicates made "
+                    f"{self.expected_copies} copies"
+                )
         vhost = broker.vhosts["/"]
         if self.restarted:
             self._reconcile_restart(broker)
@@ -377,6 +434,7 @@ class BrokerStateMachine(RuleBasedStateMachine):
             self.bindings[name] = key
         self._declare_all()
         self.plan = plan
+        self.ledger.rules = {rule["name"]: dict(rule) for rule in plan["rules"]}
         self.broker.faults.load(plan)
         for queue, no_ack, prefetch in consumers:
             self.consume(queue, no_ack, prefetch)
@@ -469,6 +527,7 @@ class BrokerStateMachine(RuleBasedStateMachine):
         for _ in range(count):
             channel = self._channel()
             self._record_publish_persistence(persistent)
+            self.ledger.client_publishes += 1
             if direct is None:
                 channel.basic_publish(body, "ex", key, mandatory=mandatory, properties=props)
             else:

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import amqp
 import kombu
 import pytest
 from _celery_helpers import CeleryEnv
@@ -159,9 +160,16 @@ def _register_tasks(app: Any, env: CeleryEnv) -> None:
 
     @app.task(name="t.late", bind=True, shared=False, acks_late=True)
     def late(self: Any, token: str) -> str:
-        # acks_late: while the task runs its message is still unacknowledged.
-        if env.sim is not None:
-            seen[token] = env.sim.queue(env.names["default"]).messages_unacknowledged
-        else:
-            seen[token] = 1
+        # acks_late: while the task runs its message is still unacknowledged, so the solo
+        # worker's prefetch window (1) is full and a message published now stays ready in the
+        # queue. Measured the same way on both brokers, from another connection: publish a
+        # probe and take it back with basic.get (which the queue handles after the publish;
+        # had the worker's window been free, the probe would have gone to the worker).
+        queue = env.names["default"]
+        with kombu.Connection(env.url) as conn:
+            ch = conn.default_channel
+            ch.basic_publish(amqp.Message(b"probe"), "", queue)
+            probe = ch.basic_get(queue, no_ack=True)
+        seen[token] = 0 if probe is None else 1
+        seen[token + ":probe"] = None if probe is None else probe.body
         return token

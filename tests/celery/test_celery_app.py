@@ -114,7 +114,9 @@ def test_acks_late_keeps_the_message_unacked_while_running(celery_env: CeleryEnv
     """tasks.html#Task.acks_late: the message is acknowledged after the task ran."""
     token = celery_env.token()
     assert celery_env.app.tasks["t.late"].delay(token).get(timeout=TIMEOUT) == token
+    # A probe published while it ran stayed ready: the worker's prefetch window was full.
     assert celery_env.seen[token] == 1
+    assert celery_env.seen[token + ":probe"] == b"probe"
     assert celery_env.ready_count(celery_env.names["default"]) == 0
 
 

@@ -32,8 +32,14 @@ EVENTUALLY_TIMEOUT = 3.0
 
 
 def _quiet_close(conn: Any) -> None:
+    """Close a connection the fixture itself opened for cleanup (not one a test used)."""
     with contextlib.suppress(Exception):
         conn.release()
+
+
+class TeardownError(AssertionError):
+    """Closing a test's connections raised: an error the test left unobserved (for example a
+    channel closed by the broker after an asynchronous ack/publish the test never checked)."""
 
 
 class Confirms:
@@ -85,6 +91,7 @@ class BrokerEnv:
         self._counter = itertools.count(1)
         self._connections: list[kombu.Connection] = []
         self._shared: kombu.Connection | None = None
+        self._channels: list[amqp.Channel] = []
         self.declared: list[str] = []
 
     # -- connections and channels -------------------------------------------------------------
@@ -104,8 +111,14 @@ class BrokerEnv:
         return self._shared
 
     def channel(self, conn: kombu.Connection | None = None) -> amqp.Channel:
-        """A fresh py-amqp channel (on the shared connection unless ``conn`` is given)."""
-        return (conn or self.conn).channel()
+        """A fresh py-amqp channel (on the shared connection unless ``conn`` is given).
+
+        At teardown every channel still open gets a synchronous round trip (``fence``), so an
+        error the broker raised on it after the test's last call fails the test.
+        """
+        ch = (conn or self.conn).channel()
+        self._channels.append(ch)
+        return ch
 
     # -- names ----------------------------------------------------------------------------------
 
@@ -257,13 +270,49 @@ class BrokerEnv:
         """Put ``ch`` in confirm mode and record acks, nacks and returns in arrival order."""
         return Confirms(ch)
 
+    # -- fences and teardown --------------------------------------------------------------------
+
+    def fence(self, ch: amqp.Channel) -> None:
+        """A synchronous round trip on ``ch`` (a passive declare of ``amq.direct``).
+
+        Follow asynchronous calls (basic_ack/reject/nack, basic_publish) with it: a broker that
+        refused one of them closes the channel, and the error surfaces here, in the test.
+        """
+        self.settle()
+        ch.exchange_declare("amq.direct", "direct", passive=True)
+
     # -- teardown -------------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Close every connection the test opened; an error while closing fails the test.
+
+        First each channel the test opened and left open gets a synchronous round trip: a
+        channel error there is one the test left behind unobserved (an asynchronous ack,
+        reject or publish the broker refused). Connection-level errors (a connection the broker
+        already closed) are swallowed by kombu's ``release``.
+        """
+        errors: list[BaseException] = []
+        for ch in self._channels:
+            conn = ch.connection
+            if not ch.is_open or conn is None or not conn.connected:
+                continue  # closed by the test, or its connection is gone: nothing to observe
+            try:
+                self.fence(ch)
+            except amqp.exceptions.ChannelError as exc:
+                errors.append(exc)
+        self._channels.clear()
         for conn in reversed(self._connections):
-            _quiet_close(conn)
+            try:
+                conn.release()
+            except Exception as exc:
+                errors.append(exc)
         self._connections.clear()
         self._shared = None
+        if errors:
+            raise TeardownError(
+                f"at teardown the broker reported {errors!r}: an asynchronous call failed "
+                "and nothing in the test observed it"
+            ) from errors[0]
 
 
 class RabbitEnv(BrokerEnv):
@@ -271,7 +320,12 @@ class RabbitEnv(BrokerEnv):
         time.sleep(seconds)
 
     def close(self) -> None:
-        super().close()
+        try:
+            super().close()
+        finally:
+            self._delete_declared()
+
+    def _delete_declared(self) -> None:
         if not self.declared:
             return
         admin = kombu.Connection(self.url)
@@ -301,10 +355,12 @@ class SimEnv(BrokerEnv):
         self.broker.run_until_idle()
 
     def close(self) -> None:
-        super().close()
         import simamqp
 
-        simamqp.unregister(self.registered_as)
+        try:
+            super().close()
+        finally:
+            simamqp.unregister(self.registered_as)
 
 
 class SocketEnv(SimEnv):

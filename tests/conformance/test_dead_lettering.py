@@ -286,3 +286,58 @@ def test_x_death_routing_keys_include_cc(env):
     ch.queue_unbind(src, "amq.direct", "main")
     assert deaths[0]["routing-keys"] == ["main", "main", "other"]
     assert headers["CC"] == ["main", "other"]
+
+
+def test_dead_letter_routing_key_drops_the_cc_header(env):
+    """rabbitmq.com/dlx.html#routing: with x-dead-letter-routing-key the dead letter is routed
+    on that key alone and loses its CC header; x-death still lists the CC keys."""
+    ch = env.channel()
+    _, src, dead = dlx_setup(env, ch, **{"x-dead-letter-routing-key": "dl"})
+    env.publish(ch, b"m", "", src, application_headers={"CC": ["nowhere"], "k": 1})
+    ch.basic_reject(env.get(ch, src, no_ack=False).delivery_tag, requeue=False)
+    deaths, headers = death_headers(env.get(ch, dead))
+    assert deaths[0]["routing-keys"] == [src, "nowhere"]
+    assert "CC" not in headers and headers["k"] == 1
+
+
+def test_dead_letter_through_a_headers_dlx_into_a_ttl_queue(env):
+    """rabbitmq.com/dlx.html: a dead letter is routed by its headers through a headers DLX,
+    and enters a queue with a message TTL like any message."""
+    ch = env.channel()
+    dlx = env.exchange(ch, "headers")
+    dead = env.queue(ch, arguments={"x-message-ttl": 60000})
+    ch.queue_bind(dead, dlx, "", arguments={"x-match": "all", "k": "v"})
+    src = env.queue(ch, arguments={"x-dead-letter-exchange": dlx})
+    env.publish(ch, b"m", "", src, application_headers={"k": "v"})
+    ch.basic_reject(env.get(ch, src, no_ack=False).delivery_tag, requeue=False)
+    assert env.get(ch, dead).body == b"m"
+
+
+def test_rejection_between_two_queues_breaks_the_cycle(env):
+    """rabbit_dead_letter:is_cycle: a message that expired from A to B, was rejected in B back
+    to A and expires in A again reaches B again: the rejection on the way breaks the cycle."""
+    ch = env.channel()
+    qa, qb = env.name("cycle-a"), env.name("cycle-b")
+    ch.queue_declare(
+        qa,
+        auto_delete=False,
+        arguments={
+            "x-message-ttl": TTL,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": qb,
+        },
+    )
+    ch.queue_declare(
+        qb,
+        auto_delete=False,
+        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": qa},
+    )
+    env.publish(ch, b"m", "", qa)
+    env.wait(MARGIN)
+    ch.basic_reject(env.get(ch, qb, no_ack=False).delivery_tag, requeue=False)
+    env.wait(MARGIN)
+    deaths, _ = death_headers(env.get(ch, qb))
+    assert [(d["queue"], d["reason"], d["count"]) for d in deaths] == [
+        (qa, "expired", 2),
+        (qb, "rejected", 1),
+    ]

@@ -6,7 +6,11 @@ from __future__ import annotations
 import pytest
 from amqp.exceptions import AccessRefused, NotAllowed, PreconditionFailed
 
-QUIET = 0.15  # how long the RabbitMQ side listens to be sure nothing more arrives
+# "Nothing more arrives" is checked against the queue's own ready count (a passive declare on
+# the same channel), never with a listening window. The count is taken once the expected
+# deliveries have arrived and no publish or ack is still on its way to the queue, so it says
+# exactly how many messages went to consumers. (RabbitMQ answers a passive declare ahead of
+# publishes still queued for the queue: it is no fence for publishes in flight; basic.get is.)
 
 
 def fill(env, ch, q, n, prefix=b""):
@@ -207,11 +211,13 @@ def test_ack_multiple_zero_acks_everything(env):
     assert env.get_none(env.channel(), q) is None
 
 
-def test_ack_unknown_delivery_tag_is_406(env):
-    """rabbitmq.com/confirms.html#consumer-acks-double-acking: unknown tag closes the channel."""
+@pytest.mark.parametrize("multiple", [False, True])
+def test_ack_unknown_delivery_tag_is_406(env, multiple):
+    """rabbitmq.com/confirms.html#consumer-acks-double-acking: unknown tag closes the channel
+    (with multiple=true too)."""
     ch = env.channel()
     q = env.queue(ch)
-    ch.basic_ack(42)
+    ch.basic_ack(42, multiple=multiple)
     with pytest.raises(PreconditionFailed) as exc:
         ch.queue_declare(q, passive=True)
     assert (exc.value.reply_code, exc.value.reply_text) == (
@@ -325,7 +331,7 @@ def test_prefetch_credit_follows_a_reused_consumer_tag(env):
     _, again = env.consume(ch, q, consumer_tag="same-tag")
     ch.basic_recover(requeue=True)  # two settlements under "same-tag": two credits
     assert env.drain(until=lambda: len(again) == 2)
-    env.drain(timeout=QUIET)
+    assert env.count(q, ch) == 0  # fence: both are with the consumer, no third delivery
     assert [(m.body, m.delivery_info["redelivered"]) for m in again] == [
         (b"m0", True),
         (b"m1", True),
@@ -383,9 +389,8 @@ def test_cancelled_consumer_gets_nothing_more(env):
     assert env.drain(until=lambda: len(got) == 1)
     ch.basic_cancel(tag)
     env.publish(ch, b"after", "", q)
-    env.drain(timeout=QUIET)
+    assert env.get(ch, q).body == b"after"  # still in the queue: not delivered to the consumer
     assert [m.body for m in got] == [b"before"]
-    assert env.get(ch, q).body == b"after"
 
 
 def test_cancelled_consumer_keeps_unacked_until_channel_closes(env):
@@ -439,12 +444,11 @@ def test_per_consumer_prefetch(env):
     ch.basic_qos(0, 2, False)
     _, got = env.consume(ch, q)
     assert env.drain(until=lambda: len(got) == 2)
-    env.drain(timeout=QUIET)
+    assert env.count(q, ch) == 3  # fence: exactly two went to the consumer
     assert [m.body for m in got] == [b"0", b"1"]
-    assert env.count(q, ch) == 3
     ch.basic_ack(got[0].delivery_tag)
     assert env.drain(until=lambda: len(got) == 3)
-    env.drain(timeout=QUIET)
+    assert env.count(q, ch) == 2
     assert [m.body for m in got] == [b"0", b"1", b"2"]
 
 
@@ -458,7 +462,7 @@ def test_per_consumer_prefetch_applies_to_each_consumer(env):
     _, got1 = env.consume(ch, q1)
     _, got2 = env.consume(ch, q2)
     assert env.drain(until=lambda: len(got1) + len(got2) == 2)
-    env.drain(timeout=QUIET)
+    assert (env.count(q1, ch), env.count(q2, ch)) == (2, 2)  # fence: one from each queue
     assert (len(got1), len(got2)) == (1, 1)
 
 
@@ -472,7 +476,7 @@ def test_global_prefetch_shared_by_channel(env):
     _, got1 = env.consume(ch, q1)
     assert env.drain(until=lambda: len(got1) == 3)
     _, got2 = env.consume(ch, q2)
-    env.drain(timeout=QUIET)
+    assert env.count(q2, ch) == 3  # fence: the channel-wide limit let nothing out of q2
     assert (len(got1), len(got2)) == (3, 0)
     ch.basic_ack(got1[2].delivery_tag, multiple=True)
     assert env.drain(until=lambda: len(got2) == 3)
@@ -544,3 +548,20 @@ def test_no_ack_consumer_messages_not_redelivered(env):
     assert env.drain(until=lambda: len(got) == 1)
     ch.close()
     assert env.get_none(env.channel(), q) is None
+
+
+def test_ack_multiple_frees_room_on_every_queue_it_settles(env):
+    """rabbitmq.com/consumer-prefetch.html: one ack with multiple=true settling deliveries from
+    two queues lets each consumer get its next message."""
+    ch = env.channel()
+    q1, q2 = env.queue(ch), env.queue(ch)
+    fill(env, ch, q1, 2)
+    fill(env, ch, q2, 2)
+    ch.basic_qos(0, 1, False)
+    _, got1 = env.consume(ch, q1)
+    _, got2 = env.consume(ch, q2)
+    assert env.drain(until=lambda: len(got1) + len(got2) == 2)
+    last = max(m.delivery_tag for m in got1 + got2)
+    ch.basic_ack(last, multiple=True)
+    assert env.drain(until=lambda: len(got1) + len(got2) == 4)
+    assert (len(got1), len(got2)) == (2, 2)

@@ -98,5 +98,5 @@ def test_qos_change_applies_to_new_consumers_only(env):
     ch.basic_qos(0, 2, False)
     _, second = env.consume(ch, q2)
     assert env.drain(until=lambda: len(first) + len(second) == 3)
-    env.drain(timeout=0.15)
+    assert (env.count(q1, ch), env.count(q2, ch)) == (2, 1)  # fence: nothing more went out
     assert (len(first), len(second)) == (1, 2)

@@ -93,6 +93,8 @@ TOPIC_CASES = [
     ("", "a", False),
     ("#.*", "a", True),
     ("*.*", "a", False),
+    ("a.#.a", "a", False),  # '#' never re-reads words before it (a mutant did)
+    ("a.#.a", "a.a", True),
 ]
 
 
@@ -125,6 +127,27 @@ HEADERS_CASES = [
     ({"x-match": "all-with-x", "x-k": "v"}, {"x-k": "v"}, True),
     ({"x-match": "any-with-x", "x-k": "v", "a": 1}, {"x-k": "v"}, True),
     ({"x-match": "all", "a": "x"}, {"a": b"x"}, True),  # shortstr/longstr/bytes are one class
+    # Issue 15: x-match defaults to all with two keys too (a mutant defaulting to any survived).
+    ({"a": 1, "b": "x"}, {"a": 1}, False),
+    ({"a": 1, "b": "x"}, {"b": "x"}, False),
+    ({"a": 1, "b": "x"}, {"a": 1, "b": "x"}, True),
+    # x-match given as bytes (py-amqp sends it as a longstr) is the same word.
+    ({"x-match": b"all", "a": 1, "b": "x"}, {"a": 1}, False),
+    ({"x-match": b"any", "a": 1, "b": "x"}, {"a": 1}, True),
+    # bools equal bools
+    ({"x-match": "all", "a": True}, {"a": True}, True),
+    ({"x-match": "all", "a": False}, {"a": True}, False),
+    # tables compare key by key, arrays element by element, never across types
+    ({"x-match": "all", "t": {"k": 1}}, {"t": {"k": 1}}, True),
+    ({"x-match": "all", "t": {"k": 1}}, {"t": {"k": 2}}, False),
+    ({"x-match": "all", "t": {"k": 1}}, {"t": {"j": 1}}, False),
+    ({"x-match": "all", "t": {"k": 1}}, {"t": {"k": 1, "j": 2}}, False),
+    ({"x-match": "all", "t": {"k": 1}}, {"t": "k"}, False),
+    ({"x-match": "all", "t": {"k": 1}}, {"t": [1]}, False),
+    ({"x-match": "all", "l": [1, "a"]}, {"l": [1, "a"]}, True),
+    ({"x-match": "all", "l": [1, "a"]}, {"l": [1, "b"]}, False),
+    ({"x-match": "all", "l": [1]}, {"l": [1, 1]}, False),
+    ({"x-match": "all", "l": [1]}, {"l": 1}, False),
 ]
 
 
@@ -133,6 +156,66 @@ def test_headers_matching(env, arguments, headers, expected):
     """rabbitmq.com/tutorials/amqp-concepts.html#exchange-headers: x-match all/any(-with-x)."""
     ch = env.channel()
     assert routed(env, ch, "headers", "", "rk", arguments=arguments, headers=headers) is expected
+
+
+def test_bindings_differing_only_in_argument_values_are_distinct(env):
+    """AMQP 0-9-1 queue.bind: a binding is (exchange, queue, key, arguments); bindings that differ
+    only in an argument's value (scalar, array element, or non-UTF-8 bytes) are separate
+    bindings, and unbinding one leaves the other."""
+    ch = env.channel()
+    ex = env.exchange(ch, "headers")
+    q = env.queue(ch)
+    pairs = [({"a": 1}, {"a": 2}), ({"l": [1]}, {"l": [2]}), ({"b": b"\xff"}, {"b": b"\xfe"})]
+    for first, second in pairs:
+        ch.queue_bind(q, ex, "", arguments={"x-match": "all", **first})
+        ch.queue_bind(q, ex, "", arguments={"x-match": "all", **second})
+    for first, _ in pairs:
+        ch.queue_unbind(q, ex, "", arguments={"x-match": "all", **first})
+    for _, second in pairs:
+        env.publish(ch, b"second", ex, "", application_headers=second)
+    for first, _ in pairs:
+        env.publish(ch, b"first", ex, "", application_headers=first)
+    assert env.bodies(ch, q) == [b"second"] * len(pairs)
+
+
+def test_same_key_bindings_with_other_arguments_each_keep_the_route(env):
+    """AMQP 0-9-1 queue.bind: bindings with one key but other arguments are separate, so the
+    queue stays routed until the last of them is removed (a binding count a mutant broke)."""
+    ch = env.channel()
+    ex = env.exchange(ch, "direct")
+    q = env.queue(ch)
+    variants = [{}, {"n": 1}, {"n": 2}]
+    for arguments in variants:
+        ch.queue_bind(q, ex, "k", arguments=arguments)
+    routed_after = []
+    for arguments in variants:
+        ch.queue_unbind(q, ex, "k", arguments=arguments)
+        env.publish(ch, b"m", ex, "k")
+        routed_after.append(env.get_none(ch, q) is not None)
+    assert routed_after == [True, True, False]
+
+
+def test_unbinding_a_binding_that_does_not_exist_is_ok(env):
+    """rabbitmq.com/amqp-0-9-1-reference.html#queue.unbind: unbinding what is not bound is a
+    no-op (unbind-ok), and the channel stays usable."""
+    ch = env.channel()
+    ex = env.exchange(ch, "direct")
+    q = env.queue(ch)
+    ch.queue_unbind(q, ex, "never-bound")
+    env.fence(ch)
+
+
+def test_duplicate_binding_is_one_binding_for_auto_delete(env):
+    """AMQP 0-9-1 queue.bind is idempotent: binding twice then unbinding once removes the only
+    binding, so an auto-delete exchange goes away (rabbitmq.com/exchanges.html)."""
+    ch = env.channel()
+    ex = env.exchange(ch, "direct", auto_delete=True)
+    q = env.queue(ch)
+    ch.queue_bind(q, ex, "k")
+    ch.queue_bind(q, ex, "k")
+    ch.queue_unbind(q, ex, "k")
+    with pytest.raises(NotFound):
+        ch.exchange_declare(ex, "direct", passive=True)
 
 
 def test_headers_exchange_ignores_routing_key(env):

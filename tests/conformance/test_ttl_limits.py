@@ -83,7 +83,9 @@ def test_unacked_message_does_not_expire(env):
     env.publish(ch, b"held", "", q)
     held = env.get(ch, q, no_ack=False)
     env.wait(MARGIN)
-    ch.basic_ack(held.delivery_tag)  # still a valid delivery tag
+    ch.basic_ack(held.delivery_tag)  # still a valid delivery tag...
+    env.fence(ch)  # ...which a synchronous call on the same channel proves (no 406)
+    assert env.count(q, ch) == 0
 
 
 def test_expiration_property_is_kept_on_delivery(env):
@@ -134,6 +136,146 @@ def test_max_length_bytes_drop_head(env):
     assert env.bodies(ch, q) == [b"%010d" % 2, b"%010d" % 3]
 
 
+def test_max_length_bytes_reject_publish_counts_ready_bytes_exactly(env):
+    """rabbitmq.com/maxlength.html: x-max-length-bytes counts the bodies of ready messages; a
+    queue exactly at the limit accepts nothing more, and basic.get, a requeue and a purge move
+    the count by exactly their bodies (mutation testing found each of these unpinned)."""
+    ch = env.channel()
+    confirms = env.confirms(ch)
+    q = env.queue(ch, arguments={"x-max-length-bytes": 10, "x-overflow": "reject-publish"})
+    for body in (b"123", b"1234567", b"1"):  # 10 bytes: the third would make 11
+        env.publish(ch, body, "", q)
+    assert env.get(ch, q).body == b"123"  # 7 bytes left
+    for body in (b"abc", b"1"):
+        env.publish(ch, body, "", q)
+    held = env.get(ch, q, no_ack=False)
+    assert held.body == b"1234567"
+    ch.basic_reject(held.delivery_tag, requeue=True)  # back to 10 bytes
+    env.publish(ch, b"1", "", q)
+    assert ch.queue_purge(q) == 2
+    for body in (b"0123456789", b"1"):
+        env.publish(ch, body, "", q)
+    assert env.drain(until=confirms.settled(8))
+    assert confirms.results(8) == ["ack", "ack", "nack", "ack", "nack", "nack", "ack", "nack"]
+
+
+def test_expired_messages_free_their_bytes(env):
+    """rabbitmq.com/maxlength.html + ttl.html: an expired message no longer counts against
+    x-max-length-bytes."""
+    ch = env.channel()
+    confirms = env.confirms(ch)
+    q = env.queue(
+        ch,
+        arguments={
+            "x-max-length-bytes": 10,
+            "x-overflow": "reject-publish",
+            "x-message-ttl": 100,
+        },
+    )
+    env.publish(ch, b"0123456789", "", q)
+    env.wait(0.3)
+    assert env.get_none(ch, q) is None
+    for body in (b"123", b"1234567", b"1"):
+        env.publish(ch, body, "", q)
+    assert env.drain(until=confirms.settled(4))
+    assert confirms.results(4) == ["ack", "ack", "ack", "nack"]
+
+
+def test_max_length_bytes_counts_only_ready_not_delivered(env):
+    """rabbitmq.com/maxlength.html: messages handed to a consumer no longer count against
+    x-max-length-bytes."""
+    ch = env.channel()
+    confirms = env.confirms(ch)
+    q = env.queue(ch, arguments={"x-max-length-bytes": 10, "x-overflow": "reject-publish"})
+    env.publish(ch, b"0123456789", "", q)
+    assert env.eventually_count(q, 1, ch) == 1
+    _, got = env.consume(ch, q, no_ack=True)
+    assert env.drain(until=lambda: len(got) == 1)
+    env.publish(ch, b"abcdefghij", "", q)
+    assert env.drain(until=lambda: len(got) == 2)
+    assert env.drain(until=confirms.settled(2))
+    assert confirms.results(2) == ["ack", "ack"]
+
+
+def test_consumer_with_prefetch_gets_the_backlog_of_a_ttl_queue(env):
+    """rabbitmq.com/ttl.html + consumer-prefetch.html: acking frees room for the next message of
+    a queue with a message TTL (the head's expiry check must not stop delivery)."""
+    ch = env.channel()
+    q = env.queue(ch, arguments={"x-message-ttl": 60000})
+    for i in range(3):
+        env.publish(ch, b"%d" % i, "", q)
+    assert env.eventually_count(q, 3, ch) == 3
+    ch.basic_qos(0, 1, False)
+    _, got = env.consume(ch, q)
+    for n in (1, 2, 3):
+        assert env.drain(until=lambda n=n: len(got) == n)
+        ch.basic_ack(got[-1].delivery_tag)
+    env.fence(ch)
+    assert [m.body for m in got] == [b"0", b"1", b"2"]
+
+
+def test_queue_ttl_zero_discards_but_confirms(env):
+    """rabbitmq.com/ttl.html#per-queue-message-ttl: x-message-ttl 0 drops what cannot be
+    delivered at once; the publisher still gets an ack (the broker took the message)."""
+    ch = env.channel()
+    confirms = env.confirms(ch)
+    q = env.queue(ch, arguments={"x-message-ttl": 0})
+    env.publish(ch, b"gone", "", q)
+    assert env.drain(until=confirms.settled(1))
+    assert confirms.results(1) == ["ack"]
+    assert env.get_none(ch, q) is None
+
+
+def test_drop_head_exposes_an_expiring_head_to_its_ttl(env):
+    """rabbit_amqqueue_process:deliver_or_enqueue: after a drop-head the new head's expiry is
+    checked at once, so a message with a short per-message TTL that becomes the head expires on
+    time (not when the dropped head would have)."""
+    ch = env.channel()
+    q = env.queue(ch, arguments={"x-max-length": 2})
+    env.publish(ch, b"long", "", q, expiration="60000")
+    env.publish(ch, b"short", "", q, expiration="100")
+    env.publish(ch, b"none", "", q)  # drops "long": "short" is the head now
+    env.wait(0.3)
+    assert env.eventually_count(q, 1, ch) == 1
+    assert env.bodies(ch, q) == [b"none"]
+
+
+def test_per_message_expiry_after_a_head_without_one(env):
+    """rabbitmq.com/ttl.html#per-message-ttl-in-publishers: expiry still works after the head
+    was a message without expiration (simamqp re-arms its head timer then)."""
+    ch = env.channel()
+    q = env.queue(ch)
+    env.publish(ch, b"a", "", q, expiration="60000")
+    env.publish(ch, b"b", "", q)
+    assert [env.get(ch, q).body, env.get(ch, q).body] == [b"a", b"b"]
+    env.publish(ch, b"c", "", q, expiration="100")
+    env.wait(0.3)
+    assert env.get_none(ch, q) is None
+
+
+def test_max_length_bytes_drop_head_keeps_a_queue_exactly_at_the_limit(env):
+    """rabbitmq.com/maxlength.html: drop-head drops only when the bytes go over the limit."""
+    ch = env.channel()
+    q = env.queue(ch, arguments={"x-max-length-bytes": 10})
+    env.publish(ch, b"aaaaa", "", q)
+    env.publish(ch, b"bbbbb", "", q)
+    assert env.eventually_count(q, 2, ch) == 2  # (a declare can overtake queued publishes)
+    env.publish(ch, b"c", "", q)
+    assert env.bodies(ch, q) == [b"bbbbb", b"c"]
+
+
+def test_per_message_expiration_in_a_priority_queue(env):
+    """rabbitmq.com/ttl.html#per-message-ttl-in-publishers: expiration works in a queue with
+    x-max-priority and no queue TTL (its own code path in simamqp)."""
+    ch = env.channel()
+    q = env.queue(ch, arguments={"x-max-priority": 5})
+    env.publish(ch, b"short", "", q, expiration="100", priority=1)
+    env.wait(0.3)
+    assert env.get_none(ch, q) is None
+    env.publish(ch, b"long", "", q, expiration="60000", priority=1)
+    assert env.get(ch, q).body == b"long"
+
+
 def test_max_length_reject_publish(env):
     """rabbitmq.com/maxlength.html#overflow-behaviour: reject-publish drops new messages."""
     ch = env.channel()
@@ -177,6 +319,20 @@ def test_max_length_counts_ready_messages_only(env):
     assert env.bodies(ch, q) == [b"b"]
     ch.basic_reject(held.delivery_tag, requeue=True)
     assert env.bodies(ch, q) == [b"a"]
+
+
+def test_requeue_may_take_a_reject_publish_queue_over_its_limit(env):
+    """rabbitmq.com/maxlength.html: reject-publish refuses publishes only; a requeue puts the
+    message back even when that takes the queue over x-max-length (only drop-head trims)."""
+    ch = env.channel()
+    q = env.queue(ch, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    env.publish(ch, b"a", "", q)
+    held = env.get(ch, q, no_ack=False)
+    env.publish(ch, b"b", "", q)
+    assert env.eventually_count(q, 1, ch) == 1
+    ch.basic_reject(held.delivery_tag, requeue=True)
+    assert env.eventually_count(q, 2, ch) == 2
+    assert env.bodies(ch, q) == [b"a", b"b"]
 
 
 def test_max_length_zero_reject_publish_accepts_nothing(env):
@@ -256,6 +412,7 @@ def test_priority_queue_consumer_with_prefetch(env):
     for n in (1, 2, 3):
         assert env.drain(until=lambda n=n: len(got) == n)
         ch.basic_ack(got[-1].delivery_tag)
+    env.fence(ch)
     assert [m.body for m in got] == [b"b9", b"c5", b"a1"]
 
 
@@ -268,9 +425,25 @@ def test_single_active_consumer_gets_everything(env):
     for i in range(4):
         env.publish(ch, b"%d" % i, "", q)
     assert env.drain(until=lambda: len(first) == 4)
-    env.drain(timeout=0.15)
+    assert env.count(q, ch) == 0  # fence: all four went out, to the first consumer
     assert (len(first), len(second)) == (4, 0)
     assert ch.queue_declare(q, passive=True).consumer_count == 2
+
+
+def test_single_active_consumer_respects_its_prefetch(env):
+    """rabbitmq.com/consumers.html#single-active-consumer + consumer-prefetch.html: the active
+    consumer gets no more than its prefetch; the rest stays ready."""
+    ch = env.channel()
+    q = env.queue(ch, arguments={"x-single-active-consumer": True})
+    ch.basic_qos(0, 1, False)
+    _, got = env.consume(ch, q)
+    for i in range(3):
+        env.publish(ch, b"%d" % i, "", q)
+    # RabbitMQ answers a passive declare ahead of publishes still queued: poll the count.
+    assert env.eventually_count(q, 2, ch) == 2
+    assert env.drain(until=lambda: len(got) == 1)
+    assert env.count(q, ch) == 2
+    assert [m.body for m in got] == [b"0"]
 
 
 def test_single_active_consumer_fails_over_with_unacked(env):
@@ -289,3 +462,16 @@ def test_single_active_consumer_fails_over_with_unacked(env):
         (b"1", True),
         (b"2", True),
     ]
+
+
+def test_purging_a_priority_queue_empties_every_level(env):
+    """rabbitmq.com/priority.html: queue.purge counts and removes the messages of all levels."""
+    ch = env.channel()
+    q = env.queue(ch, arguments={"x-max-priority": 3})
+    for prio in (0, 3, 1):
+        env.publish(ch, b"%d" % prio, "", q, priority=prio)
+    assert env.eventually_count(q, 3, ch) == 3
+    assert ch.queue_purge(q) == 3
+    assert env.get_none(ch, q) is None
+    env.publish(ch, b"after", "", q, priority=2)
+    assert env.get(ch, q).body == b"after"

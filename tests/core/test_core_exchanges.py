@@ -371,3 +371,18 @@ def test_alternate_exchange_chain_and_cycle(ch: Channel) -> None:
     ch.exchange_declare("c1", "direct", arguments={"alternate-exchange": "c2"})
     ch.exchange_declare("c2", "direct", arguments={"alternate-exchange": "c1"})
     assert routed(ch, "c1", "k") == []
+
+
+def test_a_duplicate_binding_is_traced_once() -> None:
+    """queue.bind is idempotent: binding the same (exchange, queue, key, arguments) twice adds
+    one binding and one ``bind`` trace event (a mutant reporting the duplicate as new survived)."""
+    from simamqp.core import Broker
+
+    broker = Broker(seed=0)
+    ch = broker.connect().channel()
+    ch.exchange_declare("x", "headers")
+    ch.queue_declare("q")
+    for _ in range(2):
+        ch.queue_bind("q", "x", "", {"x-match": "all", "a": 1})
+    assert len(broker.trace.of_kind("bind")) == 1
+    assert len(broker.vhosts["/"].exchanges["x"].bindings) == 1

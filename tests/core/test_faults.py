@@ -110,6 +110,20 @@ def test_duplicate_at_enqueue_makes_copies() -> None:
     assert bodies(broker) == [b"a", b"a", b"a"]
 
 
+@pytest.mark.parametrize("copies", [1, 2, 3])
+def test_duplicate_at_publish_makes_exactly_the_copies_asked_for(copies: int) -> None:
+    """Issue 15: a publish-point duplicate making one copy fewer survived the suite. The queue
+    holds the original and ``copies`` extra messages; the publisher gets one confirm."""
+    broker, channel = setup()
+    channel.confirm_select()
+    broker.faults.add(point="publish", action="duplicate", copies=copies, max_count=1)
+    publish(channel, b"a")
+    publish(channel, b"b")
+    assert bodies(broker) == [b"a"] * (1 + copies) + [b"b"]
+    acks = [f for f in channel.connection.outbox if isinstance(f, BasicAck)]
+    assert [a.delivery_tag for a in acks] == [1, 2]
+
+
 def test_selectors_properties_headers_routing_key() -> None:
     broker, channel = setup()
     broker.faults.add(point="publish", action="drop", properties={"correlation_id": "x"})

@@ -253,6 +253,7 @@ def test_many_clients_each_see_their_own_tasks_final_states_once(
     stream=sims.rpc_result_streams(reorder=False, max_duplicates=4),
     copies=st.integers(1, 3),
     point=st.sampled_from(("publish", "enqueue")),
+    probability=st.sampled_from((0.5, 1.0)),
     redeliver_nth=st.none() | st.integers(1, 6),
     lost_ack=st.none()
     | st.tuples(st.sampled_from(("redeliver", "close_channel")), st.integers(1, 6)),
@@ -263,12 +264,19 @@ def test_duplicate_delivery_reports_the_final_state_exactly_once(
     stream: sims.RPCResultStream,
     copies: int,
     point: str,
+    probability: float,
     redeliver_nth: int | None,
     lost_ack: tuple[str, int] | None,
     broker_seed: int,
 ) -> None:
     rules: list[dict[str, Any]] = [
-        {"point": point, "action": "duplicate", "copies": copies, "probability": 0.5}
+        {
+            "point": point,
+            "action": "duplicate",
+            "copies": copies,
+            "probability": probability,
+            "name": "dup",
+        }
     ]
     if redeliver_nth is not None:
         rules.append({"point": "deliver", "action": "redeliver", "nth": redeliver_nth})
@@ -290,6 +298,13 @@ def test_duplicate_delivery_reports_the_final_state_exactly_once(
         _check_seen([stream], seen)
         sim.broker.run_until_idle()
         assert sim.queue_counts()[1] == 0
+        # The copies really happened: every application of the rule put `copies` extra
+        # messages into the reply queue (the rule's setting, not the engine's own account).
+        applied = sum(1 for e in sim.broker.trace.of_kind("fault") if e.attrs["rule"] == "dup")
+        if probability == 1.0:
+            assert applied == len(stream.arrivals)
+        enqueued = len(sim.broker.trace.of_kind("enqueue"))
+        assert enqueued == len(stream.arrivals) + applied * copies
 
 
 # -- backlog overflow --------------------------------------------------------------------------
