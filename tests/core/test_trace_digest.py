@@ -338,7 +338,7 @@ def test_dead_letter_bookkeeping_in_the_trace() -> None:
     ch.queue_declare("src2", arguments={"x-dead-letter-exchange": "dlx"})
     ch.basic_publish(b"m", "", "src2", properties={"expiration": b"5"})
     broker.advance(0.005)
-    ch.basic_publish(b"after", "", "dead", properties={"expiration": "8639913600000"})
+    ch.basic_publish(b"after", "", "dead", properties={"expiration": "315360000000"})
     ids = [(e.kind, e.attrs.get("msg"), e.attrs.get("new_msg")) for e in broker.trace]
     assert ("dead-letter", 2, 3) in ids and ("publish", 4, None) in ids
 
