@@ -7,8 +7,8 @@ codes and texts, hand out ``amqp.Message`` objects, and read "frames" (the engin
 py-amqp would read them off the socket:
 
 - ``drain_events`` dispatches one frame (a delivery, return, confirm, cancel or close).
-- A synchronous method first reads the control frames already queued (returns, confirms,
-  cancels, closes), as py-amqp does while it waits for the method's reply.
+- A method that waits for a reply first dispatches every frame queued before it ran (deliveries
+  too, on any channel), in order, as py-amqp reads them while it waits for the reply.
 - ``basic_publish`` first reads one pending frame, like py-amqp's ``drain_events(timeout=0)``
   before every publish when the server has the ``connection.blocked`` capability.
 - After a channel error the channel is reopened under the same id (py-amqp's ``_do_revive``).
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -191,16 +191,36 @@ class SimChannel(base.StdChannel):
             raise amqp_exc.RecoverableConnectionError("connection already closed")
         return conn
 
-    def _call(self, fn: Callable[[CoreChannel], T]) -> T:
-        """A synchronous method: read queued control frames, run, map errors."""
+    def _call(self, fn: Callable[[CoreChannel], T], *, wait: bool = True) -> T:
+        """A method: run it, map errors; if it ``wait``s for a reply, read what came before it.
+
+        py-amqp sends a synchronous method, then reads frames in arrival order until the reply:
+        every frame queued before the method ran (deliveries too, on any channel) reaches its
+        callback, in outbox order, before the method returns or raises. Frames the method itself
+        queues (the deliveries a basic.consume starts) follow the reply: the next read gets them.
+        """
         conn = self._conn()
-        conn._dispatch_control_frames()
+        earlier: deque[F.Frame] | None = None
+
+        def run() -> T:
+            nonlocal earlier
+            if wait:
+                earlier = conn._take_all()
+            return fn(self._core)
+
         try:
-            return conn._locked(lambda: fn(self._core))
+            result = conn._locked(run)
         except AMQPError as err:
-            raise self._on_error(err) from None
+            try:
+                conn._dispatch_frames(earlier)
+            finally:
+                error = self._on_error(err)
+            raise error from None
         except ChannelClosedError as err:
+            conn._dispatch_frames(earlier)  # raises the close that came before, if one did
             raise amqp_exc.RecoverableConnectionError("connection already closed") from err
+        conn._dispatch_frames(earlier)
+        return result
 
     def _on_error(self, err: AMQPError) -> amqp_exc.AMQPError:
         conn = self.connection
@@ -247,12 +267,22 @@ class SimChannel(base.StdChannel):
         conn = self.connection
         if conn is None or not self.is_open:
             return
+        earlier: deque[F.Frame] | None = None
+
+        def run() -> None:
+            nonlocal earlier
+            earlier = conn._take_all()
+            self._core.close()
+
         try:
             if conn.connected:
-                conn._locked(self._core.close)
+                conn._locked(run)
         finally:
             conn.channels.pop(self.channel_id, None)
             self.collect()
+        # Read up to close-ok: py-amqp ignores what comes for the channel it is closing (the
+        # broker requeues those deliveries) and dispatches frames for the other channels.
+        conn._dispatch_frames(earlier)
 
     # -- kombu StdChannel helpers (as kombu.transport.pyamqp.Channel) ---------------------
 
@@ -298,13 +328,14 @@ class SimChannel(base.StdChannel):
         self._call(
             lambda ch: ch.exchange_declare(
                 exchange, type, passive, durable, auto_delete, internal, arguments
-            )
+            ),
+            wait=not nowait,
         )
 
     def exchange_delete(
         self, exchange: str, if_unused: bool = False, nowait: bool = False, argsig: str = "Bsbb"
     ) -> tuple[()] | None:
-        self._call(lambda ch: ch.exchange_delete(exchange, if_unused))
+        self._call(lambda ch: ch.exchange_delete(exchange, if_unused), wait=not nowait)
         return None if nowait else ()
 
     def exchange_bind(
@@ -316,7 +347,10 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsssbF",
     ) -> tuple[()] | None:
-        self._call(lambda ch: ch.exchange_bind(destination, source, routing_key, arguments))
+        self._call(
+            lambda ch: ch.exchange_bind(destination, source, routing_key, arguments),
+            wait=not nowait,
+        )
         return None if nowait else ()
 
     def exchange_unbind(
@@ -328,7 +362,10 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsssbF",
     ) -> tuple[()] | None:
-        self._call(lambda ch: ch.exchange_unbind(destination, source, routing_key, arguments))
+        self._call(
+            lambda ch: ch.exchange_unbind(destination, source, routing_key, arguments),
+            wait=not nowait,
+        )
         return None if nowait else ()
 
     # -- queue class ------------------------------------------------------------------------
@@ -342,7 +379,9 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsssbF",
     ) -> tuple[()] | None:
-        self._call(lambda ch: ch.queue_bind(queue, exchange, routing_key, arguments))
+        self._call(
+            lambda ch: ch.queue_bind(queue, exchange, routing_key, arguments), wait=not nowait
+        )
         return None if nowait else ()
 
     def queue_unbind(
@@ -354,7 +393,9 @@ class SimChannel(base.StdChannel):
         arguments: Mapping[str, Any] | None = None,
         argsig: str = "BsssF",
     ) -> tuple[()] | None:
-        self._call(lambda ch: ch.queue_unbind(queue, exchange, routing_key, arguments))
+        self._call(
+            lambda ch: ch.queue_unbind(queue, exchange, routing_key, arguments), wait=not nowait
+        )
         return None if nowait else ()
 
     def queue_declare(
@@ -369,7 +410,8 @@ class SimChannel(base.StdChannel):
         argsig: str = "BsbbbbbF",
     ) -> queue_declare_ok_t | None:
         result = self._call(
-            lambda ch: ch.queue_declare(queue, passive, durable, exclusive, auto_delete, arguments)
+            lambda ch: ch.queue_declare(queue, passive, durable, exclusive, auto_delete, arguments),
+            wait=not nowait,
         )
         return None if nowait else queue_declare_ok_t(*result)
 
@@ -381,11 +423,11 @@ class SimChannel(base.StdChannel):
         nowait: bool = False,
         argsig: str = "Bsbbb",
     ) -> int | None:
-        count = self._call(lambda ch: ch.queue_delete(queue, if_unused, if_empty))
+        count = self._call(lambda ch: ch.queue_delete(queue, if_unused, if_empty), wait=not nowait)
         return None if nowait else count
 
     def queue_purge(self, queue: str = "", nowait: bool = False, argsig: str = "Bsb") -> int | None:
-        count = self._call(lambda ch: ch.queue_purge(queue))
+        count = self._call(lambda ch: ch.queue_purge(queue), wait=not nowait)
         return None if nowait else count
 
     # -- basic class ------------------------------------------------------------------------
@@ -410,7 +452,10 @@ class SimChannel(base.StdChannel):
         argsig: str = "BssbbbbF",
     ) -> str:
         tag = self._call(
-            lambda ch: ch.basic_consume(queue, consumer_tag, no_local, no_ack, exclusive, arguments)
+            lambda ch: ch.basic_consume(
+                queue, consumer_tag, no_local, no_ack, exclusive, arguments
+            ),
+            wait=not nowait,
         )
         if callback is not None:
             self.callbacks[tag] = callback
@@ -424,7 +469,10 @@ class SimChannel(base.StdChannel):
         self, consumer_tag: str, nowait: bool = False, argsig: str = "sb"
     ) -> str | None:
         if self.connection is not None and self.is_open:
-            self._call(lambda ch: ch.basic_cancel(consumer_tag))
+            # As py-amqp: forget no_ack first, keep the callback for what was delivered before
+            # cancel-ok (_call dispatches it), and drop the callback with cancel-ok.
+            self.no_ack_consumers.discard(consumer_tag)
+            self._call(lambda ch: ch.basic_cancel(consumer_tag), wait=not nowait)
         self._remove_tag(consumer_tag)
         return None if nowait else consumer_tag
 
@@ -493,7 +541,8 @@ class SimChannel(base.StdChannel):
         )
 
     def basic_recover(self, requeue: bool = False) -> None:
-        self._call(lambda ch: ch.basic_recover(requeue))
+        # py-amqp sends basic.recover without waiting for recover-ok: it reads nothing.
+        self._call(lambda ch: ch.basic_recover(requeue), wait=False)
 
     def basic_recover_async(self, requeue: bool = False) -> None:
         self.basic_recover(requeue)
@@ -502,7 +551,7 @@ class SimChannel(base.StdChannel):
         self._call(lambda ch: ch.flow(active))
 
     def confirm_select(self, nowait: bool = False) -> tuple[()] | None:
-        self._call(lambda ch: ch.confirm_select())
+        self._call(lambda ch: ch.confirm_select(), wait=not nowait)
         self._confirm_selected = True
         return None if nowait else ()
 
@@ -728,11 +777,20 @@ class SimConnection:
             raise amqp_exc.RecoverableConnectionError("connection already closed")
         if channel_id is not None and channel_id in self.channels:
             return self.channels[channel_id]
-        try:
-            return SimChannel(self, channel_id)
-        except AMQPError as err:
-            self._collect(err)
-            raise _to_amqp_error(err) from None
+        # channel.open waits for open-ok: what was queued before it is read first.
+        with self.broker.lock:
+            earlier = self._take_all()
+            try:
+                channel = SimChannel(self, channel_id)
+            except AMQPError as err:
+                error: AMQPError | None = err
+            else:
+                error = None
+        self._dispatch_frames(earlier)
+        if error is not None:
+            self._collect(error)
+            raise _to_amqp_error(error) from None
+        return channel
 
     def close(
         self,
@@ -833,12 +891,29 @@ class SimConnection:
         elif isinstance(frame, F.ChannelClose):
             channel._on_close(frame)
 
-    def _dispatch_control_frames(self) -> None:
-        """Read queued returns/confirms/cancels/closes, as a waiting py-amqp call does."""
-        if self._core is None or not self._core.outbox:
+    def _take_all(self) -> deque[F.Frame] | None:
+        """Everything queued so far, in order (under the lock), or None when nothing is."""
+        core = self._core
+        if core is None or not core.outbox:
+            return None
+        frames = core.outbox.copy()
+        core.outbox.clear()
+        return frames
+
+    def _dispatch_frames(self, frames: deque[F.Frame] | None) -> None:
+        """Dispatch taken frames in order; if one raises, the rest go back to the outbox front.
+
+        They stay unread, as frames behind the one that raised stay in py-amqp's socket buffer.
+        """
+        if not frames:
             return
-        while (frame := self._locked(lambda: self._take(control_only=True))) is not None:
-            self._dispatch(frame)
+        try:
+            while frames:
+                self._dispatch(frames.popleft())
+        finally:
+            core = self._core
+            if frames and core is not None and core.is_open:
+                self._locked(lambda: core.outbox.extendleft(reversed(frames)))
 
     def _dispatch_one(self, *, block: bool) -> bool:
         core = self._core
@@ -853,7 +928,8 @@ class SimConnection:
     def _wait_confirm(self, channel: SimChannel, seq: int, timeout: float | None) -> None:
         """Wait for the confirm of ``seq`` (it is queued at once: the engine is synchronous)."""
         while seq not in channel._pending_confirms:
-            frame = self._locked(lambda: self._take(control_only=True))
+            # py-amqp waits for basic.ack/nack reading every frame in order, deliveries too.
+            frame = self._locked(lambda: self._take(control_only=False))
             if frame is None:
                 if not self.connected:
                     raise amqp_exc.RecoverableConnectionError("connection already closed")
