@@ -19,6 +19,8 @@ consumer with the wire's types (tuples become lists, datetimes lose sub-seconds.
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 from collections import defaultdict, deque
@@ -42,7 +44,7 @@ from .core.connection import Connection as CoreConnection
 from .core.errors import AMQPError
 from .core.message import Message as CoreMessage
 
-__all__ = ["Channel", "Connection", "SimChannel", "SimConnection", "Transport"]
+__all__ = ["Channel", "Connection", "SimChannel", "SimConnection", "SimSocket", "Transport"]
 
 T = TypeVar("T")
 
@@ -189,6 +191,8 @@ class SimChannel(base.StdChannel):
         conn = self.connection
         if conn is None or not self.is_open:
             raise amqp_exc.RecoverableConnectionError("connection already closed")
+        if conn._cut_by is not None:
+            raise conn._socket_error(write=True)
         return conn
 
     def _call(self, fn: Callable[[CoreChannel], T], *, wait: bool = True) -> T:
@@ -267,6 +271,10 @@ class SimChannel(base.StdChannel):
         conn = self.connection
         if conn is None or not self.is_open:
             return
+        if conn._cut_by is not None:
+            conn.channels.pop(self.channel_id, None)
+            self.collect()
+            raise conn._socket_error(write=True)
         earlier: deque[F.Frame] | None = None
 
         def run() -> None:
@@ -569,6 +577,8 @@ class SimChannel(base.StdChannel):
         conn = self.connection
         if conn is None or not self.is_open:
             raise amqp_exc.RecoverableConnectionError("basic_publish: connection closed")
+        if conn._cut_by is not None:
+            raise conn._socket_error(write=False)  # py-amqp reads before it publishes
         # py-amqp reads one pending frame before each publish (connection.blocked capability).
         conn._dispatch_one(block=False)
         if self._confirm_publish and not self._confirm_selected:
@@ -677,6 +687,40 @@ class SimChannel(base.StdChannel):
         raise _to_amqp_error(frame.error)
 
 
+class SimSocket:
+    """``connection.transport.sock``: the socket py-amqp would hold, as far as code reaches it.
+
+    There is no socket, but ``shutdown()`` and ``close()`` cut the connection the way a dead TCP
+    connection does, which is how a test simulates a network failure from user code (kombu's
+    integration suite does ``sock.shutdown(socket.SHUT_RDWR); sock.close()``). The broker closes
+    the connection as if the client had (consumers cancelled, unacked messages requeued,
+    exclusive queues deleted), and the client's next use raises what py-amqp raises on
+    RabbitMQ: after ``shutdown`` a read (``drain_events``, ``basic_publish``) raises
+    ``OSError('Server unexpectedly closed connection')`` and a write (any other method)
+    ``BrokenPipeError``; after ``close`` everything raises ``OSError(EBADF)``. Those are in
+    kombu's ``connection_errors``, so ``Connection.ensure``/``autoretry`` reconnect.
+    """
+
+    def __init__(self, connection: SimConnection) -> None:
+        self._connection = connection
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<simamqp.SimSocket {state} for {self._connection!r}>"
+
+    def shutdown(self, how: int) -> None:
+        if self._closed:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        self._connection._cut("shutdown")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._connection._cut("closed")
+
+
 class SimConnection:
     """py-amqp's ``amqp.Connection`` surface over an engine connection."""
 
@@ -714,6 +758,9 @@ class SimConnection:
         self._closed = True
         self._condition: threading.Condition | None = None
         self._default_channel: SimChannel | None = None
+        self._sock: SimSocket | None = None
+        #: How user code cut the socket (SimSocket): "shutdown", "closed", or None.
+        self._cut_by: str | None = None
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed"
@@ -745,6 +792,8 @@ class SimConnection:
             core.listener = _notifier(condition)
         self._core = core
         self._closed = False
+        self._sock = SimSocket(self)
+        self._cut_by = None
         if callback is not None:
             callback()
         return self
@@ -762,8 +811,29 @@ class SimConnection:
         return capabilities
 
     @property
-    def sock(self) -> None:
-        return None
+    def sock(self) -> SimSocket | None:
+        return self._sock
+
+    def _cut(self, how: str) -> None:
+        """The socket was shut down or closed (SimSocket): the TCP connection is dead."""
+        if self._cut_by == "closed" or self._core is None:
+            return
+        self._cut_by = how
+        core = self._core
+        condition = self._condition
+        with self.broker.lock:
+            core.drop()
+            if condition is not None:
+                condition.notify_all()  # a thread blocked in drain_events reads the cut now
+
+    def _socket_error(self, *, write: bool) -> OSError:
+        """What py-amqp raises using a cut socket; from then on the client knows it is gone."""
+        self._closed = True
+        if self._cut_by == "closed":
+            return OSError(errno.EBADF, os.strerror(errno.EBADF))
+        if write:
+            return BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+        return OSError("Server unexpectedly closed connection")
 
     @property
     def transport(self) -> SimConnection:
@@ -773,6 +843,8 @@ class SimConnection:
         return self.connected
 
     def channel(self, channel_id: int | None = None, callback: Any = None) -> SimChannel:
+        if self._cut_by is not None:
+            raise self._socket_error(write=True)
         if not self.connected:
             raise amqp_exc.RecoverableConnectionError("connection already closed")
         if channel_id is not None and channel_id in self.channels:
@@ -802,6 +874,10 @@ class SimConnection:
         core = self._core
         if core is None:
             return
+        if self._cut_by is not None and not self._closed:
+            error = self._socket_error(write=True)
+            self._collect(None)
+            raise error  # as py-amqp: kombu's close() swallows connection errors
         if core.is_open:
             self.broker.locked(core.close)
         self._collect(None)
@@ -973,6 +1049,8 @@ class SimConnection:
                     if frame is not None:
                         break
                     if not core.is_open:
+                        if self._cut_by is not None:
+                            raise self._socket_error(write=False)
                         raise amqp_exc.RecoverableConnectionError("connection already closed")
                     if virtual:
                         if deadline is not None and clock.now() >= deadline:
