@@ -64,11 +64,15 @@ SUITES = {
         config_files=("pyproject.toml",),
         # The suite's conftest imports celery.contrib.pytest's fixtures but not the plugin that
         # registers its ``celery`` marker (Celery's CI gets it from pytest-celery).
+        # --tb=native: pytest's own traceback format parses source with ast, which CPython
+        # 3.11.7 can get wrong while the suite's worker threads run ("AST constructor recursion
+        # depth mismatch", an INTERNALERROR that ends the session).
         pytest_args=(
             "-p",
             "celery.contrib.pytest",
             "--continue-on-collection-errors",
             "--timeout=300",
+            "--tb=native",
         ),
         timeout=3600,
         known={},
