@@ -56,6 +56,12 @@ def _install_url_swap() -> None:
     kombu.connection.Connection.__init__ = __init__  # type: ignore[method-assign]
 
 
+# At import, not in pytest_configure: ``-p`` imports this module before pytest loads the
+# conftest files named on the command line, and Celery's reads these when it is imported.
+os.environ.setdefault("TEST_BROKER", "simamqp://" if BROKER == "simamqp" else "pyamqp://")
+os.environ.setdefault("TEST_BACKEND", "rpc://")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # kombu's suite marks tests for its own tox environments and for pytest-rerunfailures.
     config.addinivalue_line("markers", "env(name): the kombu tox environment a test is for")
@@ -63,11 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if BROKER == "simamqp":
         import simamqp  # noqa: F401  (registers the simamqp:// transport)
 
-        os.environ.setdefault("TEST_BROKER", "simamqp://")
         _install_url_swap()
-    else:
-        os.environ.setdefault("TEST_BROKER", "pyamqp://")
-    os.environ.setdefault("TEST_BACKEND", "rpc://")
 
 
 @pytest.hookimpl(tryfirst=True)
