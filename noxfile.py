@@ -65,6 +65,27 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON[0])
+def peers(session: nox.Session) -> None:
+    """kombu's and Celery's own integration suites, unedited, on RabbitMQ and on simamqp.
+
+    Downloads the installed versions' sdists through pip, prints the per-test differences and
+    fails on a test that passes on RabbitMQ only (docs/peers.md). Celery's suite takes about
+    13 minutes per broker and backend. Extra arguments replace the default selection, e.g.
+    ``nox -s peers -- kombu``.
+    """
+    session.install(".[test]", "pydantic", "pytest-timeout", "redis", "cryptography")
+    args = session.posargs or [
+        "kombu",
+        "celery",
+        "--celery-backend",
+        "rpc://",
+        "--celery-backend",
+        "rpcbackend.RPCBackend",
+    ]
+    session.run("python", "tests/peers/run.py", *args)
+
+
+@nox.session(python=PYTHON[0])
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")

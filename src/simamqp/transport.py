@@ -7,8 +7,8 @@ codes and texts, hand out ``amqp.Message`` objects, and read "frames" (the engin
 py-amqp would read them off the socket:
 
 - ``drain_events`` dispatches one frame (a delivery, return, confirm, cancel or close).
-- A synchronous method first reads the control frames already queued (returns, confirms,
-  cancels, closes), as py-amqp does while it waits for the method's reply.
+- A method that waits for a reply first dispatches every frame queued before it ran (deliveries
+  too, on any channel), in order, as py-amqp reads them while it waits for the reply.
 - ``basic_publish`` first reads one pending frame, like py-amqp's ``drain_events(timeout=0)``
   before every publish when the server has the ``connection.blocked`` capability.
 - After a channel error the channel is reopened under the same id (py-amqp's ``_do_revive``).
@@ -21,10 +21,12 @@ ill-typed value raises in the caller instead of reaching the engine.
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 import weakref
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -44,7 +46,7 @@ from .core.connection import Connection as CoreConnection
 from .core.errors import AMQPError
 from .core.message import Message as CoreMessage
 
-__all__ = ["Channel", "Connection", "SimChannel", "SimConnection", "Transport"]
+__all__ = ["Channel", "Connection", "SimChannel", "SimConnection", "SimSocket", "Transport"]
 
 T = TypeVar("T")
 
@@ -189,18 +191,40 @@ class SimChannel(base.StdChannel):
         conn = self.connection
         if conn is None or not self.is_open:
             raise amqp_exc.RecoverableConnectionError("connection already closed")
+        if conn._cut_by is not None:
+            raise conn._socket_error(write=True)
         return conn
 
-    def _call(self, fn: Callable[[CoreChannel], T]) -> T:
-        """A synchronous method: read queued control frames, run, map errors."""
+    def _call(self, fn: Callable[[CoreChannel], T], *, wait: bool = True) -> T:
+        """A method: run it, map errors; if it ``wait``s for a reply, read what came before it.
+
+        py-amqp sends a synchronous method, then reads frames in arrival order until the reply:
+        every frame queued before the method ran (deliveries too, on any channel) reaches its
+        callback, in outbox order, before the method returns or raises. Frames the method itself
+        queues (the deliveries a basic.consume starts) follow the reply: the next read gets them.
+        """
         conn = self._conn()
-        conn._dispatch_control_frames()
+        earlier: deque[F.Frame] | None = None
+
+        def run() -> T:
+            nonlocal earlier
+            if wait:
+                earlier = conn._take_all()
+            return fn(self._core)
+
         try:
-            return conn._locked(lambda: fn(self._core))
+            result = conn._locked(run)
         except AMQPError as err:
-            raise self._on_error(err) from None
+            try:
+                conn._dispatch_frames(earlier)
+            finally:
+                error = self._on_error(err)
+            raise error from None
         except ChannelClosedError as err:
+            conn._dispatch_frames(earlier)  # raises the close that came before, if one did
             raise amqp_exc.RecoverableConnectionError("connection already closed") from err
+        conn._dispatch_frames(earlier)
+        return result
 
     def _args(self, argsig: str, *values: Any) -> list[Any]:
         """Arguments as RabbitMQ receives them (``simamqp._boundary``); a frame RabbitMQ
@@ -262,12 +286,26 @@ class SimChannel(base.StdChannel):
         conn = self.connection
         if conn is None or not self.is_open:
             return
+        if conn._cut_by is not None:
+            conn.channels.pop(self.channel_id, None)
+            self.collect()
+            raise conn._socket_error(write=True)
+        earlier: deque[F.Frame] | None = None
+
+        def run() -> None:
+            nonlocal earlier
+            earlier = conn._take_all()
+            self._core.close()
+
         try:
             if conn.connected:
-                conn._locked(self._core.close)
+                conn._locked(run)
         finally:
             conn.channels.pop(self.channel_id, None)
             self.collect()
+        # Read up to close-ok: py-amqp ignores what comes for the channel it is closing (the
+        # broker requeues those deliveries) and dispatches frames for the other channels.
+        conn._dispatch_frames(earlier)
 
     # -- kombu StdChannel helpers (as kombu.transport.pyamqp.Channel) ---------------------
 
@@ -325,14 +363,15 @@ class SimChannel(base.StdChannel):
         self._call(
             lambda ch: ch.exchange_declare(
                 exchange, type, passive, durable, auto_delete, internal, arguments
-            )
+            ),
+            wait=not nowait,
         )
 
     def exchange_delete(
         self, exchange: str, if_unused: bool = False, nowait: bool = False, argsig: str = "Bsbb"
     ) -> tuple[()] | None:
         _, exchange, if_unused, nowait = self._args("Bsbb", 0, exchange, if_unused, nowait)
-        self._call(lambda ch: ch.exchange_delete(exchange, if_unused))
+        self._call(lambda ch: ch.exchange_delete(exchange, if_unused), wait=not nowait)
         return None if nowait else ()
 
     def exchange_bind(
@@ -347,7 +386,10 @@ class SimChannel(base.StdChannel):
         _, destination, source, routing_key, nowait, arguments = self._args(
             "BsssbF", 0, destination, source, routing_key, nowait, arguments
         )
-        self._call(lambda ch: ch.exchange_bind(destination, source, routing_key, arguments))
+        self._call(
+            lambda ch: ch.exchange_bind(destination, source, routing_key, arguments),
+            wait=not nowait,
+        )
         return None if nowait else ()
 
     def exchange_unbind(
@@ -362,7 +404,10 @@ class SimChannel(base.StdChannel):
         _, destination, source, routing_key, nowait, arguments = self._args(
             "BsssbF", 0, destination, source, routing_key, nowait, arguments
         )
-        self._call(lambda ch: ch.exchange_unbind(destination, source, routing_key, arguments))
+        self._call(
+            lambda ch: ch.exchange_unbind(destination, source, routing_key, arguments),
+            wait=not nowait,
+        )
         return None if nowait else ()
 
     # -- queue class ------------------------------------------------------------------------
@@ -379,7 +424,9 @@ class SimChannel(base.StdChannel):
         _, queue, exchange, routing_key, nowait, arguments = self._args(
             "BsssbF", 0, queue, exchange, routing_key, nowait, arguments
         )
-        self._call(lambda ch: ch.queue_bind(queue, exchange, routing_key, arguments))
+        self._call(
+            lambda ch: ch.queue_bind(queue, exchange, routing_key, arguments), wait=not nowait
+        )
         return None if nowait else ()
 
     def queue_unbind(
@@ -395,7 +442,9 @@ class SimChannel(base.StdChannel):
         _, queue, exchange, routing_key, arguments = self._args(
             "BsssF", 0, queue, exchange, routing_key, arguments
         )
-        self._call(lambda ch: ch.queue_unbind(queue, exchange, routing_key, arguments))
+        self._call(
+            lambda ch: ch.queue_unbind(queue, exchange, routing_key, arguments), wait=not nowait
+        )
         return None if nowait else ()
 
     def queue_declare(
@@ -413,7 +462,8 @@ class SimChannel(base.StdChannel):
             "BsbbbbbF", 0, queue, passive, durable, exclusive, auto_delete, nowait, arguments
         )
         result = self._call(
-            lambda ch: ch.queue_declare(queue, passive, durable, exclusive, auto_delete, arguments)
+            lambda ch: ch.queue_declare(queue, passive, durable, exclusive, auto_delete, arguments),
+            wait=not nowait,
         )
         return None if nowait else queue_declare_ok_t(*result)
 
@@ -428,12 +478,12 @@ class SimChannel(base.StdChannel):
         _, queue, if_unused, if_empty, nowait = self._args(
             "Bsbbb", 0, queue, if_unused, if_empty, nowait
         )
-        count = self._call(lambda ch: ch.queue_delete(queue, if_unused, if_empty))
+        count = self._call(lambda ch: ch.queue_delete(queue, if_unused, if_empty), wait=not nowait)
         return None if nowait else count
 
     def queue_purge(self, queue: str = "", nowait: bool = False, argsig: str = "Bsb") -> int | None:
         _, queue, nowait = self._args("Bsb", 0, queue, nowait)
-        count = self._call(lambda ch: ch.queue_purge(queue))
+        count = self._call(lambda ch: ch.queue_purge(queue), wait=not nowait)
         return None if nowait else count
 
     # -- basic class ------------------------------------------------------------------------
@@ -464,7 +514,10 @@ class SimChannel(base.StdChannel):
             "BssbbbbF", 0, queue, consumer_tag, no_local, no_ack, exclusive, nowait, arguments
         )
         tag = self._call(
-            lambda ch: ch.basic_consume(queue, consumer_tag, no_local, no_ack, exclusive, arguments)
+            lambda ch: ch.basic_consume(
+                queue, consumer_tag, no_local, no_ack, exclusive, arguments
+            ),
+            wait=not nowait,
         )
         if callback is not None:
             self.callbacks[tag] = callback
@@ -479,7 +532,10 @@ class SimChannel(base.StdChannel):
     ) -> str | None:
         consumer_tag, nowait = self._args("sb", consumer_tag, nowait)
         if self.connection is not None and self.is_open:
-            self._call(lambda ch: ch.basic_cancel(consumer_tag))
+            # As py-amqp: forget no_ack first, keep the callback for what was delivered before
+            # cancel-ok (_call dispatches it), and drop the callback with cancel-ok.
+            self.no_ack_consumers.discard(consumer_tag)
+            self._call(lambda ch: ch.basic_cancel(consumer_tag), wait=not nowait)
         self._remove_tag(consumer_tag)
         return None if nowait else consumer_tag
 
@@ -557,7 +613,8 @@ class SimChannel(base.StdChannel):
 
     def basic_recover(self, requeue: bool = False) -> None:
         (requeue,) = self._args("b", requeue)
-        self._call(lambda ch: ch.basic_recover(requeue))
+        # py-amqp sends basic.recover without waiting for recover-ok: it reads nothing.
+        self._call(lambda ch: ch.basic_recover(requeue), wait=False)
 
     def basic_recover_async(self, requeue: bool = False) -> None:
         self.basic_recover(requeue)
@@ -567,7 +624,7 @@ class SimChannel(base.StdChannel):
         self._call(lambda ch: ch.flow(active))
 
     def confirm_select(self, nowait: bool = False) -> tuple[()] | None:
-        self._call(lambda ch: ch.confirm_select())
+        self._call(lambda ch: ch.confirm_select(), wait=not nowait)
         self._confirm_selected = True
         return None if nowait else ()
 
@@ -585,6 +642,8 @@ class SimChannel(base.StdChannel):
         conn = self.connection
         if conn is None or not self.is_open:
             raise amqp_exc.RecoverableConnectionError("basic_publish: connection closed")
+        if conn._cut_by is not None:
+            raise conn._socket_error(write=False)  # py-amqp reads before it publishes
         # py-amqp reads one pending frame before each publish (connection.blocked capability).
         conn._dispatch_one(block=False)
         if self._confirm_publish and not self._confirm_selected:
@@ -706,6 +765,46 @@ def _close_abandoned(broker: Broker, core: CoreConnection, condition: threading.
         lock.release()
 
 
+class SimSocket:
+    """``connection.transport.sock``: the socket py-amqp would hold, as far as code reaches it.
+
+    There is no socket, but ``shutdown()`` and ``close()`` cut the connection the way a dead TCP
+    connection does, which is how a test simulates a network failure from user code (kombu's
+    integration suite does ``sock.shutdown(socket.SHUT_RDWR); sock.close()``). The broker closes
+    the connection as if the client had (consumers cancelled, unacked messages requeued,
+    exclusive queues deleted), and the client's next use raises what py-amqp raises on
+    RabbitMQ: after ``shutdown`` a read (``drain_events``, ``basic_publish``) raises
+    ``OSError('Server unexpectedly closed connection')`` and a write (any other method)
+    ``BrokenPipeError``; after ``close`` everything raises ``OSError(EBADF)``. Those are in
+    kombu's ``connection_errors``, so ``Connection.ensure``/``autoretry`` reconnect.
+    """
+
+    def __init__(self, connection: SimConnection) -> None:
+        self._connection = connection
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<simamqp.SimSocket {state} for {self._connection!r}>"
+
+    def fileno(self) -> int:
+        """The descriptor an event loop polls (``SimConnection.fileno``), as a socket's."""
+        if self._closed:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        return self._connection.fileno()
+
+    def shutdown(self, how: int) -> None:
+        if self._closed:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        self._connection._cut("shutdown")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._connection._cut("closed")
+
+
 class SimConnection:
     """py-amqp's ``amqp.Connection`` surface over an engine connection."""
 
@@ -754,6 +853,9 @@ class SimConnection:
         self._finalizer: (
             weakref.finalize[[Broker, CoreConnection, threading.Condition], SimConnection] | None
         ) = None
+        self._sock: SimSocket | None = None
+        #: How user code cut the socket (SimSocket): "shutdown", "closed", or None.
+        self._cut_by: str | None = None
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed"
@@ -792,6 +894,8 @@ class SimConnection:
         # RabbitMQ sees the socket close when py-amqp's Connection is collected.
         self._finalizer = weakref.finalize(self, _close_abandoned, broker, core, condition)
         self._finalizer.atexit = False  # at exit there is no one left to observe the close
+        self._sock = SimSocket(self)
+        self._cut_by = None
         if callback is not None:
             callback()
         return self
@@ -809,8 +913,29 @@ class SimConnection:
         return capabilities
 
     @property
-    def sock(self) -> None:
-        return None
+    def sock(self) -> SimSocket | None:
+        return self._sock
+
+    def _cut(self, how: str) -> None:
+        """The socket was shut down or closed (SimSocket): the TCP connection is dead."""
+        if self._cut_by == "closed" or self._core is None:
+            return
+        self._cut_by = how
+        core = self._core
+        condition = self._condition
+        with self.broker.lock:
+            core.drop()
+            if condition is not None:
+                condition.notify_all()  # a thread blocked in drain_events reads the cut now
+
+    def _socket_error(self, *, write: bool) -> OSError:
+        """What py-amqp raises using a cut socket; from then on the client knows it is gone."""
+        self._closed = True
+        if self._cut_by == "closed":
+            return OSError(errno.EBADF, os.strerror(errno.EBADF))
+        if write:
+            return BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+        return OSError("Server unexpectedly closed connection")
 
     @property
     def transport(self) -> SimConnection:
@@ -836,6 +961,8 @@ class SimConnection:
             return ready.fileno()
 
     def channel(self, channel_id: int | None = None, callback: Any = None) -> SimChannel:
+        if self._cut_by is not None:
+            raise self._socket_error(write=True)
         if not self.connected:
             raise amqp_exc.RecoverableConnectionError("connection already closed")
         if channel_id is not None:
@@ -845,11 +972,20 @@ class SimConnection:
                 # py-amqp keeps the connection itself as channel 0 and returns it.
                 return self  # type: ignore[return-value]
             channel_id = _boundary.channel_id(channel_id)
-        try:
-            return SimChannel(self, channel_id)
-        except AMQPError as err:
-            self._collect(err)
-            raise _to_amqp_error(err) from None
+        # channel.open waits for open-ok: what was queued before it is read first.
+        with self.broker.lock:
+            earlier = self._take_all()
+            try:
+                channel = SimChannel(self, channel_id)
+            except AMQPError as err:
+                error: AMQPError | None = err
+            else:
+                error = None
+        self._dispatch_frames(earlier)
+        if error is not None:
+            self._collect(error)
+            raise _to_amqp_error(error) from None
+        return channel
 
     def close(
         self,
@@ -861,6 +997,10 @@ class SimConnection:
         core = self._core
         if core is None:
             return
+        if self._cut_by is not None and not self._closed:
+            error = self._socket_error(write=True)
+            self._collect(None)
+            raise error  # as py-amqp: kombu's close() swallows connection errors
         if core.is_open:
             self.broker.locked(core.close)
         self._collect(None)
@@ -905,21 +1045,13 @@ class SimConnection:
                 threads[ident] = threading.current_thread()
             return fn()
 
-    def _take(self, control_only: bool) -> F.Frame | None:
-        """Pop the next frame (under the lock); with control_only, skip deliveries."""
+    def _take(self) -> F.Frame | None:
+        """Pop the next frame (under the lock)."""
         core = self._core
         if core is None:
             return None
         outbox = core.outbox
-        if not outbox:
-            return None
-        if not control_only:
-            return outbox.popleft()
-        for index, frame in enumerate(outbox):
-            if not isinstance(frame, F.BasicDeliver):
-                del outbox[index]
-                return frame
-        return None
+        return outbox.popleft() if outbox else None
 
     def _take_ready(self) -> F.Frame | None:
         """The next frame if one is queued and no timer is pending (else None), under the lock."""
@@ -931,7 +1063,7 @@ class SimConnection:
                 threads[ident] = threading.current_thread()
             if broker.scheduler._heap:
                 return None
-            return self._take(control_only=False)
+            return self._take()
 
     def _dispatch(self, frame: F.Frame) -> None:
         if type(frame) is F.BasicDeliver:  # the common case first
@@ -956,18 +1088,35 @@ class SimConnection:
         elif isinstance(frame, F.ChannelClose):
             channel._on_close(frame)
 
-    def _dispatch_control_frames(self) -> None:
-        """Read queued returns/confirms/cancels/closes, as a waiting py-amqp call does."""
-        if self._core is None or not self._core.outbox:
+    def _take_all(self) -> deque[F.Frame] | None:
+        """Everything queued so far, in order (under the lock), or None when nothing is."""
+        core = self._core
+        if core is None or not core.outbox:
+            return None
+        frames = core.outbox.copy()
+        core.outbox.clear()
+        return frames
+
+    def _dispatch_frames(self, frames: deque[F.Frame] | None) -> None:
+        """Dispatch taken frames in order; if one raises, the rest go back to the outbox front.
+
+        They stay unread, as frames behind the one that raised stay in py-amqp's socket buffer.
+        """
+        if not frames:
             return
-        while (frame := self._locked(lambda: self._take(control_only=True))) is not None:
-            self._dispatch(frame)
+        try:
+            while frames:
+                self._dispatch(frames.popleft())
+        finally:
+            core = self._core
+            if frames and core is not None and core.is_open:
+                self._locked(lambda: core.outbox.extendleft(reversed(frames)))
 
     def _dispatch_one(self, *, block: bool) -> bool:
         core = self._core
         if core is None or not core.outbox:
             return False
-        frame = self._locked(lambda: self._take(control_only=False))
+        frame = self._locked(lambda: self._take())
         if frame is None:
             return False
         self._dispatch(frame)
@@ -976,7 +1125,8 @@ class SimConnection:
     def _wait_confirm(self, channel: SimChannel, seq: int, timeout: float | None) -> None:
         """Wait for the confirm of ``seq`` (it is queued at once: the engine is synchronous)."""
         while seq not in channel._pending_confirms:
-            frame = self._locked(lambda: self._take(control_only=True))
+            # py-amqp waits for basic.ack/nack reading every frame in order, deliveries too.
+            frame = self._locked(lambda: self._take())
             if frame is None:
                 if not self.connected:
                     raise amqp_exc.RecoverableConnectionError("connection already closed")
@@ -1015,10 +1165,12 @@ class SimConnection:
             try:
                 while True:
                     broker._tick()
-                    frame = self._take(control_only=False)
+                    frame = self._take()
                     if frame is not None:
                         break
                     if not core.is_open:
+                        if self._cut_by is not None:
+                            raise self._socket_error(write=False)
                         raise amqp_exc.RecoverableConnectionError("connection already closed")
                     pipe = self._ready
                     if pipe is not None:

@@ -94,6 +94,19 @@ class Connection:
         )
         self._teardown(error, notify=False)
 
+    def drop(self) -> None:
+        """The client's TCP connection died: no close handshake, nobody left to read frames.
+
+        RabbitMQ closes such a connection as if the client had closed it: its channels close
+        (consumers cancelled, unacked messages requeued), its exclusive queues are deleted.
+        """
+        if not self.is_open:
+            return
+        self.broker._tick()
+        self.broker._emit("connection-lost", connection=self.id)
+        self._teardown(None, notify=False)
+        self.outbox.clear()
+
     def _push(self, frame: Frame) -> None:
         self.outbox.append(frame)
         listener = self.listener
