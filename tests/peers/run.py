@@ -51,12 +51,7 @@ SUITES = {
         config_files=("setup.cfg",),
         pytest_args=("-W", "ignore::pytest.PytestUnknownMarkWarning"),
         timeout=600,
-        known={
-            "t/integration/test_py_amqp.py::test_PyAMQPEventLoop::test_ack_from_another_thread": (
-                "register_with_event_loop needs a pollable file descriptor (issue 16 item 2, "
-                "issue 11); remove this entry once that lands"
-            ),
-        },
+        known={},
     ),
     "celery": Suite(
         name="celery",
