@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import signal
 import threading
 import time
 import uuid
@@ -20,6 +19,7 @@ from typing import Any
 import amqp
 import kombu
 import pytest
+from _realtime import fails_instead_of_hanging
 
 import simamqp
 
@@ -302,20 +302,9 @@ def test_blocked_drain_events_jumps_virtual_time_to_the_next_timer() -> None:
 GUARD_SECONDS = 10
 
 
-@contextlib.contextmanager
-def _main_thread_guard(seconds: float = GUARD_SECONDS) -> Any:
+def _main_thread_guard(seconds: float = GUARD_SECONDS) -> contextlib.AbstractContextManager[None]:
     """Fail (instead of hanging) if the main thread is still inside after ``seconds``."""
-
-    def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"still blocked after {seconds} s of real time")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    return fails_instead_of_hanging(seconds)
 
 
 def test_two_threads_blocked_on_one_virtual_broker_both_time_out() -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import signal
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ from typing import Any
 import kombu
 import pytest
 from _property_budget import property_settings
+from _realtime import fails_instead_of_hanging
 from hypothesis import example, given, seed
 from hypothesis import strategies as st
 
@@ -409,30 +408,7 @@ def test_connection_loss_during_a_wait_ends_in_the_result_or_a_clear_timeout(
         assert time.monotonic() - started_wall < 10, "a wait must never hang"
 
 
-class _Hang(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def _fails_instead_of_hanging(seconds: float) -> Iterator[None]:
-    """Turn a hang into a test failure (SIGALRM; the wait runs in the main thread)."""
-    if (
-        not hasattr(signal, "setitimer")
-        or threading.current_thread() is not threading.main_thread()
-    ):
-        yield
-        return
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise _Hang(f"the wait hung for {seconds} s of wall time")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+_fails_instead_of_hanging = fails_instead_of_hanging
 
 
 # -- Celery's own rpc backend: SUCCESS overtaken by a late STARTED ------------------------------

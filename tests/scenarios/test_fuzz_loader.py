@@ -14,12 +14,12 @@ import signal
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 from _fuzz import malformed
+from _realtime import Hang, fails_instead_of_hanging
 
 from simamqp.cli import main
 from simamqp.scenarios import ScenarioError, load, run_scenario
@@ -30,24 +30,7 @@ SEED = int(os.environ.get("SIMAMQP_FUZZ_SEED", "0"))
 ONE_LINE = re.compile(r"^.+:\d+:\d+: \S.*$")
 
 
-class Hang(Exception):
-    pass
-
-
-@contextmanager
-def bounded(seconds: float) -> Iterator[None]:
-    """Raise Hang in this (main) thread if the block takes longer than ``seconds``."""
-
-    def expire(signum: int, frame: object) -> None:
-        raise Hang(f"took longer than {seconds}s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+bounded = fails_instead_of_hanging
 
 
 def write(folder: Path, name: str, text: str) -> Path:
