@@ -230,7 +230,13 @@ class Ledger:
             if copy is not None:
                 self._gone(copy, "fault-dropped")
             elif self.publish_outcome.get(a["msg"]) == "held":
-                self.publish_outcome[a["msg"]] = "fault-dropped"
+                # Lost from one queue (deleted while the route was held): the release goes on
+                # to route the message to the queues that still exist, if any (check() settles
+                # a message that no route followed). Without a queue, the exchange is gone.
+                lost_some = "queue" in a
+                self.publish_outcome[a["msg"]] = (
+                    "lost-some-queues" if lost_some else "fault-dropped"
+                )
 
     def _expect_rule(self, a: Any, event: Any) -> dict[str, Any] | None:
         """The plan's rule this fault event names, checked against what the plan says."""
@@ -303,7 +309,10 @@ class Ledger:
         # Publish outcomes: a routed message's route event replaces "pending" at once, so
         # "pending" left over after a step means a message vanished without an outcome.
         for msg, outcome in self.publish_outcome.items():
-            if outcome in ("pending", "route-dropped"):
+            if outcome == "lost-some-queues":
+                # No route event followed the held route's release: every queue was gone.
+                self.publish_outcome[msg] = "fault-dropped"
+            elif outcome in ("pending", "route-dropped"):
                 raise LedgerError(f"message {msg} was published but has no outcome")
         if self.rules:
             if self.publish_events != self.client_publishes:

@@ -65,3 +65,34 @@ def test_a_recorded_run_replays_as_a_scenario_with_the_same_digest(
     result = scenarios.run_scenario(scenarios.load(out))
     assert result.passed, result.failures
     assert result.digests == {"default": machine.broker.trace.digest()}
+
+
+def test_a_held_route_that_loses_one_queue_to_a_restart_still_routes_to_the_others() -> None:
+    """Found in CI: a route delayed by a fault, one of its two queues (transient) gone with a
+    restart; the release loses that copy (``fault-lost``) and routes to the durable queue. The
+    ledger took the first loss for the whole message and refused the route that followed."""
+    state = BrokerStateMachine()
+    plan = {
+        "version": 1,
+        "rules": [
+            {"point": "publish", "action": "close_channel", "max_count": 1, "name": "r1"},
+            {"point": "route", "action": "delay", "delay": 1.0, "name": "r2"},
+        ],
+    }
+    state.setup(
+        seed=0,
+        args=({}, {}),
+        durable=(False, True),
+        bindings=("a.a.a", "a.a.a"),
+        plan=plan,
+        consumers=[("q0", False, 0)],
+    )
+    state.publish(body=b"", count=2, direct=None, key="a.a.a", mandatory=False, persistent=False)
+    state.ledger_agrees_with_engine()
+    state.disrupt(kind="restart", queue="q0")
+    state.ledger_agrees_with_engine()
+    state.advance(seconds=1.0)
+    state.ledger_agrees_with_engine()
+    state.rabbitmq_possible_faults_lose_nothing()
+    assert state.broker.queue("q1").messages_ready == 1
+    state.teardown()
