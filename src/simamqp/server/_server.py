@@ -94,6 +94,9 @@ class Server:
             )
         except BaseException as exc:  # reported to the thread that called start()
             self._error = exc
+            # Closed here, in its thread: left to the collector at interpreter exit, the loop
+            # prints "Exception ignored in BaseEventLoop.__del__" after the one-line error.
+            loop.close()
             self._started.set()
             return
         sockets = self._listener.sockets
