@@ -9,6 +9,17 @@ TTL = 60  # ms: short message TTLs used below
 MARGIN = 0.35  # s: how long to wait for a TTL of TTL ms to have certainly passed
 
 
+def _bodies_one_at_a_time(env, ch, q, count):
+    """Consume ``count`` messages with prefetch 1, acking each before the next is delivered."""
+    ch.basic_qos(0, 1, False)
+    _, got = env.consume(ch, q)
+    for n in range(1, count + 1):
+        assert env.drain(until=lambda n=n: len(got) == n)
+        ch.basic_ack(got[-1].delivery_tag)
+    env.fence(ch)
+    return [m.body for m in got]
+
+
 def test_queue_message_ttl_expires_messages(env):
     """rabbitmq.com/ttl.html#per-queue-message-ttl: x-message-ttl drops old messages."""
     ch = env.channel()
@@ -205,13 +216,7 @@ def test_consumer_with_prefetch_gets_the_backlog_of_a_ttl_queue(env):
     for i in range(3):
         env.publish(ch, b"%d" % i, "", q)
     assert env.eventually_count(q, 3, ch) == 3
-    ch.basic_qos(0, 1, False)
-    _, got = env.consume(ch, q)
-    for n in (1, 2, 3):
-        assert env.drain(until=lambda n=n: len(got) == n)
-        ch.basic_ack(got[-1].delivery_tag)
-    env.fence(ch)
-    assert [m.body for m in got] == [b"0", b"1", b"2"]
+    assert _bodies_one_at_a_time(env, ch, q, 3) == [b"0", b"1", b"2"]
 
 
 def test_queue_ttl_zero_discards_but_confirms(env):
@@ -407,13 +412,7 @@ def test_priority_queue_consumer_with_prefetch(env):
     for body, prio in [(b"a1", 1), (b"b9", 9), (b"c5", 5)]:
         env.publish(ch, body, "", q, priority=prio)
     env.eventually_count(q, 3, ch)
-    ch.basic_qos(0, 1, False)
-    _, got = env.consume(ch, q)
-    for n in (1, 2, 3):
-        assert env.drain(until=lambda n=n: len(got) == n)
-        ch.basic_ack(got[-1].delivery_tag)
-    env.fence(ch)
-    assert [m.body for m in got] == [b"b9", b"c5", b"a1"]
+    assert _bodies_one_at_a_time(env, ch, q, 3) == [b"b9", b"c5", b"a1"]
 
 
 def test_single_active_consumer_gets_everything(env):
