@@ -603,6 +603,8 @@ class SimChannel(base.StdChannel):
     def _close_pending(self) -> bool:
         """The broker closed this channel and the client has not read the close yet."""
         conn = self.connection
+        if conn is not None and conn.is_closing:
+            return True  # methods sent after connection.close are discarded too
         return (
             conn is not None
             and conn.connected
@@ -856,6 +858,8 @@ class SimConnection:
         self._sock: SimSocket | None = None
         #: How user code cut the socket (SimSocket): "shutdown", "closed", or None.
         self._cut_by: str | None = None
+        #: True while close() waits for close-ok (py-amqp's attribute of the same name).
+        self.is_closing = False
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed"
@@ -1001,9 +1005,24 @@ class SimConnection:
             error = self._socket_error(write=True)
             self._collect(None)
             raise error  # as py-amqp: kombu's close() swallows connection errors
-        if core.is_open:
-            self.broker.locked(core.close)
-        self._collect(None)
+        earlier: deque[F.Frame] | None = None
+
+        def run() -> None:
+            nonlocal earlier
+            earlier = self._take_all()
+            core.close()
+
+        self.is_closing = True
+        try:
+            if core.is_open:
+                self._locked(run)
+            # Read up to close-ok: py-amqp discards channel 0's other methods but dispatches the
+            # deliveries, returns and confirms the broker sent the other channels before it.
+            # What their callbacks send (an ack) reaches a broker that discards it.
+            self._dispatch_frames(earlier)
+        finally:
+            self.is_closing = False
+            self._collect(None)
 
     def collect(self) -> None:
         self._collect(None)

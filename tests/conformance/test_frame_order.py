@@ -184,3 +184,41 @@ def test_publisher_confirm_wait_dispatches_earlier_deliveries(env):
         env, publish_confirmed, prepare=_with_queue, transport_options={"confirm_publish": True}
     )
     assert [m.body for m in received] == BODIES
+
+
+def test_connection_close_dispatches_deliveries_sent_before_close_ok(env):
+    """connection.close waits for close-ok like any synchronous method: py-amqp discards only
+    channel 0's other methods, so deliveries on a consumer's channel still reach it."""
+
+    def close(context: Any) -> Any:
+        _, ch, _ = context
+        ch.connection.close()
+
+    _, _, received, _ = delivered_then(env, close, transport_options={})
+    assert [m.body for m in received] == BODIES
+
+
+def test_acks_sent_from_callbacks_during_connection_close_are_discarded(env):
+    """The callbacks run after the client sent connection.close: the broker discards their
+    acks, and every delivery goes back to the queue, redelivered."""
+    conn = env.connection()
+    ch = env.channel(conn)
+    q = env.queue(ch, auto_delete=False)
+    received: list[Any] = []
+
+    def ack(message: Any) -> None:
+        received.append(message.body)
+        ch.basic_ack(message.delivery_tag)
+
+    ch.basic_consume(q, callback=ack)
+    other = env.channel(env.connection())
+    for body in BODIES:
+        env.publish(other, body, "", q)
+    assert env.eventually_count(q, 0, other) == 0
+    ch.connection.close()
+    assert received == BODIES
+    assert env.eventually_count(q, 3, other) == 3
+    got = [env.get(other, q) for _ in BODIES]
+    assert [(m.body, m.delivery_info["redelivered"]) for m in got] == [
+        (body, True) for body in BODIES
+    ]
