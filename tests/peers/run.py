@@ -1,13 +1,15 @@
 """Run kombu's and Celery's own integration suites on simamqp and on RabbitMQ, and compare.
 
-    python tests/peers/run.py [kombu] [celery] [--broker both|simamqp|rabbitmq]
+    python tests/peers/run.py [kombu] [celery] [--broker both|simamqp|server|rabbitmq|all]
                               [--celery-backend rpc:// --celery-backend rpcbackend.RPCBackend]
 
 For each suite: download the sdist of the installed version through pip (``pip download --no-deps
 --no-binary :all: NAME==VERSION``, cached in ``$SIMAMQP_PEERS_CACHE`` or ``.peers/``), extract
 its ``t/`` folder and its pytest configuration, and run ``t/integration`` unedited with the
 plugin ``simamqp_peers`` (tests/peers/simamqp_peers.py: it swaps the broker URL), once per
-broker. Then print every test whose outcome differs between the brokers, and exit 1 if a test
+broker: ``simamqp`` is the in-process transport, ``server`` is ``simamqp serve`` in another
+process, reached through the suite's own settings (``both`` = rabbitmq and simamqp, ``all`` adds
+the server). Then print every test whose outcome differs between the brokers, and exit 1 if a test
 that passes on RabbitMQ does not pass on simamqp, unless ``KNOWN`` below lists it with a reason.
 docs/peers.md describes the adaptations and the known failures.
 """
@@ -15,12 +17,14 @@ docs/peers.md describes the adaptations and the known failures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import tarfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -113,6 +117,28 @@ def report_path(where: Path, broker: str, backend: str | None) -> Path:
     return where / f"junit-{label}.xml"
 
 
+@contextlib.contextmanager
+def socket_server() -> Iterator[tuple[str, int]]:
+    """``simamqp serve`` on a free port, in its own process: (host, port)."""
+    command = [sys.executable, "-m", "simamqp.cli", "serve", "--port", "0"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()  # amqp://guest:guest@127.0.0.1:PORT/%2F
+        if not url:
+            raise SystemExit(f"simamqp serve did not start (exit status {server.wait(10)})")
+        host, port = url.split("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
+        print(f"== simamqp serve listening on {host}:{port}", flush=True)
+        yield host, int(port)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
 def run(suite: Suite, where: Path, broker: str, backend: str | None) -> dict[str, str]:
     """Run the suite once; test id -> outcome."""
     report = report_path(where, broker, backend)
@@ -125,10 +151,18 @@ def run(suite: Suite, where: Path, broker: str, backend: str | None) -> dict[str
     command = [sys.executable, "-m", "pytest", "-p", "simamqp_peers", "-p", "no:cacheprovider"]
     command += ["-q", "--tb=short", "--junitxml", str(report), *suite.pytest_args]
     command += suite.targets
-    print(f"== {suite.name} {version(suite.name)} on {label}: {' '.join(command[1:])}", flush=True)
-    started = time.monotonic()
-    subprocess.run(command, cwd=where, env=env, timeout=suite.timeout, check=False)
-    print(f"== {suite.name} on {label}: {time.monotonic() - started:.0f} s", flush=True)
+    with contextlib.ExitStack() as stack:
+        if broker == "server":
+            host, port = stack.enter_context(socket_server())
+            # The suites' own settings: kombu's RABBITMQ_HOST/RABBITMQ_5672_TCP, Celery's
+            # TEST_BROKER. Nothing is rewritten.
+            env["RABBITMQ_HOST"], env["RABBITMQ_5672_TCP"] = host, str(port)
+            env["TEST_BROKER"] = f"pyamqp://guest:guest@{host}:{port}//"
+        print(f"== {suite.name} {version(suite.name)} on {label}: {' '.join(command[1:])}")
+        sys.stdout.flush()
+        started = time.monotonic()
+        subprocess.run(command, cwd=where, env=env, timeout=suite.timeout, check=False)
+        print(f"== {suite.name} on {label}: {time.monotonic() - started:.0f} s", flush=True)
     return outcomes(report)
 
 
@@ -185,7 +219,9 @@ def compare(suite: Suite, rabbit: dict[str, str], sim: dict[str, str], label: st
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("suites", nargs="*", help=f"any of {', '.join(SUITES)} (default kombu)")
-    parser.add_argument("--broker", choices=["both", "simamqp", "rabbitmq"], default="both")
+    parser.add_argument(
+        "--broker", choices=["both", "all", "simamqp", "server", "rabbitmq"], default="both"
+    )
     parser.add_argument(
         "--celery-backend",
         action="append",
@@ -205,18 +241,19 @@ def main(argv: list[str] | None = None) -> int:
             backends = list(args.celery_backend or ["rpc://"])
         for backend in backends:
             # A broker not run this time is compared from its last report, if there is one.
-            rabbit = sim = None
-            if args.broker in ("both", "rabbitmq"):
-                rabbit = run(suite, where, "rabbitmq", backend)
-            elif report_path(where, "rabbitmq", backend).exists():
-                rabbit = outcomes(report_path(where, "rabbitmq", backend))
-            if args.broker in ("both", "simamqp"):
-                sim = run(suite, where, "simamqp", backend)
-            elif report_path(where, "simamqp", backend).exists():
-                sim = outcomes(report_path(where, "simamqp", backend))
-            if rabbit is not None and sim is not None:
-                label = "simamqp" + (f" ({backend})" if backend else "")
-                regressions += compare(suite, rabbit, sim, label)
+            results: dict[str, dict[str, str]] = {}
+            for broker in ("rabbitmq", "simamqp", "server"):
+                if args.broker in (broker, "all") or (args.broker == "both" and broker != "server"):
+                    results[broker] = run(suite, where, broker, backend)
+                elif report_path(where, broker, backend).exists():
+                    results[broker] = outcomes(report_path(where, broker, backend))
+            if "rabbitmq" not in results:
+                continue
+            for broker in ("simamqp", "server"):
+                if broker in results:
+                    label = "simamqp" if broker == "simamqp" else "simamqp serve"
+                    label += f" ({backend})" if backend else ""
+                    regressions += compare(suite, results["rabbitmq"], results[broker], label)
     if regressions:
         print(f"{regressions} test(s) pass on RabbitMQ and not on simamqp")
         return 1

@@ -9,11 +9,16 @@ Loaded with ``-p simamqp_peers`` by ``tests/peers/run.py`` into kombu's and Cele
   ``kombu.Connection`` rewrites exactly that URL (alone, in a ``;`` failover list or in
   ``alternates``); any other URL, such as the deliberately dead ``pyamqp://localhost:12345``,
   is left alone. Celery's suite reads ``TEST_BROKER``/``TEST_BACKEND``, set here unless given.
+- ``server``: the suite talks to ``simamqp serve`` (the socket server) in another process, through
+  its own settings: ``tests/peers/run.py`` starts the server and sets ``RABBITMQ_HOST``/
+  ``RABBITMQ_5672_TCP`` (kombu) and ``TEST_BROKER`` (Celery). Nothing is rewritten and Celery's
+  worker keeps the suite's own ``prefork`` pool.
 - ``rabbitmq``: nothing is rewritten (the comparison run).
 
 The one adaptation that is not a URL: Celery's ``t/integration/conftest.py`` asks for a
 ``prefork`` worker pool, whose child processes publish results through their own copy of an
-in-process broker; the worker's pool becomes ``threads`` on both brokers (docs/peers.md).
+in-process broker; in the ``simamqp`` and ``rabbitmq`` runs the worker's pool becomes ``threads``
+(docs/peers.md). The ``server`` run keeps ``prefork``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ RABBITMQ_PORT = os.environ.get("RABBITMQ_5672_TCP", "5672")
 #: The URL kombu's suite builds for the RabbitMQ under test, and what it becomes.
 RABBITMQ_URL = f"pyamqp://{RABBITMQ_HOST}:{RABBITMQ_PORT}"
 SIMAMQP_URL = f"simamqp://{RABBITMQ_HOST}:{RABBITMQ_PORT}"
-#: Celery's worker pool in both runs (the suite's own choice is ``prefork``).
+#: Celery's worker pool in the in-process and RabbitMQ runs (the suite's own choice is
+#: ``prefork``, kept in the ``server`` run).
 CELERY_POOL = os.environ.get("SIMAMQP_PEERS_CELERY_POOL", "threads")
 
 
@@ -58,7 +64,8 @@ def _install_url_swap() -> None:
 
 # At import, not in pytest_configure: ``-p`` imports this module before pytest loads the
 # conftest files named on the command line, and Celery's reads these when it is imported.
-os.environ.setdefault("TEST_BROKER", "simamqp://" if BROKER == "simamqp" else "pyamqp://")
+if BROKER != "server":  # run.py sets TEST_BROKER to the server's URL
+    os.environ.setdefault("TEST_BROKER", "simamqp://" if BROKER == "simamqp" else "pyamqp://")
 os.environ.setdefault("TEST_BACKEND", "rpc://")
 
 
@@ -74,7 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> None:
-    if fixturedef.argname == "celery_worker_pool":
+    if fixturedef.argname == "celery_worker_pool" and BROKER != "server":
         fixturedef.func = _celery_worker_pool
 
 
