@@ -28,7 +28,7 @@ import time
 import weakref
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import amqp
 import amqp.exceptions as amqp_exc
@@ -204,12 +204,21 @@ class SimChannel(base.StdChannel):
         queues (the deliveries a basic.consume starts) follow the reply: the next read gets them.
         """
         conn = self._conn()
+        if not wait:
+            # Sent with nowait (or, as py-amqp sends basic.recover, without waiting): nothing is
+            # read, and an error comes back as the close frame the next read raises.
+            try:
+                conn._locked(lambda: self._core.without_reply(fn))
+            except ChannelClosedError as err:
+                if self._close_pending():
+                    return cast(T, None)  # the broker discards methods on a closing channel
+                raise amqp_exc.RecoverableConnectionError("connection already closed") from err
+            return cast(T, None)  # callers return what py-amqp returns for nowait
         earlier: deque[F.Frame] | None = None
 
         def run() -> T:
             nonlocal earlier
-            if wait:
-                earlier = conn._take_all()
+            earlier = conn._take_all()
             return fn(self._core)
 
         try:
@@ -513,12 +522,16 @@ class SimChannel(base.StdChannel):
         _, queue, consumer_tag, no_local, no_ack, exclusive, nowait, arguments = self._args(
             "BssbbbbF", 0, queue, consumer_tag, no_local, no_ack, exclusive, nowait, arguments
         )
+        if nowait and not consumer_tag:
+            raise ValueError("Consumer tag must be specified when nowait is True")  # as py-amqp
         tag = self._call(
             lambda ch: ch.basic_consume(
                 queue, consumer_tag, no_local, no_ack, exclusive, arguments
             ),
             wait=not nowait,
         )
+        if nowait:
+            tag = consumer_tag
         if callback is not None:
             self.callbacks[tag] = callback
         if on_cancel is not None:

@@ -8,7 +8,8 @@ Errors: a synchronous method raises the ``AMQPError``; the channel (soft error) 
 (hard error) is closed first, as the broker would. Asynchronous methods (basic.publish,
 basic.ack, basic.reject, basic.nack) have no reply in AMQP, so their errors close the channel
 and arrive later as a ``ChannelClose`` frame in the connection's outbox, exactly when a real
-client would read them.
+client would read them. So do the errors of a synchronous method the client sent with
+``nowait=true`` (``without_reply``): no reply, so nothing else could carry them.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from .errors import (
     ResourceLocked,
 )
 from .exchanges import Binding, Exchange, exchange_class
-from .frames import BasicDeliver, GetOk
+from .frames import BasicDeliver, ChannelClose, ConnectionClose, GetOk
 from .message import QueuedMessage
 from .queues import Queue
 from .trace import Shape
@@ -216,6 +217,24 @@ class Channel:
             if err.method == (0, 0) and not err.frame_level:
                 err.method = method
             self._fail(err, notify=True)
+
+    def without_reply(self, method: Callable[[Channel], object]) -> None:
+        """Run a synchronous method the client sent with ``nowait=true``.
+
+        The broker sends no reply, so an error reaches the client the way an asynchronous
+        method's does: as the ``channel.close`` (soft) or ``connection.close`` (hard) frame the
+        broker sends, which the client reads when it next reads. What the method returns (a
+        declare-ok's counts) is dropped with the reply.
+        """
+        try:
+            method(self)
+        except AMQPError as err:
+            # _sync has closed what the broker closes, without a frame: send the close now.
+            connection = self.connection
+            if not err.soft:
+                connection._push(ConnectionClose(err))
+            elif connection.is_open:
+                connection._push(ChannelClose(self.id, err))
 
     def _fail(self, err: AMQPError, *, notify: bool = False) -> None:
         self.broker._emit(
