@@ -164,3 +164,34 @@ def test_wall_clock_follows_freezegun() -> None:
         assert broker.queue("q").messages == 0
         ok_time = broker.trace.of_kind("expire")[0].time
         assert ok_time == broker.clock.now()
+
+
+def test_virtual_time_ends_with_the_last_amqp_timestamp_a_client_can_read() -> None:
+    """x-death `time` is an AMQP timestamp, which py-amqp reads as a datetime: year 9999 is the
+    end. Moving a virtual clock past it is refused up front, by name, and the broker is left as
+    it was; at the last second itself, dead-lettering still stamps a readable time."""
+    with pytest.raises(ValueError, match="9999-12-31"):
+        VirtualClock(start=VirtualClock.MAX_TIME + 1)
+    clock = VirtualClock(start=VirtualClock.MAX_TIME - 10)
+    broker = Broker(seed=1, clock=clock)
+    ch = broker.connect().channel()
+    ch.queue_declare("dlq")
+    ch.queue_declare(
+        "q", arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dlq"}
+    )
+    publish(ch, "m", routing_key="q")
+    with pytest.raises(ValueError, match="9999-12-31"):
+        broker.advance(11)
+    with pytest.raises(ValueError, match="9999-12-31"):
+        clock.advance(11)
+    with pytest.raises(ValueError, match="9999-12-31"):
+        clock.jump_to(VirtualClock.MAX_TIME + 0.5)
+    assert clock.now() == VirtualClock.MAX_TIME - 10
+    broker.advance(10)
+    ok = ch.basic_get("q")
+    assert ok is not None
+    ch.basic_reject(ok.delivery_tag, requeue=False)
+    dead = ch.basic_get("dlq")
+    assert dead is not None
+    death = dead.message.headers["x-death"][0]  # type: ignore[index]
+    assert death["time"] == dt.datetime(9999, 12, 31, 23, 59, 59)

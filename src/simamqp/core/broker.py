@@ -210,6 +210,8 @@ class Broker:
             # NaN (or infinity) would poison the clock for good.
             raise ValueError(f"advance() needs a finite number of seconds, got {seconds!r}")
         target = clock.now() + seconds
+        if target > VirtualClock.MAX_TIME:
+            clock.jump_to(target)  # raises, naming the limit, before any timer fires
         fired = self._tick()
         while (when := self.scheduler.next_time()) is not None and when <= target:
             clock.jump_to(max(when, clock.now()))

@@ -33,10 +33,14 @@ class VirtualClock:
 
     virtual = True
 
+    #: 9999-12-31T23:59:59 UTC: the last second an AMQP timestamp (x-death ``time``) can carry
+    #: to py-amqp, which reads timestamps as ``datetime``. Virtual time stops there.
+    MAX_TIME = 253402300799.0
+
     def __init__(self, start: float = 0.0, *, autojump: bool = True) -> None:
         if start < 0:
             raise ValueError(f"start must be >= 0, got {start!r}")
-        self._now = float(start)
+        self._now = _checked(float(start))
         self.autojump = autojump
 
     def now(self) -> float:
@@ -46,13 +50,22 @@ class VirtualClock:
         """Move time forward by ``seconds`` (>= 0)."""
         if seconds < 0:
             raise ValueError(f"time never goes backwards: advance({seconds!r})")
-        self._now += seconds
+        self._now = _checked(self._now + seconds)
 
     def jump_to(self, when: float) -> None:
         """Move time forward to ``when``; a time in the past is an error."""
         if when < self._now:
             raise ValueError(f"time never goes backwards: jump_to({when!r}) at {self._now!r}")
-        self._now = float(when)
+        self._now = _checked(float(when))
 
     def __repr__(self) -> str:
         return f"VirtualClock(now={self._now!r}, autojump={self.autojump!r})"
+
+
+def _checked(when: float) -> float:
+    if not when <= VirtualClock.MAX_TIME:
+        raise ValueError(
+            f"virtual time {when!r} is past 9999-12-31T23:59:59 UTC ({VirtualClock.MAX_TIME!r}),"
+            " the last AMQP timestamp a client can read"
+        )
+    return when
