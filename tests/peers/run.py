@@ -46,6 +46,8 @@ class Suite:
     timeout: float = 600
     #: test id -> why it does not pass on simamqp although it passes on RabbitMQ.
     known: dict[str, str] = field(default_factory=dict)
+    #: The RabbitMQ run the server run is compared with (Celery's: its own prefork pool).
+    server_reference: str = "rabbitmq"
 
 
 SUITES = {
@@ -75,6 +77,7 @@ SUITES = {
         ),
         timeout=3600,
         known={},
+        server_reference="rabbitmq-prefork",
     ),
 }
 
@@ -145,6 +148,8 @@ def run(suite: Suite, where: Path, broker: str, backend: str | None) -> dict[str
     label = report.stem.removeprefix("junit-")
     env = dict(os.environ)
     env["SIMAMQP_PEERS_BROKER"] = broker
+    if broker == "rabbitmq-prefork":  # the comparison run for the server: Celery's own pool
+        env["SIMAMQP_PEERS_BROKER"], env["SIMAMQP_PEERS_CELERY_POOL"] = "rabbitmq", "prefork"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
     if backend:
         env["TEST_BACKEND"] = backend
@@ -191,13 +196,19 @@ def outcomes(report: Path) -> dict[str, str]:
     return results
 
 
-def compare(suite: Suite, rabbit: dict[str, str], sim: dict[str, str], label: str) -> int:
+def compare(
+    suite: Suite,
+    rabbit: dict[str, str],
+    sim: dict[str, str],
+    label: str,
+    reference: str = "rabbitmq",
+) -> int:
     """Print the differences; the number of unexplained regressions."""
     counts = {
         broker: {o: list(r.values()).count(o) for o in sorted(set(r.values()))}
         for broker, r in (("rabbitmq", rabbit), (label, sim))
     }
-    print(f"== {suite.name}: rabbitmq {counts['rabbitmq']}; {label} {counts[label]}")
+    print(f"== {suite.name}: {reference} {counts['rabbitmq']}; {label} {counts[label]}")
     regressions = 0
     for nodeid in sorted(set(rabbit) | set(sim)):
         on_rabbit, on_sim = rabbit.get(nodeid, "absent"), sim.get(nodeid, "absent")
@@ -212,7 +223,7 @@ def compare(suite: Suite, rabbit: dict[str, str], sim: dict[str, str], label: st
             else:
                 regressions += 1
                 note = "  <-- REGRESSION"
-        print(f"   {nodeid}: rabbitmq {on_rabbit}, {label} {on_sim}{note}")
+        print(f"   {nodeid}: {reference} {on_rabbit}, {label} {on_sim}{note}")
     return regressions
 
 
@@ -241,19 +252,29 @@ def main(argv: list[str] | None = None) -> int:
             backends = list(args.celery_backend or ["rpc://"])
         for backend in backends:
             # A broker not run this time is compared from its last report, if there is one.
+            # Each simulated run and the RabbitMQ run it is compared with: the in-process
+            # transport needs Celery's threads pool (adaptation 2), the server keeps prefork.
+            pairs = [("simamqp", "rabbitmq"), ("server", suite.server_reference)]
+            wanted = {
+                "both": {"rabbitmq", "simamqp"},
+                "all": {"rabbitmq", "simamqp", "server", suite.server_reference},
+                "simamqp": {"simamqp"},
+                "server": {"server"},
+                "rabbitmq": {"rabbitmq", suite.server_reference},
+            }[args.broker]
             results: dict[str, dict[str, str]] = {}
-            for broker in ("rabbitmq", "simamqp", "server"):
-                if args.broker in (broker, "all") or (args.broker == "both" and broker != "server"):
+            for broker in dict.fromkeys(b for pair in pairs for b in pair):
+                if broker in wanted:
                     results[broker] = run(suite, where, broker, backend)
                 elif report_path(where, broker, backend).exists():
                     results[broker] = outcomes(report_path(where, broker, backend))
-            if "rabbitmq" not in results:
-                continue
-            for broker in ("simamqp", "server"):
-                if broker in results:
-                    label = "simamqp" if broker == "simamqp" else "simamqp serve"
+            for sim, reference in pairs:
+                if sim in results and reference in results:
+                    label = "simamqp" if sim == "simamqp" else "simamqp serve"
                     label += f" ({backend})" if backend else ""
-                    regressions += compare(suite, results["rabbitmq"], results[broker], label)
+                    regressions += compare(
+                        suite, results[reference], results[sim], label, reference
+                    )
     if regressions:
         print(f"{regressions} test(s) pass on RabbitMQ and not on simamqp")
         return 1
