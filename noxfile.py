@@ -69,20 +69,19 @@ def peers(session: nox.Session) -> None:
     """kombu's and Celery's own integration suites, unedited, on RabbitMQ and on simamqp.
 
     Downloads the installed versions' sdists through pip, prints the per-test differences and
-    fails on a test that passes on RabbitMQ only (docs/peers.md). Celery's suite takes about
-    13 minutes per broker and backend. Extra arguments replace the default selection, e.g.
-    ``nox -s peers -- kombu``.
+    fails on a test that passes on RabbitMQ only (docs/peers.md). kombu's suite runs on RabbitMQ,
+    simamqp:// and simamqp serve; Celery's on simamqp serve and RabbitMQ with its own prefork
+    pool (about 16 minutes per broker and backend). Extra arguments replace the default
+    selection, e.g. ``nox -s peers -- celery --broker both`` (simamqp:// with a threads pool).
     """
     session.install(".[test]", "pydantic", "pytest-timeout", "redis", "cryptography")
-    args = session.posargs or [
-        "kombu",
-        "celery",
-        "--celery-backend",
-        "rpc://",
-        "--celery-backend",
-        "rpcbackend.RPCBackend",
-    ]
-    session.run("python", "tests/peers/run.py", *args)
+    if session.posargs:
+        session.run("python", "tests/peers/run.py", *session.posargs)
+        return
+    session.run("python", "tests/peers/run.py", "kombu", "--broker", "all")
+    # Celery's suite as Celery's CI runs it (prefork pool): on simamqp serve and on RabbitMQ.
+    backends = ["--celery-backend", "rpc://", "--celery-backend", "rpcbackend.RPCBackend"]
+    session.run("python", "tests/peers/run.py", "celery", "--broker", "served", *backends)
 
 
 @nox.session(python=PYTHON[0])

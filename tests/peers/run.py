@@ -1,6 +1,6 @@
 """Run kombu's and Celery's own integration suites on simamqp and on RabbitMQ, and compare.
 
-    python tests/peers/run.py [kombu] [celery] [--broker both|simamqp|server|rabbitmq|all]
+    python tests/peers/run.py [kombu] [celery] [--broker both|served|all|simamqp|server|rabbitmq]
                               [--celery-backend rpc:// --celery-backend rpcbackend.RPCBackend]
 
 For each suite: download the sdist of the installed version through pip (``pip download --no-deps
@@ -8,9 +8,10 @@ For each suite: download the sdist of the installed version through pip (``pip d
 its ``t/`` folder and its pytest configuration, and run ``t/integration`` unedited with the
 plugin ``simamqp_peers`` (tests/peers/simamqp_peers.py: it swaps the broker URL), once per
 broker: ``simamqp`` is the in-process transport, ``server`` is ``simamqp serve`` in another
-process, reached through the suite's own settings (``both`` = rabbitmq and simamqp, ``all`` adds
-the server). Then print every test whose outcome differs between the brokers, and exit 1 if a test
-that passes on RabbitMQ does not pass on simamqp, unless ``KNOWN`` below lists it with a reason.
+process, reached through the suite's own settings (``both`` = rabbitmq and simamqp, ``served`` =
+the server and the RabbitMQ run it is compared with, ``all`` = both). Then print every test
+whose outcome differs between the brokers, and exit 1 if a test that passes on RabbitMQ does not
+pass on simamqp, unless the suite's ``known`` lists it with a reason.
 docs/peers.md describes the adaptations and the known failures.
 """
 
@@ -76,7 +77,15 @@ SUITES = {
             "--tb=native",
         ),
         timeout=3600,
-        known={},
+        known={
+            "t/integration/test_tasks.py::test_task_replacement"
+            "::test_replaced_task_nesting_level_0": (
+                "the test races the broker: it sets its flag to False after delay() returns, and"
+                " the worker's task_received handler sets it; simamqp serve delivers to the"
+                " worker up to ~0.6 ms before delay() returns (RabbitMQ ~0.5-1 ms after), so the"
+                " handler runs first and the flag is overwritten (docs/peers.md)"
+            ),
+        },
         server_reference="rabbitmq-prefork",
     ),
 }
@@ -214,7 +223,7 @@ def compare(
         on_rabbit, on_sim = rabbit.get(nodeid, "absent"), sim.get(nodeid, "absent")
         if on_rabbit == on_sim:
             if nodeid in suite.known and on_sim == PASSED:
-                print(f"   now passes, remove from KNOWN: {nodeid}")
+                print(f"   passed this run although known lists it (flaky, or fixed?): {nodeid}")
             continue
         note = ""
         if on_rabbit == PASSED:
@@ -231,7 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("suites", nargs="*", help=f"any of {', '.join(SUITES)} (default kombu)")
     parser.add_argument(
-        "--broker", choices=["both", "all", "simamqp", "server", "rabbitmq"], default="both"
+        "--broker",
+        choices=["both", "served", "all", "simamqp", "server", "rabbitmq"],
+        default="both",
+        help="both: RabbitMQ and simamqp://; served: simamqp serve and the RabbitMQ run it is"
+        " compared with; all: every run",
     )
     parser.add_argument(
         "--celery-backend",
@@ -257,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             pairs = [("simamqp", "rabbitmq"), ("server", suite.server_reference)]
             wanted = {
                 "both": {"rabbitmq", "simamqp"},
+                "served": {"server", suite.server_reference},
                 "all": {"rabbitmq", "simamqp", "server", suite.server_reference},
                 "simamqp": {"simamqp"},
                 "server": {"server"},
