@@ -690,3 +690,85 @@ def test_adding_a_taken_name_or_removing_an_unknown_one_says_which() -> None:
     with pytest.raises(KeyError) as missing:
         plan.remove("zz")
     assert missing.value.args == ("no active fault rule 'zz'",)
+
+
+# -- managing rules --------------------------------------------------------------------------------
+
+
+def test_unnamed_rules_get_the_next_free_rule_number_and_are_traced_without_defaults() -> None:
+    broker = Broker()
+    broker.faults.add(point="enqueue", action="drop", name="rule-1")
+    second = broker.faults.add(
+        point="enqueue", action="duplicate", copies=2, queue="q", headers={"h": 1}
+    )
+    third = broker.faults.add(point="publish", action="drop")
+    assert (second.name, third.name) == ("rule-2", "rule-3")
+    broker.faults.remove("rule-2")
+    assert [
+        (e.kind, dict(e.attrs)) for e in broker.trace.of_kind("fault-rule-add", "fault-rule-remove")
+    ] == [
+        ("fault-rule-add", {"rule": "rule-1", "point": "enqueue", "action": "drop"}),
+        (
+            "fault-rule-add",
+            {
+                "rule": "rule-2",
+                "point": "enqueue",
+                "action": "duplicate",
+                "queue": "q",
+                "headers": {"h": 1},
+                "copies": 2,
+            },
+        ),
+        ("fault-rule-add", {"rule": "rule-3", "point": "publish", "action": "drop"}),
+        ("fault-rule-remove", {"rule": "rule-2"}),
+    ]
+    assert [r.name for r in broker.faults.rules] == ["rule-1", "rule-3"]
+    assert repr(broker.faults) == "<FaultPlan ['rule-1', 'rule-3']>"
+
+
+def test_removing_the_last_rule_at_a_point_stops_faults_there() -> None:
+    broker, channel = setup()
+    broker.faults.add(point="publish", action="drop", name="a")
+    broker.faults.add(point="enqueue", action="drop", name="b")
+    assert broker.faults.has_point("publish") and broker.faults.has_point("enqueue")
+    broker.faults.remove("a")
+    assert not broker.faults.has_point("publish") and broker.faults.has_point("enqueue")
+    broker.faults.clear()
+    assert broker.faults.rules == [] and not broker.faults.has_point("enqueue")
+    publish(channel, b"kept")
+    assert bodies(broker) == [b"kept"]
+
+
+def test_scoped_rules_are_removed_even_when_the_block_removed_one_itself() -> None:
+    broker = Broker()
+    with broker.faults.scoped(
+        FaultRule(point="publish", action="drop", name="a"),
+        {"point": "enqueue", "action": "drop", "name": "b"},
+    ) as added:
+        assert [r.name for r in added] == ["a", "b"]
+        broker.faults.remove("a")
+    assert broker.faults.rules == []
+
+
+def test_a_rule_to_dict_lists_only_what_differs_from_the_defaults() -> None:
+    rule = FaultRule(
+        point="deliver",
+        action="close_channel",
+        name="n",
+        properties={"priority": 1},
+        reply_code=404,
+        reply_text="t",
+        probability=0.5,
+    )
+    data = rule.to_dict()
+    assert data == {
+        "point": "deliver",
+        "action": "close_channel",
+        "name": "n",
+        "properties": {"priority": 1},
+        "probability": 0.5,
+        "reply_code": 404,
+        "reply_text": "t",
+    }
+    assert type(data["properties"]) is dict
+    assert FaultRule.from_dict(data) == rule
