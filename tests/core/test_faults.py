@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import pytest
@@ -772,3 +773,24 @@ def test_a_rule_to_dict_lists_only_what_differs_from_the_defaults() -> None:
     }
     assert type(data["properties"]) is dict
     assert FaultRule.from_dict(data) == rule
+
+
+def test_only_rules_with_a_probability_below_one_draw_from_the_seeded_random() -> None:
+    """A rule that always fires must not draw: adding one to a plan would otherwise change which
+    messages a probabilistic rule picks for the same seed. The probabilistic rule fires when its
+    draw is below its probability; its draws are the broker's stream, one per matching message."""
+    broker, channel = setup(seed=7)
+    channel.basic_consume("q", consumer_tag="c")
+    broker.faults.add(point="enqueue", action="drop", probability=0.5, name="coin")
+    broker.faults.add(point="ack", action="drop", name="always")
+    stream = random.Random()
+    stream.setstate(broker.random.getstate())
+    expected = [i for i in range(24) if stream.random() >= 0.5]  # kept: the coin did not fire
+    kept = []
+    for i in range(24):
+        publish(channel, str(i).encode())
+        for frame in delivered(channel):
+            kept.append(int(frame.message.body))
+            channel.basic_ack(frame.delivery_tag)  # "always" fires, and must not draw
+    assert kept == expected
+    assert broker.faults.applied("always") == len(expected) > 0
