@@ -628,3 +628,44 @@ def test_a_message_held_for_two_queues_counts_twice_until_both_are_released() ->
     broker.advance(1.0)
     assert broker.faults.held_messages == 0
     assert broker.faults._held == {}
+
+
+# -- held publishes and routes whose destination went away ---------------------------------------
+
+
+def test_a_held_publish_whose_exchange_was_deleted_is_lost_and_still_confirmed() -> None:
+    broker, ch = setup()
+    ch.exchange_declare("x", "direct")
+    ch.queue_bind("q", "x", "k")
+    ch.confirm_select()
+    broker.faults.add(point="publish", action="delay", delay=1.0)
+    ch.basic_publish(b"m", "x", "k", mandatory=True)
+    ch.exchange_delete("x")
+    broker.advance(1.0)
+    assert events(broker, "fault-release", "fault-lost", "confirm", "return") == [
+        ("fault-release", {"msg": 1}),
+        ("fault-lost", {"msg": 1, "reason": "exchange-deleted"}),
+        ("confirm", {"channel": 1, "seq": 1, "ack": True}),
+    ]
+    assert [f.delivery_tag for f in frames(ch, BasicAck)] == [1]
+
+
+def test_a_held_route_whose_queues_were_all_deleted_routes_nowhere_and_is_confirmed() -> None:
+    broker, ch = setup("a", "b")
+    ch.exchange_declare("fx", "fanout")
+    ch.queue_bind("a", "fx")
+    ch.queue_bind("b", "fx")
+    ch.confirm_select()
+    broker.faults.add(point="route", action="delay", delay=1.0)
+    ch.basic_publish(b"m", "fx", "")
+    routes_before = len(broker.trace.of_kind("route"))
+    ch.queue_delete("a")
+    broker.advance(1.0)
+    # The release routes to the queue that is left, and says so.
+    assert [e.attrs["queues"] for e in broker.trace.of_kind("route")][routes_before:] == [["b"]]
+    ch.basic_publish(b"n", "fx", "")
+    routes_before = len(broker.trace.of_kind("route"))
+    ch.queue_delete("b")
+    broker.advance(1.0)
+    assert len(broker.trace.of_kind("route")) == routes_before  # no queue left: no route event
+    assert [f.delivery_tag for f in frames(ch, BasicAck)] == [1, 2]
