@@ -669,3 +669,57 @@ def test_a_held_route_whose_queues_were_all_deleted_routes_nowhere_and_is_confir
     broker.advance(1.0)
     assert len(broker.trace.of_kind("route")) == routes_before  # no queue left: no route event
     assert [f.delivery_tag for f in frames(ch, BasicAck)] == [1, 2]
+
+
+def test_a_delayed_route_is_released_and_traced_with_its_queues() -> None:
+    broker, ch = setup("a", "b")
+    ch.exchange_declare("fx", "fanout")
+    ch.queue_bind("a", "fx")
+    ch.queue_bind("b", "fx")
+    broker.faults.add(point="route", action="delay", delay=1.0)
+    ch.basic_publish(b"m", "fx", "")
+    ch.queue_delete("b")
+    broker.advance(1.0)
+    assert events(broker, "fault-release", "fault-lost") == [
+        ("fault-release", {"msg": 1, "queues": ["a", "b"]}),
+        ("fault-lost", {"msg": 1, "queue": "b", "reason": "queue-deleted"}),
+    ]
+
+
+def test_a_delayed_enqueue_counts_its_ttl_from_its_release() -> None:
+    broker, ch = setup()
+    ch.queue_declare("t", arguments={"x-message-ttl": 1000})
+    broker.faults.add(point="enqueue", action="delay", delay=1.0)
+    ch.basic_publish(b"m", "", "t")
+    broker.advance(1.9999)
+    assert list(broker.queue("t").bodies) == [b"m"]
+    broker.advance(0.0001)
+    assert list(broker.queue("t").bodies) == []
+
+
+def test_a_delivery_put_back_after_its_consumer_left_meets_deliver_faults_again() -> None:
+    broker, ch = consuming()
+    broker.faults.add(point="deliver", action="delay", delay=1.0, name="late")
+    ch.basic_publish(b"m", "", "q")
+    ch.basic_cancel("c-q")
+    other = broker.connect().channel()
+    other.basic_consume("q", consumer_tag="next")
+    broker.advance(1.0)
+    # Put back, then dispatched to "next": delayed again, not delivered at once.
+    assert frames(other, BasicDeliver) == []
+    assert broker.faults.applied("late") == 2
+    broker.advance(1.0)
+    assert [f.consumer_tag for f in frames(other, BasicDeliver)] == ["next"]
+
+
+def test_ack_faults_still_apply_after_a_delayed_ack_was_released() -> None:
+    broker, ch = consuming()
+    ch.basic_publish(b"1", "", "q")
+    ch.basic_publish(b"2", "", "q")
+    broker.faults.add(point="ack", action="delay", delay=1.0, name="late")
+    ch.basic_ack(1)
+    broker.advance(1.0)
+    assert broker.queue("q").messages_unacknowledged == 1
+    ch.basic_ack(2)
+    assert broker.queue("q").messages_unacknowledged == 1
+    assert broker.faults.applied("late") == 2

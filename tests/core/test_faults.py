@@ -63,6 +63,38 @@ def test_topic_patterns(pattern: str, key: str, expected: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("pattern", "key", "expected"),
+    [
+        ("*", "", False),
+        ("", "", True),
+        ("", "a", False),
+        ("#", "", True),
+        ("#.#", "", True),
+        ("*.#", "", False),
+        ("a.#.a", "a", False),
+        ("#.x", "a", False),
+        ("a.b", "a", False),
+        ("a.*", "a", False),
+        ("#", "a.b", True),
+    ],
+)
+def test_the_routing_key_selector_matches_as_a_topic_binding_does(
+    pattern: str, key: str, expected: bool
+) -> None:
+    """The selector has its own matcher; the topic exchange (pinned against RabbitMQ in
+    tests/conformance) is the reference for the edge cases: empty keys and patterns, ``#``
+    never re-reading a word, a pattern longer than the key."""
+    broker = Broker()
+    channel = broker.connect().channel()
+    channel.exchange_declare("t", "topic")
+    channel.queue_declare("bound")
+    channel.queue_bind("bound", "t", pattern)
+    channel.basic_publish(b"m", "t", key)
+    assert (broker.queue("bound").messages_ready == 1) is expected
+    assert topic_matches(pattern, key) is expected
+
+
+@pytest.mark.parametrize(
     "kwargs",
     [
         {"point": "nowhere", "action": "drop"},
