@@ -723,3 +723,86 @@ def test_ack_faults_still_apply_after_a_delayed_ack_was_released() -> None:
     ch.basic_ack(2)
     assert broker.queue("q").messages_unacknowledged == 1
     assert broker.faults.applied("late") == 2
+
+
+@pytest.mark.parametrize(
+    ("action", "extra"),
+    [("drop", {}), ("delay", {"delay": 1.0}), ("reorder", {"window": 2}), ("overflow", {})],
+)
+def test_enqueue_faults_that_take_the_message_confirm_it_with_an_ack(
+    action: str, extra: dict[str, Any]
+) -> None:
+    """Only a queue that refuses a message (reject-publish) makes its confirm a nack."""
+    broker, ch = setup()
+    ch.confirm_select()
+    broker.faults.add(point="enqueue", action=action, max_count=1, **extra)
+    ch.basic_publish(b"m", "", "q")
+    assert [f.delivery_tag for f in frames(ch, BasicAck)] == [1]
+    assert frames(ch, BasicNack) == []
+
+
+@pytest.mark.parametrize("point", ["enqueue", "ack"])
+def test_enqueue_and_ack_rules_select_by_message_and_queue(point: str) -> None:
+    broker, ch = consuming("q", "other")
+    broker.faults.add(point=point, action="drop", headers={"kill": 1}, queue="q", name="k")
+    ch.basic_publish(b"keep", "", "q")
+    ch.basic_publish(b"kill", "", "q", properties={"application_headers": {"kill": 1}})
+    ch.basic_publish(b"elsewhere", "", "other", properties={"application_headers": {"kill": 1}})
+    for frame in frames(ch, BasicDeliver):
+        ch.basic_ack(frame.delivery_tag)
+    assert broker.faults.applied("k") == 1
+    if point == "enqueue":
+        got = sorted(f.message.body for f in frames(ch, BasicDeliver))
+        assert got == [b"elsewhere", b"keep"]
+    else:
+        # The dropped ack leaves exactly that delivery unacknowledged.
+        assert broker.queue("q").messages_unacknowledged == 1
+        assert broker.queue("other").messages_unacknowledged == 0
+
+
+def test_an_ack_rule_that_does_not_fire_lets_the_ack_through() -> None:
+    broker, ch = consuming()
+    ch.basic_publish(b"1", "", "q")
+    ch.basic_publish(b"2", "", "q")
+    broker.faults.add(point="ack", action="drop", nth=2)
+    ch.basic_ack(1)
+    assert broker.queue("q").messages_unacknowledged == 1
+    ch.basic_ack(2)
+    assert broker.queue("q").messages_unacknowledged == 1
+
+
+def test_overflow_reject_publish_dlx_dead_letters_with_reason_maxlen() -> None:
+    broker, ch = setup("dlq")
+    ch.exchange_declare("dlx", "fanout")
+    ch.queue_bind("dlq", "dlx")
+    ch.queue_declare(
+        "q2", arguments={"x-overflow": "reject-publish-dlx", "x-dead-letter-exchange": "dlx"}
+    )
+    broker.faults.add(point="enqueue", action="overflow", max_count=1)
+    ch.basic_publish(b"m", "", "q2")
+    (dead,) = broker.vhosts["/"].queues["dlq"].ready
+    assert dead.message.headers["x-death"][0]["reason"] == "maxlen"
+
+
+def test_overflow_drop_head_frees_exactly_the_dropped_heads_bytes() -> None:
+    broker, ch = setup()
+    ch.queue_declare("small", arguments={"x-max-length-bytes": 3})
+    ch.basic_publish(b"aa", "", "small")
+    broker.faults.add(point="enqueue", action="overflow", max_count=1)
+    ch.basic_publish(b"b", "", "small")  # 3 bytes, then "aa" dropped: 1 byte left
+    ch.basic_publish(b"cc", "", "small")  # 3 bytes: fits
+    assert list(broker.queue("small").bodies) == [b"b", b"cc"]
+
+
+def test_a_message_kept_by_an_overflow_fault_counts_its_ttl_from_now() -> None:
+    broker, ch = setup()
+    ch.queue_declare("t", arguments={"x-message-ttl": 1000})
+    ch.basic_publish(b"old", "", "t")
+    broker.advance(0.5)
+    broker.faults.add(point="enqueue", action="overflow", max_count=1)
+    ch.basic_publish(b"new", "", "t")
+    assert list(broker.queue("t").bodies) == [b"new"]
+    broker.advance(0.9999)
+    assert list(broker.queue("t").bodies) == [b"new"]
+    broker.advance(0.0001)
+    assert list(broker.queue("t").bodies) == []
