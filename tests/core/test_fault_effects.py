@@ -806,3 +806,22 @@ def test_a_message_kept_by_an_overflow_fault_counts_its_ttl_from_now() -> None:
     assert list(broker.queue("t").bodies) == [b"new"]
     broker.advance(0.0001)
     assert list(broker.queue("t").bodies) == []
+
+
+@pytest.mark.parametrize("point", ["publish", "route"])
+def test_reordered_publishes_are_confirmed_when_released(point: str) -> None:
+    broker, ch = setup()
+    ch.confirm_select()
+    broker.faults.add(point=point, action="reorder", window=2, delay=1.0, max_count=2)
+    ch.basic_publish(b"1", "", "q")
+    assert frames(ch, BasicAck) == []
+    ch.basic_publish(b"2", "", "q")
+    assert sorted(f.delivery_tag for f in frames(ch, BasicAck)) == [1, 2]
+
+
+def test_a_reordered_unroutable_mandatory_publish_is_returned_when_released() -> None:
+    broker, ch = setup()
+    broker.faults.add(point="publish", action="reorder", window=2, max_count=2)
+    ch.basic_publish(b"1", "", "nowhere", mandatory=True)
+    ch.basic_publish(b"2", "", "q", mandatory=True)
+    assert [(f.reply_code, f.message.body) for f in frames(ch, BasicReturn)] == [(312, b"1")]
