@@ -825,3 +825,25 @@ def test_a_reordered_unroutable_mandatory_publish_is_returned_when_released() ->
     ch.basic_publish(b"1", "", "nowhere", mandatory=True)
     ch.basic_publish(b"2", "", "q", mandatory=True)
     assert [(f.reply_code, f.message.body) for f in frames(ch, BasicReturn)] == [(312, b"1")]
+
+
+def test_a_delivery_put_back_by_a_fault_counts_its_bytes_again() -> None:
+    broker, ch = setup()
+    ch.queue_declare("b", arguments={"x-max-length-bytes": 4})
+    ch.basic_publish(b"x", "", "b")
+    ch.basic_publish(b"yy", "", "b")
+    broker.faults.add(point="deliver", action="close_channel", max_count=1)
+    ch.basic_consume("b", consumer_tag="c")  # "x" goes out, and comes back: 3 bytes ready
+    assert not ch.is_open
+    other = broker.connect().channel()
+    other.basic_publish(b"zz", "", "b")  # 5 bytes: the head "x" is dropped
+    assert list(broker.queue("b").bodies) == [b"yy", b"zz"]
+
+
+def test_deliver_rules_select_by_message() -> None:
+    broker, ch = consuming()
+    broker.faults.add(point="deliver", action="drop", headers={"kill": 1}, name="k")
+    ch.basic_publish(b"keep", "", "q")
+    ch.basic_publish(b"kill", "", "q", properties={"application_headers": {"kill": 1}})
+    assert [f.message.body for f in frames(ch, BasicDeliver)] == [b"keep"]
+    assert broker.faults.applied("k") == 1
