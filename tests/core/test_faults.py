@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import types
 from typing import Any
 
 import pytest
@@ -805,6 +806,14 @@ def test_a_rule_to_dict_lists_only_what_differs_from_the_defaults() -> None:
     }
     assert type(data["properties"]) is dict
     assert FaultRule.from_dict(data) == rule
+
+
+def test_a_rule_to_dict_is_plain_data_whatever_mappings_it_was_given() -> None:
+    """Scenario files and replay data dump it as YAML/JSON: read-only mappings become dicts."""
+    frozen = types.MappingProxyType({"kill": 1})
+    data = FaultRule(point="publish", action="drop", headers=frozen, properties=frozen).to_dict()
+    assert type(data["headers"]) is dict and type(data["properties"]) is dict
+    assert data["headers"] == {"kill": 1}
 
 
 def test_only_rules_with_a_probability_below_one_draw_from_the_seeded_random() -> None:
