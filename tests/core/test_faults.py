@@ -835,3 +835,20 @@ def test_only_rules_with_a_probability_below_one_draw_from_the_seeded_random() -
             channel.basic_ack(frame.delivery_tag)  # "always" fires, and must not draw
     assert kept == expected
     assert broker.faults.applied("always") == len(expected) > 0
+
+
+def test_rule_numbers_are_not_reused_after_a_remove() -> None:
+    """Trace events name rules: two unnamed rules of one plan never share a name."""
+    plan = Broker().faults
+    assert not plan.has_point("publish")
+    first = plan.add(**_PUB)
+    plan.remove(first)
+    assert (first.name, plan.add(**_PUB).name) == ("rule-1", "rule-2")
+
+
+@pytest.mark.parametrize("field", ["copies", "window", "reply_code"])
+def test_parameters_with_a_default_cannot_be_none(field: str) -> None:
+    with pytest.raises(InvalidFault) as raised:
+        FaultRule(**{**_PUB, field: None})
+    minimum = {"copies": 1, "window": 2, "reply_code": 300}[field]
+    assert str(raised.value) == f"{field} must be an int >= {minimum}, got None"
