@@ -1,8 +1,11 @@
-"""What each publish- and route-point fault does, checked from outside the fault plan.
+"""What each fault does at each point, checked from outside the fault plan.
 
 Mutation testing (docs/mutation.md) found these effects unpinned: the fault trace events'
 fields, later rules being consulted when an earlier one does not fire, mandatory returns and
-publisher confirms of duplicated or delayed messages, the delay's timing, and CC keys on copies.
+publisher confirms of duplicated, delayed and reordered messages, the timing of delays and
+reorder windows, CC keys on copies, what happens to a held message whose exchange, queue,
+consumer or channel went away meanwhile, and the byte counts and TTLs of messages a fault
+dropped, kept or put back.
 """
 
 from __future__ import annotations
