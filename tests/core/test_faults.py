@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import random
+import types
 from typing import Any
 
 import pytest
@@ -9,7 +12,7 @@ import pytest
 from simamqp.core.broker import Broker
 from simamqp.core.channel import Channel
 from simamqp.core.errors import ConnectionForced
-from simamqp.core.faults import FaultPlan, FaultRule, InvalidFault, topic_matches
+from simamqp.core.faults import FaultPlan, FaultRule, InvalidFault, parse_rules, topic_matches
 from simamqp.core.frames import (
     BasicAck,
     BasicDeliver,
@@ -57,6 +60,38 @@ def fault_events(broker: Broker) -> list[str]:
     ],
 )
 def test_topic_patterns(pattern: str, key: str, expected: bool) -> None:
+    assert topic_matches(pattern, key) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "key", "expected"),
+    [
+        ("*", "", False),
+        ("", "", True),
+        ("", "a", False),
+        ("#", "", True),
+        ("#.#", "", True),
+        ("*.#", "", False),
+        ("a.#.a", "a", False),
+        ("#.x", "a", False),
+        ("a.b", "a", False),
+        ("a.*", "a", False),
+        ("#", "a.b", True),
+    ],
+)
+def test_the_routing_key_selector_matches_as_a_topic_binding_does(
+    pattern: str, key: str, expected: bool
+) -> None:
+    """The selector has its own matcher; the topic exchange (pinned against RabbitMQ in
+    tests/conformance) is the reference for the edge cases: empty keys and patterns, ``#``
+    never re-reading a word, a pattern longer than the key."""
+    broker = Broker()
+    channel = broker.connect().channel()
+    channel.exchange_declare("t", "topic")
+    channel.queue_declare("bound")
+    channel.queue_bind("bound", "t", pattern)
+    channel.basic_publish(b"m", "t", key)
+    assert (broker.queue("bound").messages_ready == 1) is expected
     assert topic_matches(pattern, key) is expected
 
 
@@ -504,3 +539,316 @@ def _route_fault_digest(seed: int) -> str:
 def test_route_faults_are_deterministic() -> None:
     assert _route_fault_digest(9) == _route_fault_digest(9)
     assert _route_fault_digest(9) != _route_fault_digest(10)
+
+
+# -- what a bad rule says ------------------------------------------------------------------------
+# A user who writes a bad rule (in Python or a scenario file) sees only this one line, so it must
+# name the field, the bound and the value given. Mutation testing found the texts unpinned.
+
+_POINTS = "('publish', 'route', 'enqueue', 'deliver', 'ack', 'connection')"
+_ACTIONS = (
+    "('drop', 'duplicate', 'reorder', 'delay', 'redeliver', 'close_channel', "
+    "'close_connection', 'restart', 'overflow')"
+)
+_CODES = "[311, 312, 313, 403, 404, 405, 406]"
+_PUB = {"point": "publish", "action": "drop"}
+_NO_MESSAGE = "message selectors are meaningless at point 'connection'"
+_TOO_LONG = (
+    "the reply text is longer than an AMQP shortstr (255 bytes, with the {} prefix): {!r}..."
+)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"point": "nowhere", "action": "drop"},
+            f"unknown fault point 'nowhere'; one of {_POINTS}",
+        ),
+        (
+            {"point": "publish", "action": "explode"},
+            f"unknown fault action 'explode'; one of {_ACTIONS}",
+        ),
+        (
+            {"point": "publish", "action": "overflow"},
+            "action 'overflow' is not possible at point 'publish'; one of ['close_channel', "
+            "'close_connection', 'delay', 'drop', 'duplicate', 'reorder', 'restart']",
+        ),
+        ({**_PUB, "name": 1}, "name must be a str, got 1"),
+        ({"point": "enqueue", "action": "drop", "queue": 1}, "queue must be a str or None, got 1"),
+        ({**_PUB, "exchange": b"x"}, "exchange must be a str or None, got b'x'"),
+        ({**_PUB, "routing_key": 1}, "routing_key must be a str or None, got 1"),
+        (
+            {**_PUB, "queue": "q"},
+            "a queue selector needs point route, enqueue, deliver or ack, not 'publish'",
+        ),
+        ({"point": "connection", "action": "restart", "exchange": "x"}, _NO_MESSAGE),
+        ({"point": "connection", "action": "restart", "routing_key": "#"}, _NO_MESSAGE),
+        ({"point": "connection", "action": "restart", "properties": {"a": 1}}, _NO_MESSAGE),
+        ({"point": "connection", "action": "restart", "headers": {"a": 1}}, _NO_MESSAGE),
+        ({**_PUB, "properties": [1]}, "properties must be a mapping, got [1]"),
+        ({**_PUB, "headers": "h"}, "headers must be a mapping, got 'h'"),
+        ({**_PUB, "nth": 0}, "nth must be an int >= 1, got 0"),
+        ({**_PUB, "nth": 1.0}, "nth must be an int >= 1, got 1.0"),
+        ({**_PUB, "max_count": True}, "max_count must be an int >= 1, got True"),
+        ({**_PUB, "max_count": 0}, "max_count must be an int >= 1, got 0"),
+        (
+            {"point": "publish", "action": "duplicate", "copies": 0},
+            "copies must be an int >= 1, got 0",
+        ),
+        (
+            {"point": "publish", "action": "reorder", "window": 1},
+            "window must be an int >= 2, got 1",
+        ),
+        ({**_PUB, "reply_code": 299}, "reply_code must be an int >= 300, got 299"),
+        ({**_PUB, "reply_code": "406"}, "reply_code must be an int >= 300, got '406'"),
+        (
+            {**_PUB, "reply_code": 300},
+            f"reply_code must be a channel error code, one of {_CODES}, got 300",
+        ),
+        (
+            {**_PUB, "reply_code": 320},
+            f"reply_code must be a channel error code, one of {_CODES}, got 320",
+        ),
+        ({**_PUB, "probability": True}, "probability must be in (0, 1], got True"),
+        ({**_PUB, "probability": "1"}, "probability must be in (0, 1], got '1'"),
+        ({**_PUB, "probability": 0}, "probability must be in (0, 1], got 0"),
+        ({**_PUB, "probability": 1.01}, "probability must be in (0, 1], got 1.01"),
+        ({**_PUB, "delay": True}, "delay must be a finite number of seconds >= 0, got True"),
+        ({**_PUB, "delay": "1"}, "delay must be a finite number of seconds >= 0, got '1'"),
+        ({**_PUB, "delay": math.inf}, "delay must be a finite number of seconds >= 0, got inf"),
+        ({**_PUB, "delay": math.nan}, "delay must be a finite number of seconds >= 0, got nan"),
+        ({**_PUB, "delay": -0.001}, "delay must be a finite number of seconds >= 0, got -0.001"),
+        ({"point": "publish", "action": "delay"}, "action 'delay' needs delay=SECONDS"),
+        ({**_PUB, "reply_text": 1}, "reply_text must be a str, got 1"),
+        # "PRECONDITION_FAILED - " (22 bytes) + 117 two-byte characters: 256 bytes.
+        (
+            {"point": "ack", "action": "close_channel", "reply_text": "é" * 117},
+            _TOO_LONG.format("PRECONDITION_FAILED", "PRECONDITION_FAILED - " + "é" * 38),
+        ),
+        # "NOT_FOUND - " (12 bytes) + 244: 256 bytes.
+        (
+            {"point": "ack", "action": "close_channel", "reply_code": 404, "reply_text": "x" * 244},
+            _TOO_LONG.format("NOT_FOUND", "NOT_FOUND - " + "x" * 48),
+        ),
+        # Without reply_text the close says "fault injected by rule 'NAME'": 47 bytes + name.
+        (
+            {"point": "ack", "action": "close_channel", "name": "n" * 209},
+            _TOO_LONG.format(
+                "PRECONDITION_FAILED",
+                "PRECONDITION_FAILED - fault injected by rule 'nnnnnnnnnnnnnn",
+            ),
+        ),
+    ],
+)
+def test_a_bad_rule_is_refused_with_one_line_naming_the_mistake(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidFault) as raised:
+        FaultRule(**kwargs)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {**_PUB, "nth": 1, "max_count": 1, "probability": 1},
+        {"point": "publish", "action": "duplicate", "copies": 1},
+        {"point": "publish", "action": "reorder", "window": 2},
+        {"point": "publish", "action": "delay", "delay": 0},
+        {"point": "publish", "action": "delay", "delay": 0.0},
+        {"point": "connection", "action": "restart", "properties": {}, "headers": {}},
+        {"point": "ack", "action": "close_channel", "reply_code": 311},
+        # Exactly 255 bytes on the wire, with two-byte characters: accepted.
+        {"point": "ack", "action": "close_channel", "reply_text": "é" * 116 + "x"},
+        {"point": "ack", "action": "close_channel", "reply_code": 404, "reply_text": "x" * 243},
+        {"point": "ack", "action": "close_channel", "name": "n" * 208},
+    ],
+)
+def test_rules_at_the_edge_of_each_bound_are_accepted(kwargs: dict[str, Any]) -> None:
+    assert FaultRule(**kwargs).point == kwargs["point"]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: FaultRule.from_dict([1]), "a fault rule must be a mapping, got [1]"),  # type: ignore[arg-type]
+        (
+            lambda: FaultRule.from_dict({**_PUB, "zz": 1, "bogus": 2}),
+            "unknown fault rule keys: ['bogus', 'zz']",
+        ),
+        (
+            lambda: FaultRule.from_dict({"point": "publish"}),
+            "a fault rule needs 'point' and 'action': {'point': 'publish'}",
+        ),
+        (
+            lambda: FaultRule.from_dict({"action": "drop"}),
+            "a fault rule needs 'point' and 'action': {'action': 'drop'}",
+        ),
+        (lambda: parse_rules({"version": 2}), "unsupported fault plan version 2"),
+        (
+            lambda: parse_rules({"rules": [], "extra": 1, "another": 2}),
+            "unknown fault plan keys: ['another', 'extra']",
+        ),
+        (lambda: parse_rules({"rules": "x"}), "fault plan rules must be a list, got 'x'"),
+        (lambda: parse_rules("x"), "fault plan rules must be a list, got 'x'"),  # type: ignore[arg-type]
+        (
+            lambda: Broker().faults.add(FaultRule(**_PUB), name="x"),
+            "pass a FaultRule or keyword arguments, not both",
+        ),
+        (
+            lambda: Broker().faults.add({"point": "publish"}),  # type: ignore[arg-type]
+            "add() needs a FaultRule, got {'point': 'publish'}",
+        ),
+    ],
+)
+def test_a_bad_plan_is_refused_with_one_line_naming_the_mistake(make: Any, message: str) -> None:
+    with pytest.raises(InvalidFault) as raised:
+        make()
+    assert str(raised.value) == message
+
+
+def test_plain_data_plans_default_their_version_and_rules() -> None:
+    (rule,) = parse_rules({"seed": 3, "rules": [_PUB]})
+    assert (rule.point, rule.action) == ("publish", "drop")
+    assert parse_rules({}) == [] and parse_rules([]) == []
+    assert parse_rules((FaultRule(**_PUB),)) == [FaultRule(**_PUB)]
+
+
+def test_adding_a_taken_name_or_removing_an_unknown_one_says_which() -> None:
+    plan = Broker().faults
+    plan.add(name="a", **_PUB)
+    with pytest.raises(InvalidFault) as raised:
+        plan.add(name="a", **_PUB)
+    assert str(raised.value) == "a fault rule named 'a' is already active"
+    with pytest.raises(KeyError) as missing:
+        plan.remove("zz")
+    assert missing.value.args == ("no active fault rule 'zz'",)
+
+
+# -- managing rules --------------------------------------------------------------------------------
+
+
+def test_unnamed_rules_get_the_next_free_rule_number_and_are_traced_without_defaults() -> None:
+    broker = Broker()
+    broker.faults.add(point="enqueue", action="drop", name="rule-1")
+    second = broker.faults.add(
+        point="enqueue", action="duplicate", copies=2, queue="q", headers={"h": 1}
+    )
+    third = broker.faults.add(point="publish", action="drop")
+    assert (second.name, third.name) == ("rule-2", "rule-3")
+    broker.faults.remove("rule-2")
+    assert [
+        (e.kind, dict(e.attrs)) for e in broker.trace.of_kind("fault-rule-add", "fault-rule-remove")
+    ] == [
+        ("fault-rule-add", {"rule": "rule-1", "point": "enqueue", "action": "drop"}),
+        (
+            "fault-rule-add",
+            {
+                "rule": "rule-2",
+                "point": "enqueue",
+                "action": "duplicate",
+                "queue": "q",
+                "headers": {"h": 1},
+                "copies": 2,
+            },
+        ),
+        ("fault-rule-add", {"rule": "rule-3", "point": "publish", "action": "drop"}),
+        ("fault-rule-remove", {"rule": "rule-2"}),
+    ]
+    assert [r.name for r in broker.faults.rules] == ["rule-1", "rule-3"]
+    assert repr(broker.faults) == "<FaultPlan ['rule-1', 'rule-3']>"
+
+
+def test_removing_the_last_rule_at_a_point_stops_faults_there() -> None:
+    broker, channel = setup()
+    broker.faults.add(point="publish", action="drop", name="a")
+    broker.faults.add(point="enqueue", action="drop", name="b")
+    assert broker.faults.has_point("publish") and broker.faults.has_point("enqueue")
+    broker.faults.remove("a")
+    assert not broker.faults.has_point("publish") and broker.faults.has_point("enqueue")
+    broker.faults.clear()
+    assert broker.faults.rules == [] and not broker.faults.has_point("enqueue")
+    publish(channel, b"kept")
+    assert bodies(broker) == [b"kept"]
+
+
+def test_scoped_rules_are_removed_even_when_the_block_removed_one_itself() -> None:
+    broker = Broker()
+    with broker.faults.scoped(
+        FaultRule(point="publish", action="drop", name="a"),
+        {"point": "enqueue", "action": "drop", "name": "b"},
+    ) as added:
+        assert [r.name for r in added] == ["a", "b"]
+        broker.faults.remove("a")
+    assert broker.faults.rules == []
+
+
+def test_a_rule_to_dict_lists_only_what_differs_from_the_defaults() -> None:
+    rule = FaultRule(
+        point="deliver",
+        action="close_channel",
+        name="n",
+        properties={"priority": 1},
+        reply_code=404,
+        reply_text="t",
+        probability=0.5,
+    )
+    data = rule.to_dict()
+    assert data == {
+        "point": "deliver",
+        "action": "close_channel",
+        "name": "n",
+        "properties": {"priority": 1},
+        "probability": 0.5,
+        "reply_code": 404,
+        "reply_text": "t",
+    }
+    assert type(data["properties"]) is dict
+    assert FaultRule.from_dict(data) == rule
+
+
+def test_a_rule_to_dict_is_plain_data_whatever_mappings_it_was_given() -> None:
+    """Scenario files and replay data dump it as YAML/JSON: read-only mappings become dicts."""
+    frozen = types.MappingProxyType({"kill": 1})
+    data = FaultRule(point="publish", action="drop", headers=frozen, properties=frozen).to_dict()
+    assert type(data["headers"]) is dict and type(data["properties"]) is dict
+    assert data["headers"] == {"kill": 1}
+
+
+def test_only_rules_with_a_probability_below_one_draw_from_the_seeded_random() -> None:
+    """A rule that always fires must not draw: adding one to a plan would otherwise change which
+    messages a probabilistic rule picks for the same seed. The probabilistic rule fires when its
+    draw is below its probability; its draws are the broker's stream, one per matching message."""
+    broker, channel = setup(seed=7)
+    channel.basic_consume("q", consumer_tag="c")
+    broker.faults.add(point="enqueue", action="drop", probability=0.5, name="coin")
+    broker.faults.add(point="ack", action="drop", name="always")
+    stream = random.Random()
+    stream.setstate(broker.random.getstate())
+    expected = [i for i in range(24) if stream.random() >= 0.5]  # kept: the coin did not fire
+    kept = []
+    for i in range(24):
+        publish(channel, str(i).encode())
+        for frame in delivered(channel):
+            kept.append(int(frame.message.body))
+            channel.basic_ack(frame.delivery_tag)  # "always" fires, and must not draw
+    assert kept == expected
+    assert broker.faults.applied("always") == len(expected) > 0
+
+
+def test_rule_numbers_are_not_reused_after_a_remove() -> None:
+    """Trace events name rules: two unnamed rules of one plan never share a name."""
+    plan = Broker().faults
+    assert not plan.has_point("publish")
+    first = plan.add(**_PUB)
+    plan.remove(first)
+    assert (first.name, plan.add(**_PUB).name) == ("rule-1", "rule-2")
+
+
+@pytest.mark.parametrize("field", ["copies", "window", "reply_code"])
+def test_parameters_with_a_default_cannot_be_none(field: str) -> None:
+    with pytest.raises(InvalidFault) as raised:
+        FaultRule(**{**_PUB, field: None})
+    minimum = {"copies": 1, "window": 2, "reply_code": 300}[field]
+    assert str(raised.value) == f"{field} must be an int >= {minimum}, got None"

@@ -61,3 +61,33 @@ def test_rules_can_be_added_from_another_thread(broker: simamqp.Broker) -> None:
         kombu.Producer(conn).publish({"n": 1}, routing_key="q", declare=[queue])
     assert broker.queue("q").messages_ready == 0
     assert broker.faults.applied("from-thread") == 1
+
+
+class _CountingLock:
+    """The broker's lock, counting how often it is taken."""
+
+    def __init__(self, lock: object) -> None:
+        self.lock = lock
+        self.entered = 0
+
+    def __enter__(self) -> object:
+        self.entered += 1
+        return self.lock.__enter__()  # type: ignore[attr-defined]
+
+    def __exit__(self, *exc: object) -> object:
+        return self.lock.__exit__(*exc)  # type: ignore[attr-defined]
+
+
+def test_changing_or_reading_the_fault_plan_holds_the_broker_lock(broker: simamqp.Broker) -> None:
+    """Threads share a broker (a worker thread consumes while the test changes the plan), so the
+    plan's own methods take the broker's lock like every other entry point."""
+    counting = _CountingLock(broker.lock)
+    broker.lock = counting  # type: ignore[assignment]
+    broker.faults.add(point="publish", action="drop", name="a")
+    assert counting.entered == 1
+    broker.faults.to_dict()
+    assert counting.entered == 2
+    broker.faults.remove("a")
+    assert counting.entered == 3
+    broker.faults.clear()
+    assert counting.entered == 4
