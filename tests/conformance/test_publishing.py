@@ -147,6 +147,26 @@ def test_direct_reply_to_round_trip(env):
     assert (msg.delivery_info["exchange"], msg.delivery_info["routing_key"]) == ("", reply_to)
 
 
+def test_direct_reply_to_mandatory_reply_is_delivered_and_returned(env):
+    """A mandatory reply to a live reply consumer is delivered, and yet returned 312 NO_ROUTE
+    before its confirm ack: RabbitMQ 3.10 (rabbit_channel) delivers replies outside queue
+    routing, so for the mandatory flag the reply routed to no queue (measured)."""
+    client = env.channel()
+    server = env.channel()
+    confirms = env.confirms(server)
+    requests = env.queue(server)
+    _, replies = env.consume(client, REPLY_TO, no_ack=True)
+    env.publish(client, b"request", "", requests, reply_to=REPLY_TO)
+    reply_to = env.get(server, requests).properties["reply_to"]
+    env.publish(server, b"reply", "", reply_to, mandatory=True)
+    assert env.drain(until=confirms.settled(1))
+    assert env.drain(until=lambda: len(replies) == 1)
+    assert [m.body for m in replies] == [b"reply"]
+    assert confirms.order == ["return", "ack:1"]
+    [(code, text, exchange, routing_key, msg)] = confirms.returned
+    assert (code, text, exchange, routing_key, msg.body) == (312, "NO_ROUTE", "", reply_to, b"reply")
+
+
 def test_direct_reply_to_requires_consumer(env):
     """rabbitmq.com/direct-reply-to.html#usage: publish with reply_to needs a consumer first."""
     ch = env.channel()
