@@ -374,6 +374,34 @@ def test_exchange_to_exchange_cycle_terminates(env):
     assert env.bodies(ch, qb) == [b"loop", b"loop2"]
 
 
+def test_exchange_to_exchange_cycle_behind_the_source_terminates(env):
+    """rabbitmq.com/e2e.html: a cycle the message enters one hop after the exchange it was
+    published to is followed once too (each exchange is visited once, not only the first)."""
+    ch = env.channel()
+    front, b, c = (env.exchange(ch, "fanout") for _ in range(3))
+    ch.exchange_bind(b, front, "")
+    ch.exchange_bind(c, b, "")
+    ch.exchange_bind(b, c, "")
+    q = env.queue(ch)
+    ch.queue_bind(q, c, "")
+    env.publish(ch, b"once", front, "")
+    assert env.bodies(ch, q) == [b"once"]
+
+
+def test_exchange_to_exchange_headers_destination_matches_the_message_headers(env):
+    """rabbitmq.com/e2e.html: a headers exchange reached through an exchange binding matches
+    the message's headers, as when it is published to directly."""
+    ch = env.channel()
+    front = env.exchange(ch, "fanout")
+    headers_ex = env.exchange(ch, "headers")
+    ch.exchange_bind(headers_ex, front, "")
+    q = env.queue(ch)
+    ch.queue_bind(q, headers_ex, "", arguments={"x-match": "all", "kind": "a"})
+    env.publish(ch, b"a", front, "", application_headers={"kind": "a"})
+    env.publish(ch, b"b", front, "", application_headers={"kind": "b"})
+    assert env.bodies(ch, q) == [b"a"]
+
+
 def test_exchange_unbind_stops_routing(env):
     """rabbitmq.com/amqp-0-9-1-reference.html#exchange.unbind: removes the e2e binding."""
     ch = env.channel()
@@ -421,6 +449,22 @@ def test_alternate_exchange_receives_unroutable(env):
         "unknown",
     )
     assert env.get_none(ch, ae_q) is None
+
+
+def test_alternate_exchange_not_used_for_a_routable_message(env):
+    """rabbitmq.com/ae.html: only a message the exchange cannot route goes to its alternate
+    exchange; one routed to several queues does not reach it too."""
+    ch = env.channel()
+    ae = env.exchange(ch, "fanout")
+    ex = env.exchange(ch, "direct", arguments={"alternate-exchange": ae})
+    q1, q2, ae_q = env.queue(ch), env.queue(ch), env.queue(ch)
+    ch.queue_bind(q1, ex, "k")
+    ch.queue_bind(q2, ex, "k")
+    ch.queue_bind(ae_q, ae, "")
+    env.publish(ch, b"routed", ex, "k")
+    assert env.bodies(ch, q1) == [b"routed"]
+    assert env.bodies(ch, q2) == [b"routed"]
+    assert env.bodies(ch, ae_q) == []
 
 
 def test_alternate_exchange_missing_drops_silently(env):
