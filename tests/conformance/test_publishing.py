@@ -129,6 +129,22 @@ def test_publish_to_missing_exchange_closes_channel(env):
     )
 
 
+@pytest.mark.parametrize("mode", [0, 3])
+def test_unknown_delivery_mode_closes_the_channel_406(env, mode):
+    """rabbit_basic checks the delivery mode: only 1 (transient) and 2 (persistent) are
+    accepted; anything else closes the channel 406, asynchronously, and nothing is routed."""
+    ch = env.channel()
+    q = env.queue(ch)
+    env.publish(ch, b"x", "", q, delivery_mode=mode)
+    with pytest.raises(PreconditionFailed) as exc:
+        env.fence(ch)
+    assert (exc.value.reply_text, exc.value.method_sig) == (
+        f"PRECONDITION_FAILED - invalid message: {{delivery_mode_unknown,{mode}}}",
+        (60, 40),
+    )
+    assert env.count(q, env.channel()) == 0
+
+
 def test_direct_reply_to_round_trip(env):
     """rabbitmq.com/direct-reply-to.html: replies reach the pseudo-queue's consumer."""
     client = env.channel()

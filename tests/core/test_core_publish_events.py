@@ -1,0 +1,32 @@
+"""What publishing, routing and consuming write to the trace, field by field.
+
+The digest hashes every field of every event (tests/core/test_trace_digest.py), so a field
+renamed, dropped or given another value changes every digest users have pinned. Mutants that
+did so in ``broker.py`` and ``channel.py`` survived issue 15's mutation review: the
+differential tests look at frames, not at the trace. Each test names the facts it pins.
+"""
+
+from __future__ import annotations
+
+from simamqp.core import Broker
+
+
+def test_mandatory_return_and_confirm_nack_are_traced() -> None:
+    """A mandatory unroutable publish traces ``return`` with its message id, code and text; a
+    publish a reject-publish queue refused traces ``confirm`` with ``ack`` exactly false."""
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    ch.confirm_select()
+    ch.queue_declare("full", arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    ch.basic_publish(b"lost", "", "nowhere", mandatory=True)
+    ch.basic_publish(b"1", "", "full")
+    ch.basic_publish(b"2", "", "full")
+    returns = [dict(e.attrs) for e in broker.trace.of_kind("return")]
+    assert returns == [{"msg": 1, "code": 312, "text": "NO_ROUTE"}]
+    confirms = [dict(e.attrs) for e in broker.trace.of_kind("confirm")]
+    assert confirms == [
+        {"channel": 1, "seq": 1, "ack": True},
+        {"channel": 1, "seq": 2, "ack": True},
+        {"channel": 1, "seq": 3, "ack": False},
+    ]
+    assert [type(v) for c in confirms for v in c.values()] == [int, int, bool] * 3
