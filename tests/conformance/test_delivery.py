@@ -483,6 +483,24 @@ def test_global_prefetch_shared_by_channel(env):
     assert [m.body for m in got2] == [b"0", b"1", b"2"]
 
 
+def test_raising_the_global_prefetch_resumes_every_consumed_queue(env):
+    """rabbitmq.com/consumer-prefetch.html: a larger channel-wide limit lets each queue the
+    channel consumes from deliver again, not only one of them."""
+    ch = env.channel()
+    q1, q2 = env.queue(ch), env.queue(ch)
+    fill(env, ch, q1, 2)
+    fill(env, ch, q2, 2)
+    ch.basic_qos(0, 1, True)
+    _, got1 = env.consume(ch, q1)
+    assert env.drain(until=lambda: len(got1) == 1)
+    _, got2 = env.consume(ch, q2)
+    assert (env.count(q1, ch), env.count(q2, ch)) == (1, 2)  # fence: the limit holds the rest
+    ch.basic_qos(0, 10, True)
+    assert env.drain(until=lambda: len(got1) == 2 and len(got2) == 2)
+    assert [m.body for m in got1] == [b"0", b"1"]
+    assert [m.body for m in got2] == [b"0", b"1"]
+
+
 def test_prefetch_zero_is_unlimited(env):
     """rabbitmq.com/consumer-prefetch.html: a prefetch count of 0 means no limit."""
     ch = env.channel()

@@ -30,3 +30,23 @@ def test_mandatory_return_and_confirm_nack_are_traced() -> None:
         {"channel": 1, "seq": 3, "ack": False},
     ]
     assert [type(v) for c in confirms for v in c.values()] == [int, int, bool] * 3
+
+
+def test_consume_events_of_a_queue_consumer_and_the_reply_consumer() -> None:
+    """``consume`` names the connection, channel, queue (the pseudo-queue for direct
+    reply-to), consumer tag and ack mode; ``cancel`` names the tag it cancelled."""
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    ch.queue_declare("q")
+    ch.basic_consume("q", consumer_tag="worker")
+    ch.basic_consume("amq.rabbitmq.reply-to", consumer_tag="replies", no_ack=True)
+    ch.basic_cancel("worker")
+    where = {"connection": 1, "channel": 1}
+    assert [(e.kind, dict(e.attrs)) for e in broker.trace.of_kind("consume", "cancel")] == [
+        ("consume", {**where, "queue": "q", "consumer_tag": "worker", "no_ack": False}),
+        (
+            "consume",
+            {**where, "queue": "amq.rabbitmq.reply-to", "consumer_tag": "replies", "no_ack": True},
+        ),
+        ("cancel", {**where, "consumer_tag": "worker"}),
+    ]
