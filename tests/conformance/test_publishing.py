@@ -183,6 +183,29 @@ def test_direct_reply_to_mandatory_reply_is_delivered_and_returned(env):
     assert (code, text, exchange, routing_key, msg.body) == (312, "NO_ROUTE", "", reply_to, b"reply")
 
 
+def test_direct_reply_to_cancelled_consumer_frees_the_channel_and_its_address(env):
+    """rabbitmq.com/direct-reply-to.html: cancelling the reply consumer lets the channel
+    consume from the pseudo-queue again; a reply to the address handed out before the cancel
+    no longer reaches the channel, one to the new address does."""
+    client = env.channel()
+    server = env.channel()
+    requests = env.queue(server)
+    tag, before = env.consume(client, REPLY_TO, no_ack=True)
+    env.publish(client, b"request 1", "", requests, reply_to=REPLY_TO)
+    old_address = env.get(server, requests).properties["reply_to"]
+    client.basic_cancel(tag)
+    _, after = env.consume(client, REPLY_TO, no_ack=True)
+    env.publish(client, b"request 2", "", requests, reply_to=REPLY_TO)
+    new_address = env.get(server, requests).properties["reply_to"]
+    env.publish(server, b"to the old address", "", old_address)
+    env.publish(server, b"to the new address", "", new_address)
+    assert env.drain(until=lambda: len(after) == 1)
+    env.fence(client)
+    env.fence(server)
+    assert [m.body for m in after] == [b"to the new address"]
+    assert before == []
+
+
 def test_direct_reply_to_requires_consumer(env):
     """rabbitmq.com/direct-reply-to.html#usage: publish with reply_to needs a consumer first."""
     ch = env.channel()
