@@ -557,6 +557,27 @@ def test_consumer_tag_reuse_is_connection_error_530(env):
     )
 
 
+def test_reply_consumer_tag_is_checked_for_reuse_one_way_only(env):
+    """The reply consumer keeps the tag the client chose. RabbitMQ 3.10 (rabbit_channel)
+    checks a new consumer's tag against the channel's queue consumers only: a queue consumer
+    may take the reply consumer's tag, while the reply consumer may not take a queue
+    consumer's tag (530), measured."""
+    ch = env.channel(env.connection())
+    q = env.queue(ch)
+    tag, _ = env.consume(ch, "amq.rabbitmq.reply-to", consumer_tag="replies", no_ack=True)
+    assert tag == "replies"
+    assert env.consume(ch, q, consumer_tag="replies")[0] == "replies"
+    env.fence(ch)
+    other = env.channel(env.connection())
+    env.consume(other, q, consumer_tag="worker")
+    with pytest.raises(NotAllowed) as exc:
+        env.consume(other, "amq.rabbitmq.reply-to", consumer_tag="worker", no_ack=True)
+    assert (exc.value.reply_code, exc.value.reply_text) == (
+        530,
+        "NOT_ALLOWED - attempt to reuse consumer tag 'worker'",
+    )
+
+
 def test_no_ack_consumer_messages_not_redelivered(env):
     """rabbitmq.com/confirms.html#acknowledgement-modes: automatic ack on delivery."""
     ch = env.channel()
