@@ -243,3 +243,20 @@ def test_server_sent_cancel_when_queue_deleted(conn: Connection, ch: Channel) ->
         BasicCancel(ch.id, "a"),
         BasicCancel(other.id, "b"),
     ]
+
+
+def test_core_api_defaults_follow_the_amqp_field_defaults(conn: Connection, ch: Channel) -> None:
+    """The core's keyword defaults are AMQP's field defaults (spec 1.8.3): ``basic_qos()`` sets
+    no limit, ``basic_qos(prefetch_count=N)`` limits each new consumer (global=false), and
+    ``basic_consume()`` consumes from the channel's last declared queue (spec 1.7.2)."""
+    ch.queue_declare("q")
+    fill(ch, "q", 4)
+    ch.basic_qos()
+    ch.basic_consume(consumer_tag="unlimited")
+    assert len(deliveries(conn)) == 4
+    ch.queue_declare("limited")
+    fill(ch, "limited", 4)
+    ch.basic_qos(prefetch_count=1)
+    ch.basic_consume("limited", consumer_tag="a")
+    ch.basic_consume("limited", consumer_tag="b")
+    assert sorted(d.consumer_tag for d in deliveries(conn)) == ["a", "b"]
