@@ -248,9 +248,13 @@ def test_server_sent_cancel_when_queue_deleted(conn: Connection, ch: Channel) ->
 def test_core_api_defaults_follow_the_amqp_field_defaults(conn: Connection, ch: Channel) -> None:
     """The core's keyword defaults are AMQP's field defaults (spec 1.8.3): ``basic_qos()`` sets
     no limit, ``basic_qos(prefetch_count=N)`` limits each new consumer (global=false), and
-    ``basic_consume()`` consumes from the channel's last declared queue (spec 1.7.2)."""
+    ``basic_consume()`` and ``basic_get()`` use the channel's last declared queue (spec 1.7.2),
+    and ``basic_get()`` leaves the message unacknowledged (no_ack=false)."""
     ch.queue_declare("q")
-    fill(ch, "q", 4)
+    fill(ch, "q", 5)
+    got = ch.basic_get()
+    assert got is not None and got.message.body == b"m1"
+    assert ch.broker.queue("q").messages_unacknowledged == 1
     ch.basic_qos()
     ch.basic_consume(consumer_tag="unlimited")
     assert len(deliveries(conn)) == 4

@@ -50,3 +50,16 @@ def test_consume_events_of_a_queue_consumer_and_the_reply_consumer() -> None:
         ),
         ("cancel", {**where, "consumer_tag": "worker"}),
     ]
+
+
+def test_an_empty_basic_get_is_traced_with_channel_and_queue() -> None:
+    """``get-empty`` says which channel found which queue empty."""
+    broker = Broker(seed=1)
+    conn = broker.connect()
+    conn.channel()
+    ch = conn.channel()
+    ch.queue_declare("q")
+    assert ch.basic_get("q") is None
+    assert [dict(e.attrs) for e in broker.trace.of_kind("get-empty")] == [
+        {"channel": 2, "queue": "q"}
+    ]
