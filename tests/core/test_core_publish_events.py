@@ -63,3 +63,59 @@ def test_an_empty_basic_get_is_traced_with_channel_and_queue() -> None:
     assert [dict(e.attrs) for e in broker.trace.of_kind("get-empty")] == [
         {"channel": 2, "queue": "q"}
     ]
+
+
+def test_unbind_exchange_delete_and_restart_events() -> None:
+    """``unbind`` names the binding it removed, ``exchange-delete`` the exchange, and a
+    transient queue dropped by a restart is traced as deleted for that reason."""
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    ch.exchange_declare("x", "direct")
+    ch.queue_declare("q")
+    ch.queue_bind("q", "x", "k")
+    ch.queue_unbind("q", "x", "k")
+    ch.exchange_delete("x")
+    broker.restart()
+    unbinds = [dict(e.attrs) for e in broker.trace.of_kind("unbind")]
+    assert unbinds == [
+        {
+            "vhost": "/",
+            "source": "x",
+            "destination": "q",
+            "destination_kind": "queue",
+            "routing_key": "k",
+        }
+    ]
+    deleted = [dict(e.attrs) for e in broker.trace.of_kind("exchange-delete", "queue-delete")]
+    assert deleted == [
+        {"vhost": "/", "exchange": "x"},
+        {"vhost": "/", "queue": "q", "reason": "restart"},
+    ]
+
+
+def test_a_reply_delivery_is_traced_with_the_reply_consumers_tag() -> None:
+    """A direct reply-to delivery is traced like any delivery: at the current time, to the
+    pseudo-queue, with the reply consumer's tag, never as redelivered."""
+    broker = Broker(seed=1)
+    client = broker.connect().channel()
+    server = broker.connect().channel()
+    client.basic_consume("amq.rabbitmq.reply-to", consumer_tag="replies", no_ack=True)
+    client.queue_declare("requests")
+    client.basic_publish(
+        b"request", "", "requests", properties={"reply_to": "amq.rabbitmq.reply-to"}
+    )
+    broker.advance(2.5)
+    request = server.basic_get("requests", no_ack=True)
+    assert request is not None
+    server.basic_publish(b"reply", "", request.message.properties["reply_to"])
+    [event] = [e for e in broker.trace.of_kind("deliver") if e.attrs["queue"] != "requests"]
+    assert event.time == 2.5
+    assert dict(event.attrs) == {
+        "connection": 1,
+        "channel": 1,
+        "queue": "amq.rabbitmq.reply-to",
+        "consumer_tag": "replies",
+        "delivery_tag": 1,
+        "msg": 2,
+        "redelivered": False,
+    }
