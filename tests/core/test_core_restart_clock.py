@@ -164,3 +164,59 @@ def test_wall_clock_follows_freezegun() -> None:
         assert broker.queue("q").messages == 0
         ok_time = broker.trace.of_kind("expire")[0].time
         assert ok_time == broker.clock.now()
+
+
+def test_restart_goes_through_every_queue_and_recounts_their_bytes() -> None:
+    """A restart drops the transient messages of every durable queue, also those declared
+    after a transient queue; a durable queue's byte count is that of the persistent messages
+    it kept, so x-max-length-bytes (reject-publish) refuses exactly at its limit afterwards."""
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    ch.queue_declare("transient")
+    args = {"x-max-length-bytes": 10, "x-overflow": "reject-publish"}
+    ch.queue_declare("dq", durable=True, arguments=args)
+    publish(ch, "four", routing_key="dq", delivery_mode=2)
+    publish(ch, "l", routing_key="dq", delivery_mode=1)
+    publish(ch, "333", routing_key="dq", delivery_mode=2)
+    broker.restart()
+    assert broker.queue("dq").bodies == (b"four", b"333")
+    ch = broker.connect().channel()
+    ch.confirm_select()
+    for body in ("22", "1", "x"):
+        publish(ch, body, routing_key="dq", delivery_mode=2)
+    assert broker.queue("dq").bodies == (b"four", b"333", b"22", b"1")
+    confirms = [e.attrs["ack"] for e in broker.trace.of_kind("confirm")]
+    assert confirms == [True, True, False]
+
+
+def test_auto_delete_works_again_after_a_restart() -> None:
+    """Auto-delete is held off only while the restart runs: afterwards a durable auto-delete
+    queue goes when its last consumer cancels, and its consumer is told when it is deleted."""
+    broker = Broker(seed=1)
+    broker.restart()
+    conn = broker.connect()
+    ch = conn.channel()
+    ch.queue_declare("auto", durable=True, auto_delete=True)
+    tag = ch.basic_consume("auto")
+    ch.basic_cancel(tag)
+    assert "auto" not in broker.queue_names()
+    ch.queue_declare("deleted")
+    tag = ch.basic_consume("deleted")
+    conn.outbox.clear()
+    other = broker.connect().channel()
+    other.queue_delete("deleted")
+    assert [type(f).__name__ for f in conn.outbox] == ["BasicCancel"]
+
+
+def test_advance_refuses_a_wall_clock_and_accepts_zero() -> None:
+    """advance() says why it refuses a wall clock; advance(0) is allowed and fires what is
+    due now (only negative time is refused)."""
+    with pytest.raises(TypeError) as info:
+        Broker(seed=1, clock=WallClock()).advance(1)
+    assert str(info.value) == "advance() needs a VirtualClock; a wall clock moves by itself"
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    ch.queue_declare("q", arguments={"x-expires": 1000})
+    broker.clock.advance(1)  # the clock alone: the lease timer is due, not yet fired
+    assert broker.advance(0) == 1
+    assert "q" not in broker.queue_names()
