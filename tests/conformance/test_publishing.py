@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import amqp
 import pytest
 from amqp.exceptions import ChannelError, NotFound, PreconditionFailed
@@ -180,7 +182,13 @@ def test_direct_reply_to_mandatory_reply_is_delivered_and_returned(env):
     assert [m.body for m in replies] == [b"reply"]
     assert confirms.order == ["return", "ack:1"]
     [(code, text, exchange, routing_key, msg)] = confirms.returned
-    assert (code, text, exchange, routing_key, msg.body) == (312, "NO_ROUTE", "", reply_to, b"reply")
+    assert (code, text, exchange, routing_key, msg.body) == (
+        312,
+        "NO_ROUTE",
+        "",
+        reply_to,
+        b"reply",
+    )
 
 
 def test_direct_reply_to_cancelled_consumer_frees_the_channel_and_its_address(env):
@@ -204,6 +212,43 @@ def test_direct_reply_to_cancelled_consumer_frees_the_channel_and_its_address(en
     env.fence(server)
     assert [m.body for m in after] == [b"to the new address"]
     assert before == []
+
+
+def test_direct_reply_to_addresses_are_per_channel_and_replies_share_the_next_tag(env):
+    """rabbitmq.com/direct-reply-to.html: each channel's reply consumer has its own address
+    (``amq.rabbitmq.reply-to.<ref>.<base64 of 16 bytes>``, facts §9) and gets only the
+    replies sent to it, not redelivered. A reply carries the channel's next delivery tag
+    without taking it (RabbitMQ 3.10's rabbit_channel deliver_reply leaves next_tag alone):
+    replies and the next ordinary delivery share one tag (measured)."""
+    server = env.channel()
+    requests = env.queue(server)
+    clients = [env.channel(), env.channel()]
+    addresses, received = [], []
+    for client in clients:
+        _, replies = env.consume(client, REPLY_TO, no_ack=True)
+        received.append(replies)
+        env.publish(client, b"request", "", requests, reply_to=REPLY_TO)
+        addresses.append(env.get(server, requests).properties["reply_to"])
+    assert addresses[0] != addresses[1]
+    for address in addresses:
+        assert re.fullmatch(
+            r"amq\.rabbitmq\.reply-to\.[A-Za-z0-9+/]+=*\.[A-Za-z0-9+/]{22}==", address
+        )
+    env.publish(server, b"to 1", "", addresses[1])
+    env.publish(server, b"to 0", "", addresses[0])
+    env.publish(server, b"to 0 again", "", addresses[0])
+    assert env.drain(until=lambda: len(received[0]) == 2 and len(received[1]) == 1)
+    assert [m.body for m in received[0]] == [b"to 0", b"to 0 again"]
+    assert [m.body for m in received[1]] == [b"to 1"]
+    assert [m.delivery_info["redelivered"] for m in received[0]] == [False, False]
+    assert [m.delivery_tag for m in received[0]] == [1, 1]
+    env.publish(server, b"plain", "", requests)
+    plain = env.get(clients[0], requests, no_ack=False)
+    assert (plain.body, plain.delivery_tag) == (b"plain", 1)
+    clients[0].basic_ack(plain.delivery_tag)
+    env.publish(server, b"to 0 after", "", addresses[0])
+    assert env.drain(until=lambda: len(received[0]) == 3)
+    assert received[0][2].delivery_tag == 2
 
 
 def test_direct_reply_to_requires_consumer(env):

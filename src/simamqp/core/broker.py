@@ -664,8 +664,10 @@ class Broker:
         channel = self._reply_channel(address)
         if channel is None or channel.reply_consumer is None:
             return False
+        # The channel's next delivery tag, not taken: RabbitMQ 3.10's deliver_reply
+        # (rabbit_channel) sends it without advancing next_tag, so replies and the next
+        # ordinary delivery share it (measured). Replies are never acked, so no clash.
         tag = channel._next_delivery_tag
-        channel._next_delivery_tag += 1
         if self._tracing:
             self.trace.record(
                 self.clock.now(),
