@@ -531,3 +531,19 @@ def test_auto_delete_exchange_deleted_after_last_binding_removed(env):
     with pytest.raises(NotFound) as exc:
         ch.exchange_declare(ex, "direct", passive=True)
     assert exc.value.reply_text == f"NOT_FOUND - no exchange '{ex}' in vhost '/'"
+
+
+def test_auto_delete_exchange_deleted_with_the_queue_holding_its_last_binding(env):
+    """rabbitmq.com/exchanges.html: deleting a queue removes its bindings; when one of them was
+    an auto-delete exchange's last, the exchange goes too, even after an earlier unbind of
+    another binding between the two."""
+    ch = env.channel()
+    ex = env.exchange(ch, "direct", auto_delete=True)
+    q = env.queue(ch)
+    ch.queue_bind(q, ex, "a")
+    ch.queue_bind(q, ex, "b")
+    ch.queue_unbind(q, ex, "a")
+    ch.queue_delete(q)
+    with pytest.raises(NotFound) as exc:
+        ch.exchange_declare(ex, "direct", passive=True)
+    assert exc.value.reply_text == f"NOT_FOUND - no exchange '{ex}' in vhost '/'"
