@@ -66,8 +66,8 @@ def test_an_empty_basic_get_is_traced_with_channel_and_queue() -> None:
 
 
 def test_unbind_exchange_delete_and_restart_events() -> None:
-    """``unbind`` names the binding it removed, ``exchange-delete`` the exchange, and a
-    transient queue dropped by a restart is traced as deleted for that reason."""
+    """``unbind`` names the binding it removed, ``exchange-delete`` the exchange, and queues
+    deleted by auto-delete or dropped by a restart are traced as deleted for that reason."""
     broker = Broker(seed=1)
     ch = broker.connect().channel()
     ch.exchange_declare("x", "direct")
@@ -75,6 +75,8 @@ def test_unbind_exchange_delete_and_restart_events() -> None:
     ch.queue_bind("q", "x", "k")
     ch.queue_unbind("q", "x", "k")
     ch.exchange_delete("x")
+    ch.queue_declare("auto", auto_delete=True)
+    ch.basic_cancel(ch.basic_consume("auto"))
     broker.restart()
     unbinds = [dict(e.attrs) for e in broker.trace.of_kind("unbind")]
     assert unbinds == [
@@ -89,6 +91,7 @@ def test_unbind_exchange_delete_and_restart_events() -> None:
     deleted = [dict(e.attrs) for e in broker.trace.of_kind("exchange-delete", "queue-delete")]
     assert deleted == [
         {"vhost": "/", "exchange": "x"},
+        {"vhost": "/", "queue": "auto", "reason": "auto-delete"},
         {"vhost": "/", "queue": "q", "reason": "restart"},
     ]
 

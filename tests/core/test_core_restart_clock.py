@@ -220,3 +220,21 @@ def test_advance_refuses_a_wall_clock_and_accepts_zero() -> None:
     broker.clock.advance(1)  # the clock alone: the lease timer is due, not yet fired
     assert broker.advance(0) == 1
     assert "q" not in broker.queue_names()
+
+
+def test_run_until_idle_and_advance_count_the_timers_they_fire() -> None:
+    """Both return how many timers fired: none when none is due, each of several due at
+    the same time, and those fired at different times within one advance."""
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    assert broker.run_until_idle() == 0
+    for name, ms in (("a", 1000), ("b", 2000), ("c", 2000), ("d", 3000), ("e", 4000)):
+        ch.queue_declare(name, arguments={"x-expires": ms})
+    assert broker.advance(1.5) == 1
+    assert broker.advance(1) == 2
+    broker.clock.advance(2)  # the clock alone: d and e are due, not yet fired
+    assert broker.run_until_idle() == 2
+    ch.queue_declare("f", arguments={"x-expires": 1000})
+    ch.queue_declare("g", arguments={"x-expires": 2000})
+    assert broker.advance(3) == 2
+    assert broker.queue_names() == []
