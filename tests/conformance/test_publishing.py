@@ -269,6 +269,25 @@ def test_direct_reply_to_consumer_must_be_no_ack(env):
     assert exc.value.reply_text == "PRECONDITION_FAILED - reply consumer cannot acknowledge"
 
 
+def test_direct_reply_to_passive_declare_of_a_cancelled_address_is_404(env):
+    """A passive declare of a reply address whose consumer was cancelled: 404, naming the
+    address (while it is consumed it succeeds, facts §9)."""
+    client = env.channel()
+    server = env.channel()
+    requests = env.queue(server)
+    tag, _ = env.consume(client, REPLY_TO, no_ack=True)
+    env.publish(client, b"request", "", requests, reply_to=REPLY_TO)
+    address = env.get(server, requests).properties["reply_to"]
+    assert tuple(server.queue_declare(address, passive=True))[1:] == (0, 1)
+    client.basic_cancel(tag)
+    with pytest.raises(NotFound) as exc:
+        server.queue_declare(address, passive=True)
+    assert (exc.value.reply_text, exc.value.method_sig) == (
+        f"NOT_FOUND - no queue '{address}' in vhost '/'",
+        (50, 10),
+    )
+
+
 def test_direct_reply_to_passive_declare(env):
     """rabbitmq.com/direct-reply-to.html: the pseudo-queue can be declared passively."""
     ch = env.channel()

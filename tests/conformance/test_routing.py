@@ -547,3 +547,35 @@ def test_auto_delete_exchange_deleted_with_the_queue_holding_its_last_binding(en
     with pytest.raises(NotFound) as exc:
         ch.exchange_declare(ex, "direct", passive=True)
     assert exc.value.reply_text == f"NOT_FOUND - no exchange '{ex}' in vhost '/'"
+
+
+@pytest.mark.parametrize("side", ["source", "destination"])
+def test_default_exchange_cannot_be_in_an_exchange_binding(env, side):
+    """rabbitmq.com/tutorials/amqp-concepts.html#exchange-default: exchange.bind and
+    exchange.unbind refuse the default exchange on either side (403, naming the method)."""
+    ch = env.channel()
+    ex = env.exchange(ch, "fanout")
+    pair = (
+        {"source": "", "destination": ex} if side == "source" else {"source": ex, "destination": ""}
+    )
+    for method, sig in ((ch.exchange_unbind, (40, 40)), (ch.exchange_bind, (40, 30))):
+        with pytest.raises(AccessRefused) as exc:
+            method(**pair)
+        assert (exc.value.reply_text, exc.value.method_sig) == (
+            "ACCESS_REFUSED - operation not permitted on the default exchange",
+            sig,
+        )
+        ch = env.channel()
+
+
+def test_unbinding_from_or_to_a_missing_exchange_is_ok(env):
+    """exchange.unbind and queue.unbind naming an exchange that does not exist succeed (as
+    for a binding that does not exist, rabbitmq.com/amqp-0-9-1-reference.html#queue.unbind)."""
+    ch = env.channel()
+    ex = env.exchange(ch, "fanout")
+    q = env.queue(ch)
+    missing = env.name("missing")
+    ch.exchange_unbind(missing, ex, "k")
+    ch.exchange_unbind(ex, missing, "k")
+    ch.queue_unbind(q, missing, "k")
+    env.fence(ch)
