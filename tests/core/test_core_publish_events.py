@@ -8,7 +8,10 @@ differential tests look at frames, not at the trace. Each test names the facts i
 
 from __future__ import annotations
 
+import pytest
+
 from simamqp.core import Broker
+from simamqp.core.errors import NotAllowed, NotFound
 
 
 def test_mandatory_return_and_confirm_nack_are_traced() -> None:
@@ -122,3 +125,57 @@ def test_a_reply_delivery_is_traced_with_the_reply_consumers_tag() -> None:
         "msg": 2,
         "redelivered": False,
     }
+
+
+def test_purge_delete_error_and_channel_close_events() -> None:
+    """``purge`` counts what it removed; a queue.delete is traced with reason "deleted"; a
+    channel or connection error names where it happened and its scope; a client's
+    channel.close is traced and sends no server-initiated channel.close."""
+    broker = Broker(seed=1)
+    conn = broker.connect()
+    ch = conn.channel()
+    ch.queue_declare("q")
+    ch.basic_publish(b"1", "", "q")
+    ch.basic_publish(b"2", "", "q")
+    assert ch.queue_purge("q") == 2
+    ch.queue_delete("q")
+    with pytest.raises(NotFound):
+        ch.queue_declare("missing", passive=True)
+    ch2 = conn.channel()  # takes the closed channel's number, 1
+    conn.outbox.clear()
+    ch2.close()
+    assert list(conn.outbox) == []
+    ch3 = conn.channel()
+    with pytest.raises(NotAllowed):
+        ch3.basic_consume("amq.rabbitmq.reply-to", no_ack=True, consumer_tag="t")
+        ch3.queue_declare("dup")
+        ch3.basic_consume("dup", consumer_tag="t2")
+        ch3.basic_consume("dup", consumer_tag="t2")
+    kinds = ("purge", "queue-delete", "error", "channel-close")
+    assert [(e.kind, dict(e.attrs)) for e in broker.trace if e.kind in kinds] == [
+        ("purge", {"queue": "q", "vhost": "/", "count": 2}),
+        ("queue-delete", {"vhost": "/", "queue": "q", "reason": "deleted"}),
+        (
+            "error",
+            {
+                "connection": 1,
+                "channel": 1,
+                "code": 404,
+                "text": "NOT_FOUND - no queue 'missing' in vhost '/'",
+                "method": [50, 10],
+                "scope": "channel",
+            },
+        ),
+        ("channel-close", {"connection": 1, "channel": 1}),
+        (
+            "error",
+            {
+                "connection": 1,
+                "channel": ch3.id,
+                "code": 530,
+                "text": "NOT_ALLOWED - attempt to reuse consumer tag 't2'",
+                "method": [60, 20],
+                "scope": "connection",
+            },
+        ),
+    ]
