@@ -264,3 +264,32 @@ def test_core_api_defaults_follow_the_amqp_field_defaults(conn: Connection, ch: 
     ch.basic_consume("limited", consumer_tag="a")
     ch.basic_consume("limited", consumer_tag="b")
     assert sorted(d.consumer_tag for d in deliveries(conn)) == ["a", "b"]
+
+
+def test_core_declare_api_defaults_follow_the_amqp_field_defaults(
+    broker: Broker, ch: Channel
+) -> None:
+    """Keyword defaults of the queue and exchange methods are AMQP's field defaults (spec
+    1.8.2, 1.8.3): routing key "", the channel's last declared queue, ``if_unused`` false."""
+    ch.exchange_declare("src", "fanout")
+    ch.exchange_declare("dst", "direct")
+    ch.exchange_bind("dst", "src")
+    ch.queue_declare("q")
+    ch.queue_bind("q", "dst")
+    publish(ch, "m", "src")
+    assert ch.queue_purge() == 1
+    ch.exchange_unbind("dst", "src")
+    ch.queue_unbind("q", "dst")
+    assert broker.exchange("dst").bindings == ()
+    assert broker.exchange("src").bindings == ()
+    ch.queue_bind("q", "dst", "k")
+    ch.exchange_delete("dst")  # bindings do not stop it
+    assert "dst" not in broker.exchange_names()
+    ch.queue_declare("last")
+    assert ch.queue_delete() == 0
+    assert "last" not in broker.queue_names() and "q" in broker.queue_names()
+    # the exchange defaults to "", the default exchange, which takes no bindings (403)
+    with pytest.raises(AccessRefused):
+        ch.queue_bind("q")
+    with pytest.raises(AccessRefused):
+        broker.connect().channel().queue_unbind("q")
