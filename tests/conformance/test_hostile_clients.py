@@ -244,6 +244,7 @@ def test_non_finite_header_closes_the_connection(env, value):
         "queue_declare",
         "queue_bind",
         "queue_unbind",
+        "exchange_declare",
         "exchange_bind",
         "exchange_unbind",
         "basic_consume",
@@ -257,6 +258,9 @@ def test_non_finite_argument_closes_the_connection(env, where):
         "queue_declare": lambda: ch.queue_declare(env.name(), arguments={"x-a": math.nan}),
         "queue_bind": lambda: ch.queue_bind(q, "amq.headers", "", arguments={"a": math.inf}),
         "queue_unbind": lambda: ch.queue_unbind(q, "amq.headers", "", arguments={"a": math.inf}),
+        "exchange_declare": lambda: ch.exchange_declare(
+            env.name(), "direct", arguments={"a": math.nan}
+        ),
         "exchange_bind": lambda: ch.exchange_bind(
             "amq.fanout", "amq.headers", "", arguments={"a": -math.inf}
         ),

@@ -272,7 +272,8 @@ def test_core_declare_api_defaults_follow_the_amqp_field_defaults(
     """Keyword defaults of the queue and exchange methods are AMQP's field defaults (spec
     1.8.2, 1.8.3): routing key "", the channel's last declared queue, ``if_unused`` false."""
     ch.exchange_declare("src", "fanout")
-    ch.exchange_declare("dst", "direct")
+    ch.exchange_declare("dst")
+    assert broker.exchange("dst").type == "direct"
     ch.exchange_bind("dst", "src")
     ch.queue_declare("q")
     ch.queue_bind("q", "dst")
