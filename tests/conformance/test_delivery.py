@@ -281,6 +281,22 @@ def test_closing_channel_requeues_unacked_in_order(env):
     assert got == [(b"0", True), (b"1", True), (b"2", False)]
 
 
+def test_closing_channel_requeues_each_unacked_message_to_its_own_queue(env):
+    """rabbitmq.com/confirms.html#automatic-requeueing: a channel holding deliveries from
+    several queues gives each back to the queue it came from."""
+    ch = env.channel()
+    q1, q2 = env.queue(ch), env.queue(ch)
+    fill(env, ch, q1, 1, b"one-")
+    fill(env, ch, q2, 1, b"two-")
+    ch.basic_get(q1, no_ack=False)
+    ch.basic_get(q2, no_ack=False)
+    ch.close()
+    ch = env.channel()
+    assert env.eventually_count(q1, 1, ch) == 1
+    assert env.bodies(ch, q1) == [b"one-0"]
+    assert env.bodies(ch, q2) == [b"two-0"]
+
+
 def test_basic_recover_requeue(env):
     """rabbitmq.com/amqp-0-9-1-reference.html#basic.recover: unacked are redelivered."""
     ch = env.channel()

@@ -130,7 +130,8 @@ def test_a_reply_delivery_is_traced_with_the_reply_consumers_tag() -> None:
 def test_purge_delete_error_and_channel_close_events() -> None:
     """``purge`` counts what it removed; a queue.delete is traced with reason "deleted"; a
     channel or connection error names where it happened and its scope; a client's
-    channel.close is traced and sends no server-initiated channel.close."""
+    channel.close is traced, requeues what it held (traced too) and sends no server-initiated
+    channel.close."""
     broker = Broker(seed=1)
     conn = broker.connect()
     ch = conn.channel()
@@ -142,6 +143,9 @@ def test_purge_delete_error_and_channel_close_events() -> None:
     with pytest.raises(NotFound):
         ch.queue_declare("missing", passive=True)
     ch2 = conn.channel()  # takes the closed channel's number, 1
+    ch2.queue_declare("held")
+    ch2.basic_publish(b"h", "", "held")
+    assert ch2.basic_get("held") is not None
     conn.outbox.clear()
     ch2.close()
     assert list(conn.outbox) == []
@@ -151,7 +155,7 @@ def test_purge_delete_error_and_channel_close_events() -> None:
         ch3.queue_declare("dup")
         ch3.basic_consume("dup", consumer_tag="t2")
         ch3.basic_consume("dup", consumer_tag="t2")
-    kinds = ("purge", "queue-delete", "error", "channel-close")
+    kinds = ("purge", "queue-delete", "error", "channel-close", "requeue")
     assert [(e.kind, dict(e.attrs)) for e in broker.trace if e.kind in kinds] == [
         ("purge", {"queue": "q", "vhost": "/", "count": 2}),
         ("queue-delete", {"vhost": "/", "queue": "q", "reason": "deleted"}),
@@ -167,6 +171,7 @@ def test_purge_delete_error_and_channel_close_events() -> None:
             },
         ),
         ("channel-close", {"connection": 1, "channel": 1}),
+        ("requeue", {"queue": "held", "msgs": [3]}),
         (
             "error",
             {
