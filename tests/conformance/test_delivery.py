@@ -281,6 +281,22 @@ def test_closing_channel_requeues_unacked_in_order(env):
     assert got == [(b"0", True), (b"1", True), (b"2", False)]
 
 
+def test_closing_channel_requeues_each_unacked_message_to_its_own_queue(env):
+    """rabbitmq.com/confirms.html#automatic-requeueing: a channel holding deliveries from
+    several queues gives each back to the queue it came from."""
+    ch = env.channel()
+    q1, q2 = env.queue(ch), env.queue(ch)
+    fill(env, ch, q1, 1, b"one-")
+    fill(env, ch, q2, 1, b"two-")
+    ch.basic_get(q1, no_ack=False)
+    ch.basic_get(q2, no_ack=False)
+    ch.close()
+    ch = env.channel()
+    assert env.eventually_count(q1, 1, ch) == 1
+    assert env.bodies(ch, q1) == [b"one-0"]
+    assert env.bodies(ch, q2) == [b"two-0"]
+
+
 def test_basic_recover_requeue(env):
     """rabbitmq.com/amqp-0-9-1-reference.html#basic.recover: unacked are redelivered."""
     ch = env.channel()
@@ -483,6 +499,24 @@ def test_global_prefetch_shared_by_channel(env):
     assert [m.body for m in got2] == [b"0", b"1", b"2"]
 
 
+def test_raising_the_global_prefetch_resumes_every_consumed_queue(env):
+    """rabbitmq.com/consumer-prefetch.html: a larger channel-wide limit lets each queue the
+    channel consumes from deliver again, not only one of them."""
+    ch = env.channel()
+    q1, q2 = env.queue(ch), env.queue(ch)
+    fill(env, ch, q1, 2)
+    fill(env, ch, q2, 2)
+    ch.basic_qos(0, 1, True)
+    _, got1 = env.consume(ch, q1)
+    assert env.drain(until=lambda: len(got1) == 1)
+    _, got2 = env.consume(ch, q2)
+    assert (env.count(q1, ch), env.count(q2, ch)) == (1, 2)  # fence: the limit holds the rest
+    ch.basic_qos(0, 10, True)
+    assert env.drain(until=lambda: len(got1) == 2 and len(got2) == 2)
+    assert [m.body for m in got1] == [b"0", b"1"]
+    assert [m.body for m in got2] == [b"0", b"1"]
+
+
 def test_prefetch_zero_is_unlimited(env):
     """rabbitmq.com/consumer-prefetch.html: a prefetch count of 0 means no limit."""
     ch = env.channel()
@@ -536,6 +570,27 @@ def test_consumer_tag_reuse_is_connection_error_530(env):
     assert (exc.value.reply_code, exc.value.reply_text) == (
         530,
         "NOT_ALLOWED - attempt to reuse consumer tag 'dup'",
+    )
+
+
+def test_reply_consumer_tag_is_checked_for_reuse_one_way_only(env):
+    """The reply consumer keeps the tag the client chose. RabbitMQ 3.10 (rabbit_channel)
+    checks a new consumer's tag against the channel's queue consumers only: a queue consumer
+    may take the reply consumer's tag, while the reply consumer may not take a queue
+    consumer's tag (530), measured."""
+    ch = env.channel(env.connection())
+    q = env.queue(ch)
+    tag, _ = env.consume(ch, "amq.rabbitmq.reply-to", consumer_tag="replies", no_ack=True)
+    assert tag == "replies"
+    assert env.consume(ch, q, consumer_tag="replies")[0] == "replies"
+    env.fence(ch)
+    other = env.channel(env.connection())
+    env.consume(other, q, consumer_tag="worker")
+    with pytest.raises(NotAllowed) as exc:
+        env.consume(other, "amq.rabbitmq.reply-to", consumer_tag="worker", no_ack=True)
+    assert (exc.value.reply_code, exc.value.reply_text) == (
+        530,
+        "NOT_ALLOWED - attempt to reuse consumer tag 'worker'",
     )
 
 

@@ -234,10 +234,22 @@ def test_non_finite_header_closes_the_connection(env, value):
     with pytest.raises(amqp.exceptions.InternalError) as info:
         ch.queue_declare(q, passive=True)
     assert (info.value.reply_code, info.value.reply_text) == (541, "INTERNAL_ERROR")
+    assert info.value.method_sig == (0, 0)  # a frame it could not decode: no method named
     assert env.count(q) == 0
 
 
-@pytest.mark.parametrize("where", ["queue_declare", "queue_bind", "basic_consume"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "queue_declare",
+        "queue_bind",
+        "queue_unbind",
+        "exchange_declare",
+        "exchange_bind",
+        "exchange_unbind",
+        "basic_consume",
+    ],
+)
 def test_non_finite_argument_closes_the_connection(env, where):
     conn = env.connection()
     ch = env.channel(conn)
@@ -245,6 +257,16 @@ def test_non_finite_argument_closes_the_connection(env, where):
     call = {
         "queue_declare": lambda: ch.queue_declare(env.name(), arguments={"x-a": math.nan}),
         "queue_bind": lambda: ch.queue_bind(q, "amq.headers", "", arguments={"a": math.inf}),
+        "queue_unbind": lambda: ch.queue_unbind(q, "amq.headers", "", arguments={"a": math.inf}),
+        "exchange_declare": lambda: ch.exchange_declare(
+            env.name(), "direct", arguments={"a": math.nan}
+        ),
+        "exchange_bind": lambda: ch.exchange_bind(
+            "amq.fanout", "amq.headers", "", arguments={"a": -math.inf}
+        ),
+        "exchange_unbind": lambda: ch.exchange_unbind(
+            "amq.fanout", "amq.headers", "", arguments={"a": math.nan}
+        ),
         "basic_consume": lambda: ch.basic_consume(
             q, arguments={"a": math.nan}, callback=lambda m: None
         ),

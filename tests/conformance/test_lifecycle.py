@@ -163,6 +163,18 @@ def test_exchange_redeclare_durable_mismatch_is_406(env):
     )
 
 
+def test_exchange_redeclare_internal_mismatch_is_406(env):
+    """rabbitmq.com/amqp-0-9-1-reference.html#exchange.declare: internal must match."""
+    ch = env.channel()
+    ex = env.internal_exchange(ch, "fanout")
+    with pytest.raises(PreconditionFailed) as exc:
+        ch.exchange_declare(ex, "fanout", auto_delete=False)
+    assert exc.value.reply_text == (
+        f"PRECONDITION_FAILED - inequivalent arg 'internal' for exchange '{ex}' in vhost '/': "
+        "received 'false' but current is 'true'"
+    )
+
+
 def test_queue_reserved_prefix_is_403(env):
     """rabbitmq.com/amqp-0-9-1-reference.html#queue.declare.queue: 'amq.' names are reserved."""
     ch = env.channel()

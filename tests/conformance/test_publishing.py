@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import amqp
 import pytest
 from amqp.exceptions import ChannelError, NotFound, PreconditionFailed
@@ -129,6 +131,22 @@ def test_publish_to_missing_exchange_closes_channel(env):
     )
 
 
+@pytest.mark.parametrize("mode", [0, 3])
+def test_unknown_delivery_mode_closes_the_channel_406(env, mode):
+    """rabbit_basic checks the delivery mode: only 1 (transient) and 2 (persistent) are
+    accepted; anything else closes the channel 406, asynchronously, and nothing is routed."""
+    ch = env.channel()
+    q = env.queue(ch)
+    env.publish(ch, b"x", "", q, delivery_mode=mode)
+    with pytest.raises(PreconditionFailed) as exc:
+        env.fence(ch)
+    assert (exc.value.reply_text, exc.value.method_sig) == (
+        f"PRECONDITION_FAILED - invalid message: {{delivery_mode_unknown,{mode}}}",
+        (60, 40),
+    )
+    assert env.count(q, env.channel()) == 0
+
+
 def test_direct_reply_to_round_trip(env):
     """rabbitmq.com/direct-reply-to.html: replies reach the pseudo-queue's consumer."""
     client = env.channel()
@@ -147,6 +165,92 @@ def test_direct_reply_to_round_trip(env):
     assert (msg.delivery_info["exchange"], msg.delivery_info["routing_key"]) == ("", reply_to)
 
 
+def test_direct_reply_to_mandatory_reply_is_delivered_and_returned(env):
+    """A mandatory reply to a live reply consumer is delivered, and yet returned 312 NO_ROUTE
+    before its confirm ack: RabbitMQ 3.10 (rabbit_channel) delivers replies outside queue
+    routing, so for the mandatory flag the reply routed to no queue (measured)."""
+    client = env.channel()
+    server = env.channel()
+    confirms = env.confirms(server)
+    requests = env.queue(server)
+    _, replies = env.consume(client, REPLY_TO, no_ack=True)
+    env.publish(client, b"request", "", requests, reply_to=REPLY_TO)
+    reply_to = env.get(server, requests).properties["reply_to"]
+    env.publish(server, b"reply", "", reply_to, mandatory=True)
+    assert env.drain(until=confirms.settled(1))
+    assert env.drain(until=lambda: len(replies) == 1)
+    assert [m.body for m in replies] == [b"reply"]
+    assert confirms.order == ["return", "ack:1"]
+    [(code, text, exchange, routing_key, msg)] = confirms.returned
+    assert (code, text, exchange, routing_key, msg.body) == (
+        312,
+        "NO_ROUTE",
+        "",
+        reply_to,
+        b"reply",
+    )
+
+
+def test_direct_reply_to_cancelled_consumer_frees_the_channel_and_its_address(env):
+    """rabbitmq.com/direct-reply-to.html: cancelling the reply consumer lets the channel
+    consume from the pseudo-queue again; a reply to the address handed out before the cancel
+    no longer reaches the channel, one to the new address does."""
+    client = env.channel()
+    server = env.channel()
+    requests = env.queue(server)
+    tag, before = env.consume(client, REPLY_TO, no_ack=True)
+    env.publish(client, b"request 1", "", requests, reply_to=REPLY_TO)
+    old_address = env.get(server, requests).properties["reply_to"]
+    client.basic_cancel(tag)
+    _, after = env.consume(client, REPLY_TO, no_ack=True)
+    env.publish(client, b"request 2", "", requests, reply_to=REPLY_TO)
+    new_address = env.get(server, requests).properties["reply_to"]
+    env.publish(server, b"to the old address", "", old_address)
+    env.publish(server, b"to the new address", "", new_address)
+    assert env.drain(until=lambda: len(after) == 1)
+    env.fence(client)
+    env.fence(server)
+    assert [m.body for m in after] == [b"to the new address"]
+    assert before == []
+
+
+def test_direct_reply_to_addresses_are_per_channel_and_replies_share_the_next_tag(env):
+    """rabbitmq.com/direct-reply-to.html: each channel's reply consumer has its own address
+    (``amq.rabbitmq.reply-to.<ref>.<base64 of 16 bytes>``, facts §9) and gets only the
+    replies sent to it, not redelivered. A reply carries the channel's next delivery tag
+    without taking it (RabbitMQ 3.10's rabbit_channel deliver_reply leaves next_tag alone):
+    replies and the next ordinary delivery share one tag (measured)."""
+    server = env.channel()
+    requests = env.queue(server)
+    clients = [env.channel(), env.channel()]
+    addresses, received = [], []
+    for client in clients:
+        _, replies = env.consume(client, REPLY_TO, no_ack=True)
+        received.append(replies)
+        env.publish(client, b"request", "", requests, reply_to=REPLY_TO)
+        addresses.append(env.get(server, requests).properties["reply_to"])
+    assert addresses[0] != addresses[1]
+    for address in addresses:
+        assert re.fullmatch(
+            r"amq\.rabbitmq\.reply-to\.[A-Za-z0-9+/]+=*\.[A-Za-z0-9+/]{22}==", address
+        )
+    env.publish(server, b"to 1", "", addresses[1])
+    env.publish(server, b"to 0", "", addresses[0])
+    env.publish(server, b"to 0 again", "", addresses[0])
+    assert env.drain(until=lambda: len(received[0]) == 2 and len(received[1]) == 1)
+    assert [m.body for m in received[0]] == [b"to 0", b"to 0 again"]
+    assert [m.body for m in received[1]] == [b"to 1"]
+    assert [m.delivery_info["redelivered"] for m in received[0]] == [False, False]
+    assert [m.delivery_tag for m in received[0]] == [1, 1]
+    env.publish(server, b"plain", "", requests)
+    plain = env.get(clients[0], requests, no_ack=False)
+    assert (plain.body, plain.delivery_tag) == (b"plain", 1)
+    clients[0].basic_ack(plain.delivery_tag)
+    env.publish(server, b"to 0 after", "", addresses[0])
+    assert env.drain(until=lambda: len(received[0]) == 3)
+    assert received[0][2].delivery_tag == 2
+
+
 def test_direct_reply_to_requires_consumer(env):
     """rabbitmq.com/direct-reply-to.html#usage: publish with reply_to needs a consumer first."""
     ch = env.channel()
@@ -163,6 +267,25 @@ def test_direct_reply_to_consumer_must_be_no_ack(env):
     with pytest.raises(PreconditionFailed) as exc:
         env.consume(ch, REPLY_TO, no_ack=False)
     assert exc.value.reply_text == "PRECONDITION_FAILED - reply consumer cannot acknowledge"
+
+
+def test_direct_reply_to_passive_declare_of_a_cancelled_address_is_404(env):
+    """A passive declare of a reply address whose consumer was cancelled: 404, naming the
+    address (while it is consumed it succeeds, facts §9)."""
+    client = env.channel()
+    server = env.channel()
+    requests = env.queue(server)
+    tag, _ = env.consume(client, REPLY_TO, no_ack=True)
+    env.publish(client, b"request", "", requests, reply_to=REPLY_TO)
+    address = env.get(server, requests).properties["reply_to"]
+    assert tuple(server.queue_declare(address, passive=True))[1:] == (0, 1)
+    client.basic_cancel(tag)
+    with pytest.raises(NotFound) as exc:
+        server.queue_declare(address, passive=True)
+    assert (exc.value.reply_text, exc.value.method_sig) == (
+        f"NOT_FOUND - no queue '{address}' in vhost '/'",
+        (50, 10),
+    )
 
 
 def test_direct_reply_to_passive_declare(env):

@@ -374,6 +374,34 @@ def test_exchange_to_exchange_cycle_terminates(env):
     assert env.bodies(ch, qb) == [b"loop", b"loop2"]
 
 
+def test_exchange_to_exchange_cycle_behind_the_source_terminates(env):
+    """rabbitmq.com/e2e.html: a cycle the message enters one hop after the exchange it was
+    published to is followed once too (each exchange is visited once, not only the first)."""
+    ch = env.channel()
+    front, b, c = (env.exchange(ch, "fanout") for _ in range(3))
+    ch.exchange_bind(b, front, "")
+    ch.exchange_bind(c, b, "")
+    ch.exchange_bind(b, c, "")
+    q = env.queue(ch)
+    ch.queue_bind(q, c, "")
+    env.publish(ch, b"once", front, "")
+    assert env.bodies(ch, q) == [b"once"]
+
+
+def test_exchange_to_exchange_headers_destination_matches_the_message_headers(env):
+    """rabbitmq.com/e2e.html: a headers exchange reached through an exchange binding matches
+    the message's headers, as when it is published to directly."""
+    ch = env.channel()
+    front = env.exchange(ch, "fanout")
+    headers_ex = env.exchange(ch, "headers")
+    ch.exchange_bind(headers_ex, front, "")
+    q = env.queue(ch)
+    ch.queue_bind(q, headers_ex, "", arguments={"x-match": "all", "kind": "a"})
+    env.publish(ch, b"a", front, "", application_headers={"kind": "a"})
+    env.publish(ch, b"b", front, "", application_headers={"kind": "b"})
+    assert env.bodies(ch, q) == [b"a"]
+
+
 def test_exchange_unbind_stops_routing(env):
     """rabbitmq.com/amqp-0-9-1-reference.html#exchange.unbind: removes the e2e binding."""
     ch = env.channel()
@@ -421,6 +449,22 @@ def test_alternate_exchange_receives_unroutable(env):
         "unknown",
     )
     assert env.get_none(ch, ae_q) is None
+
+
+def test_alternate_exchange_not_used_for_a_routable_message(env):
+    """rabbitmq.com/ae.html: only a message the exchange cannot route goes to its alternate
+    exchange; one routed to several queues does not reach it too."""
+    ch = env.channel()
+    ae = env.exchange(ch, "fanout")
+    ex = env.exchange(ch, "direct", arguments={"alternate-exchange": ae})
+    q1, q2, ae_q = env.queue(ch), env.queue(ch), env.queue(ch)
+    ch.queue_bind(q1, ex, "k")
+    ch.queue_bind(q2, ex, "k")
+    ch.queue_bind(ae_q, ae, "")
+    env.publish(ch, b"routed", ex, "k")
+    assert env.bodies(ch, q1) == [b"routed"]
+    assert env.bodies(ch, q2) == [b"routed"]
+    assert env.bodies(ch, ae_q) == []
 
 
 def test_alternate_exchange_missing_drops_silently(env):
@@ -487,3 +531,51 @@ def test_auto_delete_exchange_deleted_after_last_binding_removed(env):
     with pytest.raises(NotFound) as exc:
         ch.exchange_declare(ex, "direct", passive=True)
     assert exc.value.reply_text == f"NOT_FOUND - no exchange '{ex}' in vhost '/'"
+
+
+def test_auto_delete_exchange_deleted_with_the_queue_holding_its_last_binding(env):
+    """rabbitmq.com/exchanges.html: deleting a queue removes its bindings; when one of them was
+    an auto-delete exchange's last, the exchange goes too, even after an earlier unbind of
+    another binding between the two."""
+    ch = env.channel()
+    ex = env.exchange(ch, "direct", auto_delete=True)
+    q = env.queue(ch)
+    ch.queue_bind(q, ex, "a")
+    ch.queue_bind(q, ex, "b")
+    ch.queue_unbind(q, ex, "a")
+    ch.queue_delete(q)
+    with pytest.raises(NotFound) as exc:
+        ch.exchange_declare(ex, "direct", passive=True)
+    assert exc.value.reply_text == f"NOT_FOUND - no exchange '{ex}' in vhost '/'"
+
+
+@pytest.mark.parametrize("side", ["source", "destination"])
+def test_default_exchange_cannot_be_in_an_exchange_binding(env, side):
+    """rabbitmq.com/tutorials/amqp-concepts.html#exchange-default: exchange.bind and
+    exchange.unbind refuse the default exchange on either side (403, naming the method)."""
+    ch = env.channel()
+    ex = env.exchange(ch, "fanout")
+    pair = (
+        {"source": "", "destination": ex} if side == "source" else {"source": ex, "destination": ""}
+    )
+    for method, sig in ((ch.exchange_unbind, (40, 40)), (ch.exchange_bind, (40, 30))):
+        with pytest.raises(AccessRefused) as exc:
+            method(**pair)
+        assert (exc.value.reply_text, exc.value.method_sig) == (
+            "ACCESS_REFUSED - operation not permitted on the default exchange",
+            sig,
+        )
+        ch = env.channel()
+
+
+def test_unbinding_from_or_to_a_missing_exchange_is_ok(env):
+    """exchange.unbind and queue.unbind naming an exchange that does not exist succeed (as
+    for a binding that does not exist, rabbitmq.com/amqp-0-9-1-reference.html#queue.unbind)."""
+    ch = env.channel()
+    ex = env.exchange(ch, "fanout")
+    q = env.queue(ch)
+    missing = env.name("missing")
+    ch.exchange_unbind(missing, ex, "k")
+    ch.exchange_unbind(ex, missing, "k")
+    ch.queue_unbind(q, missing, "k")
+    env.fence(ch)

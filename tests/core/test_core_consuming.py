@@ -243,3 +243,54 @@ def test_server_sent_cancel_when_queue_deleted(conn: Connection, ch: Channel) ->
         BasicCancel(ch.id, "a"),
         BasicCancel(other.id, "b"),
     ]
+
+
+def test_core_api_defaults_follow_the_amqp_field_defaults(conn: Connection, ch: Channel) -> None:
+    """The core's keyword defaults are AMQP's field defaults (spec 1.8.3): ``basic_qos()`` sets
+    no limit, ``basic_qos(prefetch_count=N)`` limits each new consumer (global=false), and
+    ``basic_consume()`` and ``basic_get()`` use the channel's last declared queue (spec 1.7.2),
+    and ``basic_get()`` leaves the message unacknowledged (no_ack=false)."""
+    ch.queue_declare("q")
+    fill(ch, "q", 5)
+    got = ch.basic_get()
+    assert got is not None and got.message.body == b"m1"
+    assert ch.broker.queue("q").messages_unacknowledged == 1
+    ch.basic_qos()
+    ch.basic_consume(consumer_tag="unlimited")
+    assert len(deliveries(conn)) == 4
+    ch.queue_declare("limited")
+    fill(ch, "limited", 4)
+    ch.basic_qos(prefetch_count=1)
+    ch.basic_consume("limited", consumer_tag="a")
+    ch.basic_consume("limited", consumer_tag="b")
+    assert sorted(d.consumer_tag for d in deliveries(conn)) == ["a", "b"]
+
+
+def test_core_declare_api_defaults_follow_the_amqp_field_defaults(
+    broker: Broker, ch: Channel
+) -> None:
+    """Keyword defaults of the queue and exchange methods are AMQP's field defaults (spec
+    1.8.2, 1.8.3): routing key "", the channel's last declared queue, ``if_unused`` false."""
+    ch.exchange_declare("src", "fanout")
+    ch.exchange_declare("dst")
+    assert broker.exchange("dst").type == "direct"
+    ch.exchange_bind("dst", "src")
+    ch.queue_declare("q")
+    ch.queue_bind("q", "dst")
+    publish(ch, "m", "src")
+    assert ch.queue_purge() == 1
+    ch.exchange_unbind("dst", "src")
+    ch.queue_unbind("q", "dst")
+    assert broker.exchange("dst").bindings == ()
+    assert broker.exchange("src").bindings == ()
+    ch.queue_bind("q", "dst", "k")
+    ch.exchange_delete("dst")  # bindings do not stop it
+    assert "dst" not in broker.exchange_names()
+    ch.queue_declare("last")
+    assert ch.queue_delete() == 0
+    assert "last" not in broker.queue_names() and "q" in broker.queue_names()
+    # the exchange defaults to "", the default exchange, which takes no bindings (403)
+    with pytest.raises(AccessRefused):
+        ch.queue_bind("q")
+    with pytest.raises(AccessRefused):
+        broker.connect().channel().queue_unbind("q")

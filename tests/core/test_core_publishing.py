@@ -195,3 +195,14 @@ def test_direct_reply_to_get_and_bogus_address(conn: Connection, ch: Channel) ->
     with pytest.raises(NotFound) as info:
         ch.basic_get("amq.rabbitmq.reply-to")
     assert info.value.reply_text == "NOT_FOUND - no queue 'amq.rabbitmq.reply-to' in vhost '/'"
+
+
+def test_basic_publish_defaults_to_the_default_exchange_and_an_empty_key(
+    conn: Connection, ch: Channel
+) -> None:
+    """``basic_publish(body)`` publishes to the default exchange with routing key "" (the
+    AMQP field defaults, spec 1.8.3.7): unroutable, so a mandatory one comes back as such."""
+    ch.basic_publish(b"m", mandatory=True)
+    [ret] = drain(conn)
+    assert isinstance(ret, BasicReturn)
+    assert (ret.reply_code, ret.exchange, ret.routing_key) == (312, "", "")

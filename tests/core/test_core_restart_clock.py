@@ -195,3 +195,77 @@ def test_virtual_time_ends_with_the_last_amqp_timestamp_a_client_can_read() -> N
     assert dead is not None
     death = dead.message.headers["x-death"][0]  # type: ignore[index]
     assert death["time"] == dt.datetime(9999, 12, 31, 23, 59, 59)
+
+
+def test_restart_goes_through_every_queue_and_recounts_their_bytes() -> None:
+    """A restart drops the transient messages of every durable queue, also those declared
+    after a transient queue; a durable queue's byte count is that of the persistent messages
+    it kept, so x-max-length-bytes (reject-publish) refuses exactly at its limit afterwards."""
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    ch.queue_declare("transient")
+    args = {"x-max-length-bytes": 10, "x-overflow": "reject-publish"}
+    ch.queue_declare("dq", durable=True, arguments=args)
+    publish(ch, "four", routing_key="dq", delivery_mode=2)
+    publish(ch, "l", routing_key="dq", delivery_mode=1)
+    publish(ch, "333", routing_key="dq", delivery_mode=2)
+    broker.restart()
+    assert broker.queue("dq").bodies == (b"four", b"333")
+    ch = broker.connect().channel()
+    ch.confirm_select()
+    for body in ("22", "1", "x"):
+        publish(ch, body, routing_key="dq", delivery_mode=2)
+    assert broker.queue("dq").bodies == (b"four", b"333", b"22", b"1")
+    confirms = [e.attrs["ack"] for e in broker.trace.of_kind("confirm")]
+    assert confirms == [True, True, False]
+
+
+def test_auto_delete_works_again_after_a_restart() -> None:
+    """Auto-delete is held off only while the restart runs: afterwards a durable auto-delete
+    queue goes when its last consumer cancels, and its consumer is told when it is deleted."""
+    broker = Broker(seed=1)
+    broker.restart()
+    conn = broker.connect()
+    ch = conn.channel()
+    ch.queue_declare("auto", durable=True, auto_delete=True)
+    tag = ch.basic_consume("auto")
+    ch.basic_cancel(tag)
+    assert "auto" not in broker.queue_names()
+    ch.queue_declare("deleted")
+    tag = ch.basic_consume("deleted")
+    conn.outbox.clear()
+    other = broker.connect().channel()
+    other.queue_delete("deleted")
+    assert [type(f).__name__ for f in conn.outbox] == ["BasicCancel"]
+
+
+def test_advance_refuses_a_wall_clock_and_accepts_zero() -> None:
+    """advance() says why it refuses a wall clock; advance(0) is allowed and fires what is
+    due now (only negative time is refused)."""
+    with pytest.raises(TypeError) as info:
+        Broker(seed=1, clock=WallClock()).advance(1)
+    assert str(info.value) == "advance() needs a VirtualClock; a wall clock moves by itself"
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    ch.queue_declare("q", arguments={"x-expires": 1000})
+    broker.clock.advance(1)  # the clock alone: the lease timer is due, not yet fired
+    assert broker.advance(0) == 1
+    assert "q" not in broker.queue_names()
+
+
+def test_run_until_idle_and_advance_count_the_timers_they_fire() -> None:
+    """Both return how many timers fired: none when none is due, each of several due at
+    the same time, and those fired at different times within one advance."""
+    broker = Broker(seed=1)
+    ch = broker.connect().channel()
+    assert broker.run_until_idle() == 0
+    for name, ms in (("a", 1000), ("b", 2000), ("c", 2000), ("d", 3000), ("e", 4000)):
+        ch.queue_declare(name, arguments={"x-expires": ms})
+    assert broker.advance(1.5) == 1
+    assert broker.advance(1) == 2
+    broker.clock.advance(2)  # the clock alone: d and e are due, not yet fired
+    assert broker.run_until_idle() == 2
+    ch.queue_declare("f", arguments={"x-expires": 1000})
+    ch.queue_declare("g", arguments={"x-expires": 2000})
+    assert broker.advance(3) == 2
+    assert broker.queue_names() == []

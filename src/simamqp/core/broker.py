@@ -544,9 +544,13 @@ class Broker:
         conn = channel.connection
         routing_key = message.routing_key
         if exchange.name == "" and routing_key.startswith(_REPLY_PREFIX):
-            delivered = self._deliver_reply(routing_key, message)
+            # A reply goes straight to the reply consumer, outside queue routing: for the
+            # mandatory flag it reached no queue, so RabbitMQ 3.10 returns it 312 NO_ROUTE
+            # even when it was delivered (measured; rabbit_channel's deliver_to_queues with
+            # no queues), and acks it in confirm mode either way.
+            self._deliver_reply(routing_key, message)
             queues: list[Queue] = []
-            routed = delivered
+            routed = False
         else:
             queues = self._route(vhost, exchange, message.routing_keys, message.headers)
             if self.faults.rules and self.faults.has_point("route") and queues:
@@ -662,8 +666,10 @@ class Broker:
         channel = self._reply_channel(address)
         if channel is None or channel.reply_consumer is None:
             return False
+        # The channel's next delivery tag, not taken: RabbitMQ 3.10's deliver_reply
+        # (rabbit_channel) sends it without advancing next_tag, so replies and the next
+        # ordinary delivery share it (measured). Replies are never acked, so no clash.
         tag = channel._next_delivery_tag
-        channel._next_delivery_tag += 1
         if self._tracing:
             self.trace.record(
                 self.clock.now(),

@@ -598,10 +598,9 @@ class Channel:
     ) -> str:
         def run() -> str:
             _check_decodable(arguments)
-            if consumer_tag and (
-                consumer_tag in self.consumers
-                or (self.reply_consumer is not None and self.reply_consumer[0] == consumer_tag)
-            ):
+            # Only the queue consumers' tags count (rabbit_channel's consumer_mapping): a queue
+            # consumer may take the reply consumer's tag, not the other way round (measured).
+            if consumer_tag and consumer_tag in self.consumers:
                 raise NotAllowed(replies.reuse_consumer_tag(consumer_tag))
             if queue == DIRECT_REPLY_TO:
                 return self._consume_reply_to(consumer_tag, no_ack)
