@@ -288,6 +288,34 @@ def test_direct_reply_to_passive_declare_of_a_cancelled_address_is_404(env):
     )
 
 
+@pytest.mark.parametrize(
+    "suffix, code",
+    [
+        ("abc", 404),  # no dot: not an address, just a queue that does not exist
+        ("", 404),
+        ("bogus.address==", 541),  # "X.Y" whose X is no channel: RabbitMQ cannot decode it
+        ("g1h2AA5yZXBseUAxMjcuMC4wLjEAAAC1QAAAAAXqjYhQ==.Gp6b8gyPNsJGBKZjrDAiSw==", 541),
+    ],
+    ids=["no-dot", "empty", "undecodable", "foreign"],
+)
+def test_direct_reply_to_passive_declare_of_a_forged_address(env, suffix, code):
+    """A passive declare of an address no channel of this broker handed out: a name without a
+    dot is a missing queue (404 on the channel); one shaped "X.Y" makes RabbitMQ 3.10 decode X
+    as a channel pid, and it fails, closing the connection with a bare 541 (measured)."""
+    conn = env.connection()
+    ch = env.channel(conn)
+    address = f"{REPLY_TO}.{suffix}"
+    with pytest.raises(amqp.exceptions.AMQPError) as exc:
+        ch.queue_declare(address, passive=True)
+    assert exc.value.reply_code == code
+    if code == 404:
+        assert exc.value.reply_text == f"NOT_FOUND - no queue '{address}' in vhost '/'"
+        assert ch.queue_declare(REPLY_TO, passive=True)  # the channel was reopened
+    else:
+        assert (exc.value.reply_text, exc.value.method_sig) == ("INTERNAL_ERROR", (0, 0))
+        assert not ch.is_open
+
+
 def test_direct_reply_to_passive_declare(env):
     """rabbitmq.com/direct-reply-to.html: the pseudo-queue can be declared passively."""
     ch = env.channel()

@@ -652,6 +652,20 @@ class Broker:
         self._reply_channels[address] = channel
         return address
 
+    @staticmethod
+    def _reply_address_shape(address: str) -> str:
+        """What a reply address names: "ours" (made by ``_register_reply_channel``, live or
+        not), "other" (an "X.Y" whose X names no channel: RabbitMQ fails to decode it as a
+        channel pid) or "none" (no dot: not an address at all, just a queue name)."""
+        ref, dot, _ = address[len(_REPLY_PREFIX) :].partition(".")
+        if not dot:
+            return "none"
+        try:
+            decoded = base64.b64decode(ref, validate=True)
+        except ValueError:
+            return "other"
+        return "ours" if decoded.startswith(b"conn-") else "other"
+
     def _unregister_reply_channel(self, address: str) -> None:
         self._reply_channels.pop(address, None)
 

@@ -500,6 +500,11 @@ class Channel:
         if name == DIRECT_REPLY_TO:
             return name, 0, 1
         if self.broker._reply_channel(name) is None:
+            if self.broker._reply_address_shape(name) == "other":
+                # rabbit_channel decodes X of "amq.rabbitmq.reply-to.X.Y" as the pid of the
+                # channel it names; one it cannot decode crashes the channel and the connection
+                # closes with a bare 541 (measured on 3.10.8).
+                raise internal_error()
             raise NotFound(replies.no_queue(name, self.vhost.name))
         return name, 0, 1
 
