@@ -210,6 +210,19 @@ def test_server_named_queue_is_the_channels_last_queue(env):
     assert env.get_none(ch, q).body == b"last-queue"
 
 
+def test_a_passive_declare_makes_its_queue_the_channels_last_queue(env):
+    """rabbit_channel sets the most recently declared queue on a passive declare too: after
+    declaring a second queue, passively declaring the first makes "" name the first again."""
+    ch = env.channel()
+    first = env.queue(ch)
+    env.publish(ch, b"in-first", "", first)
+    env.queue(ch)  # the second queue is now the last one
+    assert env.eventually_count(first, 1, env.channel()) == 1  # counted on another channel
+    ch.queue_declare(first, passive=True)
+    msg = ch.basic_get("", no_ack=True)
+    assert msg is not None and msg.body == b"in-first"
+
+
 def test_exclusive_queue_locked_for_other_connections(env):
     """rabbitmq.com/queues.html#exclusive-queues: other connections get 405 RESOURCE_LOCKED."""
     owner = env.channel()
