@@ -206,17 +206,31 @@ def test_acks_sent_from_callbacks_during_connection_close_are_discarded(env):
     q = env.queue(ch, auto_delete=False)
     received: list[Any] = []
 
+    in_process = env.kind == "simamqp" and not hasattr(env, "server")
+
     def ack(message: Any) -> None:
         received.append(message.body)
-        ch.basic_ack(message.delivery_tag)
+        try:
+            ch.basic_ack(message.delivery_tag)
+        except (OSError, amqp.exceptions.ConnectionError):
+            # Over a real socket the broker may already have sent close-ok and closed it: the
+            # ack then fails to write, which changes nothing the broker does.
+            if in_process:
+                raise
 
     ch.basic_consume(q, callback=ack)
     other = env.channel(env.connection())
     for body in BODIES:
         env.publish(other, body, "", q)
     assert env.eventually_count(q, 0, other) == 0
-    ch.connection.close()
-    assert received == BODIES
+    try:
+        ch.connection.close()
+    except (OSError, amqp.exceptions.ConnectionError):
+        assert not in_process  # only a real socket can be gone before close-ok is read
+    if in_process:
+        assert received == BODIES
+    else:  # the rest were read unless a failed ack write ended the connection first
+        assert received == BODIES[: len(received)] and received
     assert env.eventually_count(q, 3, other) == 3
     got = [env.get(other, q) for _ in BODIES]
     assert [(m.body, m.delivery_info["redelivered"]) for m in got] == [
