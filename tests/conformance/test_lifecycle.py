@@ -210,6 +210,17 @@ def test_server_named_queue_is_the_channels_last_queue(env):
     assert env.get_none(ch, q).body == b"last-queue"
 
 
+def test_an_empty_queue_name_on_a_channel_that_declared_none_is_404(env):
+    """rabbit_channel's expand_queue_name_shortcut: "" with no queue declared on the channel."""
+    ch = env.channel(env.connection())
+    with pytest.raises(NotFound) as exc:
+        ch.queue_purge("")
+    assert (exc.value.reply_text, exc.value.method_sig) == (
+        "NOT_FOUND - no previously declared queue",
+        (50, 30),
+    )
+
+
 def test_a_passive_declare_makes_its_queue_the_channels_last_queue(env):
     """rabbit_channel sets the most recently declared queue on a passive declare too: after
     declaring a second queue, passively declaring the first makes "" name the first again."""

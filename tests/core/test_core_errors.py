@@ -557,3 +557,23 @@ def test_frames_are_not_delivered_to_a_closed_channel(conn: Connection, ch: Chan
     ch.close()
     publish(conn.channel(), "m", routing_key="q")
     assert not any(isinstance(f, BasicDeliver) for f in drain(conn))
+
+
+@pytest.mark.parametrize("closed", ["channel", "connection"])
+def test_asynchronous_methods_on_a_closed_channel_raise_channel_closed(closed: str) -> None:
+    """An asynchronous method (publish, ack) on a closed channel, or on a channel of a closed
+    connection, is refused before it does anything: nothing is published or settled."""
+    broker = Broker(seed=1)
+    conn = broker.connect()
+    ch = conn.channel()
+    ch.queue_declare("q")
+    other = broker.connect().channel()
+    if closed == "channel":
+        ch.close()
+    else:
+        conn.close()
+    with pytest.raises(ChannelClosedError):
+        publish(ch, "m", routing_key="q")
+    with pytest.raises(ChannelClosedError):
+        ch.basic_ack(1)
+    assert other.queue_declare("q", passive=True)[1] == 0
