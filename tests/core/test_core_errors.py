@@ -572,8 +572,10 @@ def test_asynchronous_methods_on_a_closed_channel_raise_channel_closed(closed: s
         ch.close()
     else:
         conn.close()
-    with pytest.raises(ChannelClosedError):
+    with pytest.raises(ChannelClosedError) as exc:
         publish(ch, "m", routing_key="q")
+    # Closing a connection closes its channels first: the channel check is the one that fires.
+    assert (str(exc.value), exc.value.reason) == ("channel is closed", None)
     with pytest.raises(ChannelClosedError):
         ch.basic_ack(1)
     assert other.queue_declare("q", passive=True)[1] == 0
