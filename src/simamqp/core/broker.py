@@ -653,18 +653,17 @@ class Broker:
         return address
 
     @staticmethod
-    def _reply_address_shape(address: str) -> str:
-        """What a reply address names: "ours" (made by ``_register_reply_channel``, live or
-        not), "other" (an "X.Y" whose X names no channel: RabbitMQ fails to decode it as a
-        channel pid) or "none" (no dot: not an address at all, just a queue name)."""
+    def _is_forged_reply_address(address: str) -> bool:
+        """An "X.Y" reply address whose X names no channel of ours (``_register_reply_channel``
+        makes every X): RabbitMQ fails to decode such an X as a channel pid. A name without a
+        dot after the prefix is not an address at all, just a queue name."""
         ref, dot, _ = address[len(_REPLY_PREFIX) :].partition(".")
         if not dot:
-            return "none"
+            return False
         try:
-            decoded = base64.b64decode(ref, validate=True)
+            return not base64.b64decode(ref, validate=True).startswith(b"conn-")
         except ValueError:
-            return "other"
-        return "ours" if decoded.startswith(b"conn-") else "other"
+            return True
 
     def _unregister_reply_channel(self, address: str) -> None:
         self._reply_channels.pop(address, None)

@@ -500,7 +500,7 @@ class Channel:
         if name == DIRECT_REPLY_TO:
             return name, 0, 1
         if self.broker._reply_channel(name) is None:
-            if self.broker._reply_address_shape(name) == "other":
+            if self.broker._is_forged_reply_address(name):
                 # rabbit_channel decodes X of "amq.rabbitmq.reply-to.X.Y" as the pid of the
                 # channel it names; one it cannot decode crashes the channel and the connection
                 # closes with a bare 541 (measured on 3.10.8).
