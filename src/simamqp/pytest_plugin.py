@@ -32,6 +32,9 @@ from .core.clock import Clock
 
 __all__ = ["BrokerFactory", "derive_seed"]
 
+#: Fault exploration (@pytest.mark.simamqp_explore) and failing tests' sequence diagrams.
+pytest_plugins = ["simamqp._explore"]
+
 #: How many trace events the failure report shows.
 TRACE_TAIL = 15
 MARKER_HELP = (

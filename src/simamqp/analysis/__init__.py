@@ -27,6 +27,7 @@ from .histories import (
     events_from_lines,
     events_of,
 )
+from .svg import sequence_diagram
 
 __all__ = [
     "GUARANTEES",
@@ -46,5 +47,6 @@ __all__ = [
     "check_rpc",
     "events_from_lines",
     "events_of",
+    "sequence_diagram",
     "text_key",
 ]
