@@ -156,14 +156,17 @@ def _histories(source: Any) -> Histories:
     return source if isinstance(source, Histories) else build_histories(source)
 
 
-def _why_lost(history: MessageHistory, queue: str | None) -> str:
+def _why_lost(histories: Histories, history: MessageHistory, queue: str | None) -> str:
     """The broker's side of a lost message, briefly."""
     parts = []
     accepted = history.accepted(queue)
     if accepted:
         d = accepted[-1]
-        how = "acked" if d.settled == "ack" else "no-ack"
+        how = f"acked at #{d.settled_seq}" if d.settled == "ack" else "no-ack"
         parts.append(f"delivered to {d.consumer} at #{d.seq} and {how}")
+        closed = histories.closed_after(d.connection, d.settled_seq or d.seq)
+        if closed is not None:
+            parts.append(f"then connection {d.connection} was {closed[1]} at #{closed[0]}")
     elif history.deliveries:
         parts.append(f"delivered {len(history.deliveries)}x, never acked")
     parts.extend(f"{why}" + (f" in {q}" if q else "") for q, why in history.lost)
@@ -275,6 +278,7 @@ def check_delivery(
             else:
                 pending.add(k)
     return _ledger_verdict(
+        histories,
         "delivery to " + repr(queue),
         guarantee,
         attempts,
@@ -289,6 +293,7 @@ def check_delivery(
 
 
 def _ledger_verdict(
+    histories: Histories,
     checker: str,
     guarantee: str,
     attempts: Mapping[Hashable, list[MessageHistory]],
@@ -307,7 +312,7 @@ def _ledger_verdict(
             k,
             0,
             tuple(h.msg for h in attempts[k]),
-            "; ".join(_why_lost(h, queue) for h in attempts[k]),
+            "; ".join(_why_lost(histories, h, queue) for h in attempts[k]),
         )
         for k in attempts
         if k in ok and k not in observed and k not in pending
@@ -376,6 +381,7 @@ def check_processing(
     ok: set[Hashable] = set()
     notes: list[str] = []
     complete = True
+    histories = Histories({}, True, 0, set())
     if source is not None:
         histories = _histories(source)
         complete = histories.complete
@@ -396,6 +402,7 @@ def check_processing(
         raise ValueError("check_processing needs the histories (source) or the sent keys")
     msgs = {k: [h.msg for h in hs] for k, hs in attempts.items()}
     return _ledger_verdict(
+        histories,
         "processing ledger" + (f" of {queue!r}" if queue else ""),
         guarantee,
         attempts,
@@ -458,6 +465,7 @@ def check_durability(
             pending.add(k)
     notes = _window_note(histories) + [f"{histories.restarts} restart(s) in the history"]
     return _ledger_verdict(
+        histories,
         "durability" + (f" of {queue!r}" if queue else ""),
         "at-least-once",
         attempts,

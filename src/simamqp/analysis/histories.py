@@ -23,8 +23,9 @@ than their own attributes:
 What the trace cannot say: whether a message was persistent. ``restart`` drops transient
 messages from durable queues without an event per message, so a message in a queue at a
 restart is ``restart: "survived"`` once it is seen again (delivered, expired...), ``"dropped"``
-when its queue was transient (deleted by the restart), and ``"unseen"`` otherwise (transient and
-dropped, or persistent and never consumed since).
+when its queue was transient (deleted by the restart) or when the queue later showed it was gone
+(``get-empty`` on it, or a message enqueued after the restart delivered first: FIFO, so priority
+queues can mislead here), and ``"unseen"`` otherwise (nobody looked).
 
 Cost: one pass, O(events) time and O(messages) memory, a dict lookup or two per event.
 With the default windowed trace only the kept events (the last 1,000 to 2,000) can be read;
@@ -231,6 +232,15 @@ class Histories:
     #: (queue, msg) pairs still in a queue (ready or unacked) after the last event.
     pending: set[tuple[str, int]]
     restarts: int = 0
+    #: connection -> [(seq, what closed it)]: forced closes, lost connections, restarts.
+    closures: dict[Any, list[tuple[int, str]]] = field(default_factory=dict)
+
+    def closed_after(self, connection: Any, seq: int) -> tuple[int, str] | None:
+        """The first forced close of ``connection`` after event ``seq``."""
+        for when, what in self.closures.get(connection, ()):
+            if when > seq:
+                return when, what
+        return None
 
     def __iter__(self) -> Iterator[MessageHistory]:
         return iter(self.messages.values())
@@ -299,12 +309,16 @@ class _Builder:
         self.open: dict[tuple[str, int], Delivery] = {}
         #: (queue, msg) -> index in that message's ``restarts`` awaiting an outcome
         self.after_restart: dict[tuple[str, int], int] = {}
+        #: queue -> msgs awaiting a restart outcome there
+        self.restart_queues: dict[str, set[int]] = {}
         #: (connection, channel, consumer_tag) -> no_ack
         self.no_ack: dict[tuple[Any, Any, Any], bool] = {}
         #: msg of the latest publish-side event (the message a ``confirm`` is for)
         self.context: int | None = None
         self.restarts = 0
-        self.in_restart = False
+        self.closures: dict[Any, list[tuple[int, str]]] = {}
+        #: the latest fault that closes things: (seq, rule, action)
+        self.closing_fault: tuple[int, str, str] | None = None
 
     def history(self, msg: int) -> MessageHistory:
         found = self.messages.get(msg)
@@ -318,6 +332,18 @@ class _Builder:
         if index is not None:
             h = self.messages[msg]
             h.restarts[index] = (queue, "survived")
+            self.restart_queues[queue].discard(msg)
+
+    def restart_dropped(self, queue: str, seq: int, why: str) -> None:
+        """Messages of ``queue`` not seen since a restart are gone: the queue was seen empty,
+        or a message enqueued after them was handed out first."""
+        for m in self.restart_queues.pop(queue, ()):
+            index = self.after_restart.pop((queue, m))
+            h = self.messages[m]
+            h.restarts[index] = (queue, "dropped")
+            h.lost.append((queue, f"dropped by the restart (transient): {why}"))
+            h.events.append(seq)
+            self.leave(queue, m)
 
     def leave(self, queue: str, msg: int) -> None:
         self.where.pop((queue, msg), None)
@@ -353,7 +379,12 @@ class _Builder:
         for (queue, msg), index in self.after_restart.items():
             self.messages[msg].restarts[index] = (queue, "unseen")
         return Histories(
-            self.messages, complete, events, set(self.where), restarts=self.restarts
+            self.messages,
+            complete,
+            events,
+            set(self.where),
+            restarts=self.restarts,
+            closures=self.closures,
         )
 
 
@@ -459,6 +490,8 @@ def _deliver(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: Any) -
         no_ack,
     )
     h.deliveries.append(delivery)
+    if queue in b.restart_queues and (queue, h.msg) not in b.after_restart:
+        b.restart_dropped(queue, seq, f"msg {h.msg}, enqueued after the restart, came first")
     b.seen_in(queue, h.msg)
     if no_ack:
         b.leave(queue, h.msg)
@@ -507,9 +540,19 @@ def _queue_delete(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: A
         index = b.after_restart.pop((q, m), None)
         if index is not None:
             hist.restarts[index] = (q, "dropped")
+            b.restart_queues.get(q, set()).discard(m)
         hist.lost.append((queue, f"queue deleted ({reason})" if reason else "queue deleted"))
         hist.events.append(seq)
         b.leave(q, m)
+
+
+def _closed(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: Any) -> None:
+    """A connection closed by the broker (``connection-closed``) or lost (``connection-lost``)."""
+    what = "lost" if a.get("code") is None else f"closed {a.get('code')} {a.get('text', '')}"
+    fault = b.closing_fault
+    if fault is not None and fault[0] >= seq - 3:
+        what += f" by fault rule {fault[1]!r} ({fault[2]})"
+    b.closures.setdefault(a.get("connection"), []).append((seq, what.strip()))
 
 
 def _restart(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: Any) -> None:
@@ -517,14 +560,23 @@ def _restart(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: Any) -
     for (queue, m), index in b.after_restart.items():
         b.messages[m].restarts[index] = (queue, "unseen")
     b.after_restart = {}
+    b.restart_queues = {}
     for queue, m in b.where:
         hist = b.messages[m]
         hist.restarts.append((queue, "unseen"))
         b.after_restart[(queue, m)] = len(hist.restarts) - 1
+        b.restart_queues.setdefault(queue, set()).add(m)
         hist.events.append(seq)
 
 
+def _get_empty(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: Any) -> None:
+    if a.get("queue") in b.restart_queues:
+        b.restart_dropped(a["queue"], seq, "the queue was seen empty")
+
+
 def _fault(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: Any) -> None:
+    if a.get("action") in ("close_connection", "restart"):
+        b.closing_fault = (seq, str(a.get("rule")), str(a.get("action")))
     if h is None:
         return
     point, action, rule = a.get("point", ""), a.get("action", ""), str(a.get("rule"))
@@ -589,9 +641,12 @@ _HANDLERS: dict[str, Any] = {
     "purge": _purge,
     "queue-delete": _queue_delete,
     "restart": _restart,
+    "get-empty": _get_empty,
     "fault": _fault,
     "fault-release": _fault_release,
     "fault-lost": _fault_lost,
+    "connection-closed": _closed,
+    "connection-lost": _closed,
 }
 
 
