@@ -169,7 +169,14 @@ def _database(config: pytest.Config) -> Any:
                 "--simamqp-explore-db redis://... needs the redis package "
                 "(pip install 'simamqp[explore]')"
             ) from None
-        return RedisExampleDatabase(redis.Redis.from_url(choice))
+        from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+        # key_prefix=NAME in the query keeps one campaign's keys apart on a shared server.
+        parts = urlsplit(choice)
+        query = dict(parse_qsl(parts.query))
+        prefix = query.pop("key_prefix", "hypothesis-example:")
+        url = urlunsplit(parts._replace(query=urlencode(query)))
+        return RedisExampleDatabase(redis.Redis.from_url(url), key_prefix=prefix.encode())
     return DirectoryBasedExampleDatabase(choice)
 
 
