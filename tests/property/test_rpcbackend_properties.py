@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 import simamqp
 from rpcbackend import BacklogLimitExceeded, Config, ResultTimeout, RPCBackend
 from simamqp import strategies as sims
+from simamqp.analysis import RPCLedger, check_rpc
 from simamqp.pytest_plugin import BrokerFactory
 
 FINAL = frozenset(sims.FINAL_STATES)
@@ -132,13 +133,26 @@ def _ordered_messages(
     return out
 
 
-def _check_seen(streams: list[sims.RPCResultStream], seen: dict[str, list[str]]) -> None:
-    """No state after a final one; the final state reported once, and it is the right one."""
+def _rpc_ledger(streams: list[sims.RPCResultStream], client: RPCBackend) -> RPCLedger:
+    """The calls ``client`` made (its reply queue is their reply address) and the terminal
+    state each must end in, for ``check_rpc``; ``_on_message`` adds what it was handed."""
+    ledger = RPCLedger(final_states=FINAL)
     for stream in streams:
-        states = seen.get(stream.task_id, [])
-        finals = [s for s in states if s in FINAL]
-        assert finals == [stream.final_state], (stream, states)
-        assert states[-1] == stream.final_state, (stream, states)
+        ledger.call(stream.task_id, reply_to=client.oid)
+        ledger.expect(stream.task_id, stream.final_state)
+    return ledger
+
+
+def _on_message(ledger: RPCLedger, client: RPCBackend) -> Any:
+    """An ``on_message`` callback recording each result ``client`` is handed, on its queue."""
+    return lambda m: ledger.result(m["task_id"], m["status"], reply_to=client.oid)
+
+
+def _check_rpc(ledger: RPCLedger) -> None:
+    """Every call got exactly one terminal result, the expected one, on its caller's reply
+    address, and nothing after it (duplicates and reordering notwithstanding)."""
+    verdict = check_rpc(ledger)
+    assert verdict.valid, verdict.report()
 
 
 _reply_faults = sims.fault_plans(
@@ -172,21 +186,17 @@ def test_out_of_order_delivery_never_moves_a_task_backwards(
     broker_seed: int,
 ) -> None:
     order = data.draw(_interleavings(streams), label="interleaving")
-    seen: dict[str, list[str]] = {}
     with sim_rpc(sim_broker_factory, broker_seed, plan=plan) as sim:
+        ledger = _rpc_ledger(streams, sim.client)
         for task_id, status in _ordered_messages(streams, order):
             sim.publish(task_id, status)
         ids = [s.task_id for s in streams]
         results = dict(
-            sim.client.iter_results(
-                ids,
-                timeout=30,
-                on_message=lambda m: seen.setdefault(m["task_id"], []).append(m["status"]),
-            )
+            sim.client.iter_results(ids, timeout=30, on_message=_on_message(ledger, sim.client))
         )
         for stream in streams:
             assert results[stream.task_id]["status"] == stream.final_state
-        _check_seen(streams, seen)
+        _check_rpc(ledger)
         # A late report of a finished task is acked and ignored, never read as news.
         assert sim.client.get_task_meta(ids[0])["status"] == streams[0].final_state
 
@@ -227,20 +237,18 @@ def test_many_clients_each_see_their_own_tasks_final_states_once(
             for task_id, status in messages:
                 sim.publish(task_id, status, client=owner[task_id])
             for client, streams in zip(clients, per_client, strict=True):
-                seen: dict[str, list[str]] = {}
+                ledger = _rpc_ledger(streams, client)
                 results = dict(
                     client.iter_results(
                         [s.task_id for s in streams],
                         timeout=30,
-                        on_message=lambda m, seen=seen: seen.setdefault(m["task_id"], []).append(
-                            m["status"]
-                        ),
+                        on_message=_on_message(ledger, client),
                     )
                 )
                 assert {t: m["status"] for t, m in results.items()} == {
                     s.task_id: s.final_state for s in streams
                 }
-                _check_seen(streams, seen)
+                _check_rpc(ledger)
         finally:
             for other in clients[1:]:
                 with contextlib.suppress(Exception):
@@ -282,19 +290,17 @@ def test_duplicate_delivery_reports_the_final_state_exactly_once(
     if lost_ack is not None:
         # An ack lost with its channel: the message comes back, redelivered (at-least-once).
         rules.append({"point": "ack", "action": lost_ack[0], "nth": lost_ack[1], "max_count": 1})
-    seen: dict[str, list[str]] = {}
     with sim_rpc(sim_broker_factory, broker_seed, plan={"version": 1, "rules": rules}) as sim:
+        ledger = _rpc_ledger([stream], sim.client)
         for status in stream.arrivals:
             sim.publish(stream.task_id, status)
         meta = sim.client.wait_for(
-            stream.task_id,
-            timeout=30,
-            on_message=lambda m: seen.setdefault(m["task_id"], []).append(m["status"]),
+            stream.task_id, timeout=30, on_message=_on_message(ledger, sim.client)
         )
         assert meta["status"] == stream.final_state
         # Drain the late duplicates too: they must be acked and change nothing.
         assert sim.client.get_task_meta(stream.task_id)["status"] == stream.final_state
-        _check_seen([stream], seen)
+        _check_rpc(ledger)
         sim.broker.run_until_idle()
         assert sim.queue_counts()[1] == 0
         # The copies really happened: every application of the rule put `copies` extra
