@@ -70,7 +70,24 @@ def _parser() -> argparse.ArgumentParser:
     from .server._cli import add_parser as add_serve_parser
 
     add_serve_parser(sub)
+    _add_analysis_parsers(sub)
     return parser
+
+
+def _add_analysis_parsers(sub: Any) -> None:
+    """history, check, diagram, explore (simamqp/_analysis_cli.py)."""
+    from ._analysis_cli import add_parsers
+
+    add_parsers(sub)
+
+
+def _cmd_analysis(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from ._analysis_cli import SourceError, dispatch
+
+    try:
+        return dispatch(args, out, err)
+    except SourceError as error:
+        raise UsageError(str(error)) from None
 
 
 def _load_all(paths: Sequence[str], err: TextIO) -> list[Scenario] | None:
@@ -246,6 +263,8 @@ def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return _cmd_validate(args, out, err)
     if args.command == "record":
         return _cmd_record(args, out, err)
+    if args.command in ("history", "check", "diagram", "explore"):
+        return _cmd_analysis(args, out, err)
     if args.command == "serve":
         from .server._cli import cmd_serve
 
