@@ -23,7 +23,7 @@ over a queue's deliveries in order: O(deliveries).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -179,7 +179,7 @@ def _why_lost(histories: Histories, history: MessageHistory, queue: str | None) 
     return "; ".join(parts)
 
 
-def _intended(histories: Histories) -> Callable[[MessageHistory], set[str]]:
+def _intended(histories: Histories) -> Callable[[MessageHistory], Collection[str]]:
     """The queues a published message was meant for: where it (or a copy) routed, or, when a
     fault dropped it before routing, where others with its exchange and key routed."""
     by_route: dict[tuple[Any, Any], set[str]] = {}
@@ -187,12 +187,12 @@ def _intended(histories: Histories) -> Callable[[MessageHistory], set[str]]:
         if h.routed and h.published is not None:
             by_route.setdefault((h.exchange, h.routing_key), set()).update(h.routed)
 
-    def intended(h: MessageHistory) -> set[str]:
-        queues = set(h.routed)
-        if not queues and h.route_events == 0:
-            queues = set(by_route.get((h.exchange, h.routing_key), ()))
-            if not queues and h.exchange == "" and h.routing_key:
-                queues = {h.routing_key}
+    def intended(h: MessageHistory) -> Collection[str]:
+        if h.routed or h.route_events:
+            return h.routed
+        queues = by_route.get((h.exchange, h.routing_key), ())
+        if not queues and h.exchange == "" and h.routing_key:
+            return (h.routing_key,)
         return queues
 
     return intended

@@ -59,7 +59,7 @@ DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 _PUBLISH_SIDE_POINTS = frozenset({"publish", "route", "enqueue"})
 
 
-@dataclass
+@dataclass(slots=True)
 class Delivery:
     """One delivery of a message from a queue (``basic.deliver`` or ``basic.get``)."""
 
@@ -110,7 +110,7 @@ class FaultHit:
         return f"fault rule {self.rule!r} ({self.point} {self.action}{where}) at #{self.seq}"
 
 
-@dataclass
+@dataclass(slots=True)
 class MessageHistory:
     """Everything the trace says happened to one message (``msg`` id)."""
 
@@ -360,20 +360,26 @@ class _Builder:
         elif how != "requeue":
             self.where.pop((queue, msg), None)
 
-    def event(self, seq: int, time: float, kind: str, a: Mapping[str, Any]) -> None:
-        msg = a.get("msg")
-        if type(msg) is int:
-            h = self.history(msg)
-            h.events.append(seq)
-        else:
-            h = None
-        handler = _HANDLERS.get(kind)
-        if handler is not None:
-            handler(self, seq, time, a, h)
-        elif "msgs" in a:
-            for m in a["msgs"]:
-                if type(m) is int:
-                    self.history(m).events.append(seq)
+    def run(self, events: Iterable[Event]) -> None:
+        """Fold every event in (the hot loop: one dict lookup per event and kind)."""
+        handlers = _HANDLERS
+        messages = self.messages
+        for seq, time, kind, a in events:
+            handler = handlers.get(kind)
+            msg = a.get("msg")
+            if type(msg) is int:
+                h = messages.get(msg)
+                if h is None:
+                    h = messages[msg] = MessageHistory(msg)
+                h.events.append(seq)
+            else:
+                h = None
+            if handler is not None:
+                handler(self, seq, time, a, h)
+            elif "msgs" in a:
+                for m in a["msgs"]:
+                    if type(m) is int:
+                        self.history(m).events.append(seq)
 
     def finish(self, events: int, complete: bool) -> Histories:
         for (queue, msg), index in self.after_restart.items():
@@ -470,7 +476,7 @@ def _dead_letter_dropped(b: _Builder, seq: int, time: float, a: Mapping[str, Any
 def _deliver(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: Any) -> None:
     queue = a["queue"]
     conn, ch, tag = a.get("connection"), a.get("channel"), a.get("consumer_tag")
-    count = 1 + sum(1 for d in h.deliveries if d.queue == queue)
+    count = 1 + sum(1 for d in h.deliveries if d.queue == queue) if h.deliveries else 1
     if queue == DIRECT_REPLY_TO:
         no_ack: bool | None = True
     elif tag is None:
@@ -658,7 +664,5 @@ def build_histories(source: Any) -> Histories:
     """
     events, complete = events_of(source)
     builder = _Builder()
-    event = builder.event
-    for seq, time, kind, attrs in events:
-        event(seq, time, kind, attrs)
+    builder.run(events)
     return builder.finish(len(events), complete)
