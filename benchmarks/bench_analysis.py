@@ -19,10 +19,8 @@ def recorded_broker(n: int) -> simamqp.Broker:
     consumer = conn.channel()
     consumer.basic_qos(0, 100, False)
     consumer.basic_consume("q", consumer_tag="c")
-    tag = 0
-    for i in range(n):
-        publisher.basic_publish(b"m%d" % i, "", "q")
-        tag += 1
+    for tag in range(1, n + 1):
+        publisher.basic_publish(b"m%d" % (tag - 1), "", "q")
         consumer.basic_ack(tag)
     conn.outbox.clear()
     return broker

@@ -76,9 +76,7 @@ def add_parsers(sub: Any) -> None:
     explore.add_argument("tests", nargs="+", metavar="TEST", help="pytest paths or node ids")
     explore.add_argument("--seeds", type=int, default=50, help="seeds per test (50)")
     explore.add_argument("-n", "--workers", help="pytest-xdist workers (a number or 'auto')")
-    explore.add_argument(
-        "--db", help="example database: a folder, redis://HOST:PORT/DB, or 'none'"
-    )
+    explore.add_argument("--db", help="example database: a folder, redis://HOST:PORT/DB, or 'none'")
     explore.add_argument("--simamqp-seed", type=int, default=0, help="base seed (0)")
 
 
@@ -133,9 +131,9 @@ def _events(path: Path, args: argparse.Namespace) -> tuple[list[Event], str]:
     return broker.trace.events, note
 
 
-def _each(paths: Sequence[str], args: argparse.Namespace, err: TextIO) -> Iterator[
-    tuple[Path, list[Event], str]
-]:
+def _each(
+    paths: Sequence[str], args: argparse.Namespace, err: TextIO
+) -> Iterator[tuple[Path, list[Event], str]]:
     files = _files(paths)
     live = len(files) > 1 and err.isatty()
     for index, path in enumerate(files, 1):

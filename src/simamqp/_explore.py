@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -75,8 +75,9 @@ class Limits:
             if action not in ACTIONS:
                 raise ValueError(f"{MARKER}: unknown action {action!r} (one of {list(ACTIONS)})")
         if not self.kinds():
-            raise ValueError(f"{MARKER}: no action of {list(self.actions)} is possible at "
-                             f"{list(self.points)}")
+            raise ValueError(
+                f"{MARKER}: no action of {list(self.actions)} is possible at {list(self.points)}"
+            )
         if not 0 <= self.min_rules <= self.max_rules:
             raise ValueError(f"{MARKER}: need 0 <= min_rules <= max_rules")
         if not 0 < self.max_probability <= 1:
@@ -84,8 +85,10 @@ class Limits:
 
     def kinds(self) -> list[tuple[str, str]]:
         return [
-            (p, a) for p in self.points for a in ACTIONS if a in self.actions
-            and a in ACTIONS_BY_POINT[p]
+            (p, a)
+            for p in self.points
+            for a in ACTIONS
+            if a in self.actions and a in ACTIONS_BY_POINT[p]
         ]
 
 
@@ -159,7 +162,7 @@ def _database(config: pytest.Config) -> Any:
     except ImportError:  # pragma: no cover - hypothesis is a test extra
         return None
     if not choice:
-        return settings.default.database
+        return getattr(settings.default, "database", None)
     if choice.startswith("redis://"):
         try:
             import redis
@@ -283,7 +286,9 @@ def _case(item: pytest.Item) -> ExploreCase | None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+def pytest_fixture_setup(
+    fixturedef: Any, request: pytest.FixtureRequest
+) -> Generator[None, Any, Any]:
     broker = yield
     if fixturedef.argname == "sim_broker":
         case = _case(request.node)
@@ -298,7 +303,7 @@ _PLAN = pytest.StashKey[dict[str, Any]]()
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[Any]:
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, Any]:
     try:
         return (yield)
     except Exception:
@@ -438,7 +443,7 @@ def _describe(found: dict[str, Any]) -> str:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[Any]:
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
     if report.when != "call" or not report.failed:
         return report
@@ -479,7 +484,7 @@ def _write_diagram(item: pytest.Item) -> str | None:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     for key, value in report.user_properties:
         if key == "simamqp_explore":
-            _session_results.append(json.loads(value))
+            _session_results.append(json.loads(str(value)))
 
 
 #: Results seen by this process (the controller, under xdist): module state, as the terminal
@@ -500,10 +505,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             by_test.setdefault(found["test"], []).append(found)
     write = terminalreporter.write_line
     terminalreporter.section("simamqp exploration")
-    for test, found in sorted(by_test.items()):
-        first = min(found, key=lambda f: f["index"])
-        indexes = sorted(f["index"] for f in found)
-        write(f"{test}: {len(found)} failing seed(s) {indexes}; first failing seed:")
+    for test, failures in sorted(by_test.items()):
+        first = min(failures, key=lambda f: f["index"])
+        indexes = sorted(f["index"] for f in failures)
+        write(f"{test}: {len(failures)} failing seed(s) {indexes}; first failing seed:")
         for line in _describe(first).splitlines():
             write("  " + line)
 

@@ -5,7 +5,6 @@ with an empty buffer, as a crashed worker process would."""
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import kombu
@@ -50,16 +49,18 @@ def run_worker(broker: Any, processed: list[str], *, ack_first: bool, batch: int
     for _ in range(20):  # restarts
         buffer.clear()  # a restarted worker has lost what it held in memory
         try:
-            with broker.connection() as conn:
-                with conn.Consumer(JOBS, callbacks=[on_message], prefetch_count=5):
-                    while True:
-                        try:
-                            conn.drain_events(timeout=5)
-                        except socket.timeout:
-                            work()
-                            return
-                        if len(buffer) >= batch:
-                            work()
+            with (
+                broker.connection() as conn,
+                conn.Consumer(JOBS, callbacks=[on_message], prefetch_count=5),
+            ):
+                while True:
+                    try:
+                        conn.drain_events(timeout=5)
+                    except TimeoutError:
+                        work()
+                        return
+                    if len(buffer) >= batch:
+                        work()
         except (OSError, kombu.exceptions.KombuError, *_amqp_errors()):
             continue
 

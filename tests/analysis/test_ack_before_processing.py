@@ -75,12 +75,18 @@ def test_exploration_finds_the_lost_job_within_50_seeds(pytester: pytest.Pyteste
     first = _first_failing_seed(result)
     assert first < 50
     out = result.stdout.str()
-    assert re.search(r"lost \(\d+\):\n\S*\s+'job-\d+' \(msg \d+\): delivered .* acked", out)  # the checker names the lost job
+    assert re.search(
+        r"lost \(\d+\):\n\S*\s+'job-\d+' \(msg \d+\): delivered .* acked", out
+    )  # the checker names the lost job
     assert "shrunk to" in out and "deterministic: yes" in out
-    assert f"reproduce: pytest 'test_explored.py::test_every_job_is_processed[explore-{first}]'" in out
+    assert (
+        f"reproduce: pytest 'test_explored.py::test_every_job_is_processed[explore-{first}]'" in out
+    )
     # The reproduction line reproduces: that one seed fails again on its own.
     again = pytester.runpytest(
-        "-p", "no:cacheprovider", "--simamqp-explore-db=none",
+        "-p",
+        "no:cacheprovider",
+        "--simamqp-explore-db=none",
         f"test_explored.py::test_every_job_is_processed[explore-{first}]",
     )
     again.assert_outcomes(failed=1)

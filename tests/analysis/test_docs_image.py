@@ -16,7 +16,8 @@ IMAGE = Path(__file__).parents[2] / "docs" / "images" / "ack-before-processing.s
 def ack_before_processing() -> tuple[simamqp.Broker, list[str]]:
     """Three jobs; a worker acks each on arrival and works once it holds two; the broker
     closes its connection at the third delivery (fault rule ``cut``), so the two jobs it held
-    are gone; the restarted worker gets the third. Engine API with explicit consumer tags, so the picture is reproducible."""
+    are gone; the restarted worker gets the third. Engine API with explicit consumer tags,
+    so the picture is reproducible."""
     broker = simamqp.Broker(seed=1, trace="full")
     broker.faults.add(point="deliver", action="close_connection", nth=3, name="cut")
     publisher = broker.connect().channel()
@@ -50,7 +51,9 @@ def test_the_docs_image_is_the_current_picture() -> None:
     verdict = check_processing(processed, broker, queue="jobs", guarantee="at-least-once")
     assert verdict.keys("lost") == {"job-0", "job-1"}, verdict.report()
     lost_msgs = [m for f in verdict.lost for m in f.msgs]
-    svg = sequence_diagram(broker, title="ack before processing: job-0 and job-1 lost", highlight=lost_msgs)
+    svg = sequence_diagram(
+        broker, title="ack before processing: job-0 and job-1 lost", highlight=lost_msgs
+    )
     root = ET.fromstring(svg)
     assert any("FAULT cut" in (t.text or "") for t in root.iter("{http://www.w3.org/2000/svg}text"))
     if os.environ.get("SIMAMQP_REGENERATE_DOCS"):

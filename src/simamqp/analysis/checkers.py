@@ -149,7 +149,12 @@ def _plain(finding: Finding) -> dict[str, Any]:
     key = finding.key
     if not isinstance(key, str | int | float | bool | type(None)):
         key = repr(key)
-    return {"key": key, "count": finding.count, "msgs": list(finding.msgs), "detail": finding.detail}
+    return {
+        "key": key,
+        "count": finding.count,
+        "msgs": list(finding.msgs),
+        "detail": finding.detail,
+    }
 
 
 def _histories(source: Any) -> Histories:
@@ -332,8 +337,11 @@ def _ledger_verdict(
         for k, n in observed.items()
         if k in attempts and k not in ok
     ]
-    waiting = [Finding(k, 0, tuple(observed_msgs.get(k, ())), "still queued") for k in pending
-               if k not in observed]
+    waiting = [
+        Finding(k, 0, tuple(observed_msgs.get(k, ())), "still queued")
+        for k in pending
+        if k not in observed
+    ]
     return _verdict(
         checker,
         guarantee,
@@ -350,7 +358,7 @@ def _ledger_verdict(
 
 
 def _dup_detail(histories: Iterable[MessageHistory]) -> str:
-    parts = []
+    parts: list[str] = []
     for h in histories:
         parts.extend(str(hit) for hit in h.faults if hit.action in ("duplicate", "redeliver"))
         redelivered = [d for d in h.deliveries if d.redelivered]
@@ -453,6 +461,9 @@ def check_durability(
     delivered: Counter[Hashable] = Counter()
     msgs: dict[Hashable, list[int]] = {}
     pending: set[Hashable] = set()
+    pending_in: dict[int, list[str]] = {}
+    for q, m in histories.pending:
+        pending_in.setdefault(m, []).append(q)
     for h in histories:
         k = key(h)
         if k not in attempts:
@@ -461,9 +472,9 @@ def check_durability(
         msgs.setdefault(k, []).append(h.msg)
         if n:
             delivered[k] += n
-        elif any(q == queue or queue is None for q, m in histories.pending if m == h.msg):
+        elif any(queue is None or q == queue for q in pending_in.get(h.msg, ())):
             pending.add(k)
-    notes = _window_note(histories) + [f"{histories.restarts} restart(s) in the history"]
+    notes = [*_window_note(histories), f"{histories.restarts} restart(s) in the history"]
     return _ledger_verdict(
         histories,
         "durability" + (f" of {queue!r}" if queue else ""),
@@ -494,8 +505,12 @@ def check_fifo(source: Any, queue: str, *, priorities: bool = False) -> Verdict:
     firsts: list[tuple[int, MessageHistory]] = []
     excused: set[int] = set()
     for h in histories:
-        hits = [f for f in h.faults if f.action in ("delay", "reorder", "redeliver", "close_channel",
-                                                     "close_connection", "restart")]
+        hits = [
+            f
+            for f in h.faults
+            if f.action
+            in ("delay", "reorder", "redeliver", "close_channel", "close_connection", "restart")
+        ]
         if hits:
             excused.add(h.msg)
         if queue in h.enqueued:
@@ -598,9 +613,10 @@ def check_rpc(ledger: RPCLedger) -> Verdict:
             why = "no such call" if not known else f"arrived {where}, not {expected_address!r}"
             unexpected.append(Finding(correlation_id, 1, (), f"{state}: {why}"))
             continue
-        if correlation_id in finals:
-            if state not in ledger.final_states:
-                after.append(Finding(correlation_id, 1, (), f"{state} after {finals[correlation_id][0]}"))
+        if correlation_id in finals and state not in ledger.final_states:
+            after.append(
+                Finding(correlation_id, 1, (), f"{state} after {finals[correlation_id][0]}")
+            )
         if state in ledger.final_states:
             finals.setdefault(correlation_id, []).append(state)
     lost = [Finding(c, 0, (), "no terminal result") for c in ledger.calls if c not in finals]

@@ -185,9 +185,9 @@ class MessageHistory:
         """One line per step of its life."""
         lines = [f"msg {self.msg} body={self.text()!r}"]
         if self.published is not None:
+            conn, channel = self.publisher or ("?", "?")
             lines.append(
-                f"  #{self.published} published by conn {self.publisher[0] if self.publisher else '?'}"
-                f"/ch {self.publisher[1] if self.publisher else '?'} to exchange "
+                f"  #{self.published} published by conn {conn}/ch {channel} to exchange "
                 f"{self.exchange!r} key {self.routing_key!r}"
                 + (" mandatory" if self.mandatory else "")
                 + (f", confirm {self.confirm}" if self.confirm else "")
@@ -507,9 +507,7 @@ def _deliver(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: Any) -
 
 
 def _consume(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: Any) -> None:
-    b.no_ack[(a.get("connection"), a.get("channel"), a.get("consumer_tag"))] = bool(
-        a.get("no_ack")
-    )
+    b.no_ack[(a.get("connection"), a.get("channel"), a.get("consumer_tag"))] = bool(a.get("no_ack"))
 
 
 def _ack(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: Any) -> None:

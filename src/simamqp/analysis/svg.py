@@ -53,8 +53,15 @@ DRAWN_KINDS = frozenset(
     }
 )
 _ALARM = frozenset(
-    {"fault", "fault-lost", "error", "connection-closed", "connection-lost", "restart",
-     "dead-letter-dropped"}
+    {
+        "fault",
+        "fault-lost",
+        "error",
+        "connection-closed",
+        "connection-lost",
+        "restart",
+        "dead-letter-dropped",
+    }
 )
 _LANE_W = 150
 _ROW_H = 22
@@ -90,7 +97,7 @@ def sequence_diagram(
     events, complete = events_of(source)
     chosen, omitted = _select(events, max_events)
     marked = set(highlight)
-    exchange_of: dict[int, str] = {}
+    exchange_of: dict[Any, str] = {}
     publisher_of: dict[int, tuple[Any, Any]] = {}
     lanes: dict[str, dict[Any, str]] = {k: {} for k in _COLORS}
 
@@ -105,11 +112,18 @@ def sequence_diagram(
     for e in chosen:
         a, kind = e.attrs, e.kind
         if kind == "publish":
-            lane("publisher", (a.get("connection"), a.get("channel")),
-                 f"publisher c{a.get('connection')}/ch{a.get('channel')}")
+            lane(
+                "publisher",
+                (a.get("connection"), a.get("channel")),
+                f"publisher c{a.get('connection')}/ch{a.get('channel')}",
+            )
             lane("exchange", a.get("exchange", ""), _ex_label(a.get("exchange", "")))
         elif kind == "route":
-            lane("exchange", exchange_of.get(a["msg"], "?"), _ex_label(exchange_of.get(a["msg"], "?")))
+            lane(
+                "exchange",
+                exchange_of.get(a["msg"], "?"),
+                _ex_label(exchange_of.get(a["msg"], "?")),
+            )
             for q in a.get("queues") or ():
                 lane("queue", q, q)
         elif kind in ("deliver", "get"):
@@ -147,8 +161,14 @@ def sequence_diagram(
         marker = ET.SubElement(
             defs,
             "marker",
-            {"id": name, "markerWidth": "8", "markerHeight": "8", "refX": "7", "refY": "3",
-             "orient": "auto"},
+            {
+                "id": name,
+                "markerWidth": "8",
+                "markerHeight": "8",
+                "refX": "7",
+                "refY": "3",
+                "orient": "auto",
+            },
         )
         ET.SubElement(marker, "path", {"d": "M0,0 L0,6 L7,3 z", "fill": color})
     ET.SubElement(svg, "rect", {"width": "100%", "height": "100%", "fill": "white"})
@@ -163,13 +183,33 @@ def sequence_diagram(
     for (kind, key), x in xs.items():
         label = lanes[kind][key]
         color = _COLORS[kind]
-        ET.SubElement(svg, "rect", {"x": str(x - _LANE_W / 2 + 6), "y": "28",
-                                    "width": str(_LANE_W - 12), "height": "24", "rx": "4",
-                                    "fill": "white", "stroke": color})
+        ET.SubElement(
+            svg,
+            "rect",
+            {
+                "x": str(x - _LANE_W / 2 + 6),
+                "y": "28",
+                "width": str(_LANE_W - 12),
+                "height": "24",
+                "rx": "4",
+                "fill": "white",
+                "stroke": color,
+            },
+        )
         _text(svg, x, 44, _clip(label, 20), anchor="middle", color=color)
-        ET.SubElement(svg, "line", {"x1": str(x), "y1": "52", "x2": str(x), "y2": str(bottom),
-                                    "stroke": color, "stroke-dasharray": "2,3",
-                                    "stroke-opacity": "0.6"})
+        ET.SubElement(
+            svg,
+            "line",
+            {
+                "x1": str(x),
+                "y1": "52",
+                "x2": str(x),
+                "y2": str(bottom),
+                "stroke": color,
+                "stroke-dasharray": "2,3",
+                "stroke-opacity": "0.6",
+            },
+        )
 
     def at(kind: str, key: Any) -> float | None:
         return xs.get((kind, key))
@@ -184,8 +224,14 @@ def sequence_diagram(
         bold = a.get("msg") in marked
         msg = a.get("msg")
         if kind == "publish":
-            _arrow(g, at("publisher", (a.get("connection"), a.get("channel"))),
-                   at("exchange", a.get("exchange", "")), y, f"publish m{msg} {_body(a)}", bold=bold)
+            _arrow(
+                g,
+                at("publisher", (a.get("connection"), a.get("channel"))),
+                at("exchange", a.get("exchange", "")),
+                y,
+                f"publish m{msg} {_body(a)}",
+                bold=bold,
+            )
         elif kind == "route":
             src = at("exchange", exchange_of.get(msg, "?"))
             queues = list(a.get("queues") or ())
@@ -201,18 +247,44 @@ def sequence_diagram(
         elif kind in ("ack", "nack", "reject", "recover-requeue", "fault-requeue"):
             consumer = _find_consumer(xs, a)
             label = f"{kind} m{msg}" + (f" requeue={a.get('requeue')}" if "requeue" in a else "")
-            _arrow(g, consumer, at("queue", a["queue"]), y, label, dashed=True, bold=bold,
-                   red=kind == "fault-requeue")
+            _arrow(
+                g,
+                consumer,
+                at("queue", a["queue"]),
+                y,
+                label,
+                dashed=True,
+                bold=bold,
+                red=kind == "fault-requeue",
+            )
         elif kind == "confirm":
-            _text(g, _LEFT + 4, y + 4, f"confirm ch{a.get('channel')} seq {a.get('seq')} "
-                  f"{'ack' if a.get('ack') else 'NACK'}", color="#2c6e9b")
+            _text(
+                g,
+                _LEFT + 4,
+                y + 4,
+                f"confirm ch{a.get('channel')} seq {a.get('seq')} "
+                f"{'ack' if a.get('ack') else 'NACK'}",
+                color="#2c6e9b",
+            )
         elif kind == "return":
-            _mark(g, at("exchange", exchange_of.get(msg, "?")), y, f"m{msg} returned 312", color="#666")
+            _mark(
+                g,
+                at("exchange", exchange_of.get(msg, "?")),
+                y,
+                f"m{msg} returned 312",
+                color="#666",
+            )
         elif kind == "dead-letter":
             src = at("queue", a.get("queue"))
             dlx = at("exchange", a.get("exchange", ""))
-            _arrow(g, src, dlx, y, f"dead-letter m{msg} ({a.get('reason')}) as m{a.get('new_msg')}",
-                   dashed=True)
+            _arrow(
+                g,
+                src,
+                dlx,
+                y,
+                f"dead-letter m{msg} ({a.get('reason')}) as m{a.get('new_msg')}",
+                dashed=True,
+            )
             for q in a.get("queues") or ():
                 _arrow(g, dlx, at("queue", q), y, "", dashed=True)
         elif kind == "fault":
@@ -227,17 +299,30 @@ def sequence_diagram(
             label = f"{kind} conn {a.get('connection')}"
             if "code" in a:
                 label += f": {a.get('code')} {a.get('text', '')}"
-            xs_conn = [x for (k, key), x in xs.items()
-                       if k in ("publisher", "consumer") and key[0] == a.get("connection")]
+            xs_conn = [
+                x
+                for (k, key), x in xs.items()
+                if k in ("publisher", "consumer") and key[0] == a.get("connection")
+            ]
             _mark(g, xs_conn[0] if xs_conn else _LEFT + 10, y, label, color=_RED, cross=True)
         elif kind == "restart":
-            ET.SubElement(g, "line", {"x1": str(_LEFT), "y1": str(y), "x2": str(width - 10),
-                                      "y2": str(y), "stroke": _RED, "stroke-width": "2"})
+            ET.SubElement(
+                g,
+                "line",
+                {
+                    "x1": str(_LEFT),
+                    "y1": str(y),
+                    "x2": str(width - 10),
+                    "y2": str(y),
+                    "stroke": _RED,
+                    "stroke-width": "2",
+                },
+            )
             _text(g, _LEFT + 4, y - 3, "BROKER RESTART", color=_RED, weight="bold")
         else:
-            x = at("queue", a.get("queue"))
+            spot = at("queue", a.get("queue"))
             if kind == "requeue":
-                label = f"requeue {' '.join('m%s' % m for m in a.get('msgs') or ())}"
+                label = "requeue " + " ".join(f"m{m}" for m in a.get("msgs") or ())
             elif kind == "fault-release":
                 label = "fault release " + (
                     f"m{msg}" if msg is not None else " ".join(f"m{m}" for m in a.get("msgs") or ())
@@ -247,8 +332,14 @@ def sequence_diagram(
             else:
                 label = f"{kind} " + (f"m{msg}" if msg is not None else str(a.get("count", "")))
             red = kind in _ALARM or kind in ("drop-head", "reject-publish")
-            _mark(g, x if x is not None else _fault_x(xs, a, exchange_of), y, label,
-                  color=_RED if red else "#555", cross=red)
+            _mark(
+                g,
+                spot if spot is not None else _fault_x(xs, a, exchange_of),
+                y,
+                label,
+                color=_RED if red else "#555",
+                cross=red,
+            )
     return ET.tostring(svg, encoding="unicode", xml_declaration=False)
 
 
@@ -272,8 +363,9 @@ def _find_consumer(xs: Mapping[tuple[str, Any], float], a: Mapping[str, Any]) ->
     return None
 
 
-def _fault_x(xs: Mapping[tuple[str, Any], float], a: Mapping[str, Any],
-             exchange_of: Mapping[int, str]) -> float:
+def _fault_x(
+    xs: Mapping[tuple[str, Any], float], a: Mapping[str, Any], exchange_of: Mapping[Any, str]
+) -> float:
     for key in ("queue",):
         if a.get(key) is not None and ("queue", a[key]) in xs:
             return xs[("queue", a[key])]
@@ -305,40 +397,82 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _text(parent: ET.Element, x: float, y: float, text: str, *, anchor: str = "start",
-          color: str = "#222", weight: str = "normal") -> None:
-    node = ET.SubElement(parent, "text", {"x": f"{x:.1f}", "y": f"{y:.1f}", "fill": color,
-                                          "text-anchor": anchor, "font-weight": weight})
+def _text(
+    parent: ET.Element,
+    x: float,
+    y: float,
+    text: str,
+    *,
+    anchor: str = "start",
+    color: str = "#222",
+    weight: str = "normal",
+) -> None:
+    node = ET.SubElement(
+        parent,
+        "text",
+        {
+            "x": f"{x:.1f}",
+            "y": f"{y:.1f}",
+            "fill": color,
+            "text-anchor": anchor,
+            "font-weight": weight,
+        },
+    )
     node.text = text
 
 
-def _arrow(parent: ET.Element, x1: float | None, x2: float | None, y: float, label: str, *,
-           dashed: bool = False, bold: bool = False, red: bool = False) -> None:
+def _arrow(
+    parent: ET.Element,
+    x1: float | None,
+    x2: float | None,
+    y: float,
+    label: str,
+    *,
+    dashed: bool = False,
+    bold: bool = False,
+    red: bool = False,
+) -> None:
     if x1 is None or x2 is None:
         _mark(parent, x1 if x1 is not None else x2, y, label, color="#555")
         return
     color = _RED if red else "#333"
-    attrs = {"x1": f"{x1:.1f}", "y1": f"{y:.1f}", "x2": f"{x2 - (6 if x2 > x1 else -6):.1f}",
-             "y2": f"{y:.1f}", "stroke": color, "stroke-width": "2.5" if bold else "1.2",
-             "marker-end": "url(#arrow-red)" if red else "url(#arrow)"}
+    attrs = {
+        "x1": f"{x1:.1f}",
+        "y1": f"{y:.1f}",
+        "x2": f"{x2 - (6 if x2 > x1 else -6):.1f}",
+        "y2": f"{y:.1f}",
+        "stroke": color,
+        "stroke-width": "2.5" if bold else "1.2",
+        "marker-end": "url(#arrow-red)" if red else "url(#arrow)",
+    }
     if dashed:
         attrs["stroke-dasharray"] = "4,3"
     if x1 == x2:
         attrs["x2"] = f"{x1 + 12:.1f}"
     ET.SubElement(parent, "line", attrs)
-    _text(parent, min(x1, x2) + 6, y - 4, label, color=color,
-          weight="bold" if bold else "normal")
+    _text(parent, min(x1, x2) + 6, y - 4, label, color=color, weight="bold" if bold else "normal")
 
 
-def _mark(parent: ET.Element, x: float | None, y: float, label: str, *, color: str,
-          cross: bool = False) -> None:
+def _mark(
+    parent: ET.Element, x: float | None, y: float, label: str, *, color: str, cross: bool = False
+) -> None:
     x = _LEFT + 10 if x is None else x
     if cross:
         for dx in (-5, 5):
-            ET.SubElement(parent, "line", {"x1": f"{x - dx:.1f}", "y1": f"{y - 5:.1f}",
-                                           "x2": f"{x + dx:.1f}", "y2": f"{y + 5:.1f}",
-                                           "stroke": color, "stroke-width": "2"})
+            ET.SubElement(
+                parent,
+                "line",
+                {
+                    "x1": f"{x - dx:.1f}",
+                    "y1": f"{y - 5:.1f}",
+                    "x2": f"{x + dx:.1f}",
+                    "y2": f"{y + 5:.1f}",
+                    "stroke": color,
+                    "stroke-width": "2",
+                },
+            )
     else:
-        ET.SubElement(parent, "circle", {"cx": f"{x:.1f}", "cy": f"{y:.1f}", "r": "3",
-                                         "fill": color})
+        ET.SubElement(
+            parent, "circle", {"cx": f"{x:.1f}", "cy": f"{y:.1f}", "r": "3", "fill": color}
+        )
     _text(parent, x + 9, y + 4, label, color=color, weight="bold" if cross else "normal")
