@@ -469,6 +469,8 @@ def _write_diagram(item: pytest.Item) -> str | None:
         from .analysis.svg import sequence_diagram
 
         option = item.config.getoption("--simamqp-svg-dir")
+        if not option and item.config.getoption("--simamqp-no-record"):
+            return "sequence diagram: not written (--simamqp-no-record; --simamqp-svg-dir=DIR)"
         path = _scenario_path(item.config, item.nodeid).with_suffix(".svg")
         if option:
             from pathlib import Path
