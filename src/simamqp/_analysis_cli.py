@@ -223,16 +223,19 @@ def _cmd_diagram(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _cmd_explore(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    try:
-        import pytest
-    except ImportError:
-        raise SourceError("explore runs pytest: pip install pytest (and pytest-xdist)") from None
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("pytest") is None:
+        raise SourceError("explore runs pytest: pip install pytest (and pytest-xdist)")
     argv = [*args.tests, f"--simamqp-explore={args.seeds}", f"--simamqp-seed={args.simamqp_seed}"]
     if args.workers:
         argv += ["-n", args.workers]
     if args.db:
         argv.append(f"--simamqp-explore-db={args.db}")
-    return int(pytest.main(argv))
+    # A child process: pytest must import simamqp itself to rewrite its assertions.
+    out.flush()
+    return subprocess.call([sys.executable, "-m", "pytest", *argv])
 
 
 def dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
