@@ -274,9 +274,13 @@ def check_delivery(
     delivered: Counter[Hashable] = Counter()
     by_key: dict[Hashable, list[int]] = {}
     pending: set[Hashable] = set()
+    pending_pairs = histories.pending
     for h in histories:
-        n = len(h.accepted(queue))
-        if n or (queue, h.msg) in histories.pending:
+        n = 0
+        for d in h.deliveries:
+            if d.queue == queue and (d.settled == "ack" or d.no_ack is True):
+                n += 1
+        if n or (queue, h.msg) in pending_pairs:
             k = key(h)
             by_key.setdefault(k, []).append(h.msg)
             if n:
@@ -503,14 +507,21 @@ def check_durability(
     )
 
 
+#: Fault actions that may legitimately put a message out of FIFO order.
+_EXCUSING = frozenset(
+    {"delay", "reorder", "redeliver", "close_channel", "close_connection", "restart"}
+)
+
+
 def check_fifo(source: Any, queue: str, *, priorities: bool = False) -> Verdict:
     """Per-queue FIFO: first deliveries from ``queue`` (to any consumer, or basic.get) come in
     the order the messages were enqueued. Allowed exceptions, not reported: redeliveries
     (requeued messages go back to their place), messages a fault delayed, reordered or
     redelivered, and everything when ``priorities`` (a priority queue orders by priority).
 
-    One pass over the queue's deliveries in delivery order, keeping the highest enqueue rank
-    delivered so far: O(deliveries). Each violation names the message delivered late and the
+    One pass over the queue's deliveries in delivery order (sorted by event number: linear for
+    the nearly ordered lists histories give, O(d log d) at worst), keeping the highest enqueue
+    rank delivered so far. Each violation names the message delivered late and the
     one that overtook it.
     """
     histories = _histories(source)
@@ -518,22 +529,18 @@ def check_fifo(source: Any, queue: str, *, priorities: bool = False) -> Verdict:
     firsts: list[tuple[int, MessageHistory]] = []
     excused: set[int] = set()
     for h in histories:
-        hits = [
-            f
-            for f in h.faults
-            if f.action
-            in ("delay", "reorder", "redeliver", "close_channel", "close_connection", "restart")
-        ]
-        if hits:
-            excused.add(h.msg)
-        if queue in h.enqueued:
-            rank[h.msg] = _enqueue_position(h, queue)
+        msg = h.msg
+        if h.faults and any(f.action in _EXCUSING for f in h.faults):
+            excused.add(msg)
+        position = h.enqueue_seqs.get(queue)
+        if position is not None:
+            rank[msg] = position
         for d in h.deliveries:
-            if d.queue == queue and d.count == 1 and not d.redelivered:
+            if d.count == 1 and d.queue == queue and not d.redelivered:
                 firsts.append((d.seq, h))
     out_of_order: list[Finding] = []
     if not priorities:
-        firsts.sort(key=lambda item: item[0])
+        firsts.sort(key=_first)
         top: tuple[int, int] | None = None  # (rank, msg) of the latest-enqueued delivered yet
         for _, h in firsts:
             r = rank.get(h.msg)
@@ -569,9 +576,8 @@ def check_fifo(source: Any, queue: str, *, priorities: bool = False) -> Verdict:
     )
 
 
-def _enqueue_position(h: MessageHistory, queue: str) -> int:
-    """The seq of the event that first put the message in ``queue``: the engine's order."""
-    return h.enqueue_seqs.get(queue, 0)
+def _first(item: tuple[int, MessageHistory]) -> int:
+    return item[0]
 
 
 # -- RPC ------------------------------------------------------------------------------------

@@ -172,9 +172,9 @@ class MessageHistory:
     def text(self) -> str:
         """The body as text when it is UTF-8 (what ledgers usually hold), else as bytes."""
         body = self.body
-        if isinstance(body, bytes | bytearray):
+        if type(body) is bytes or isinstance(body, bytearray):
             try:
-                return bytes(body).decode()
+                return body.decode()
             except UnicodeDecodeError:
                 return repr(bytes(body))
         if isinstance(body, Mapping):
