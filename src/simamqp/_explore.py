@@ -132,9 +132,11 @@ class ExploreCase:
 
 
 def _limits(marker: pytest.Mark) -> tuple[int, Limits]:
+    """The marker's seeds and limits; a mistake fails collection with one line (no
+    traceback: it is the test author's mistake, not simamqp's)."""
     kwargs = dict(marker.kwargs)
     if marker.args:
-        raise pytest.UsageError(f"@pytest.mark.{MARKER} takes keyword arguments only")
+        pytest.fail(f"@pytest.mark.{MARKER} takes keyword arguments only", pytrace=False)
     seeds = kwargs.pop("seeds", 50)
     for key in ("points", "actions", "queues"):
         if key in kwargs:
@@ -143,9 +145,9 @@ def _limits(marker: pytest.Mark) -> tuple[int, Limits]:
     try:
         return int(seeds), Limits(**kwargs)
     except TypeError as err:
-        raise pytest.UsageError(f"@pytest.mark.{MARKER}: {err}") from None
+        pytest.fail(f"@pytest.mark.{MARKER}: {err}", pytrace=False)
     except ValueError as err:
-        raise pytest.UsageError(str(err)) from None
+        pytest.fail(str(err), pytrace=False)
 
 
 # -- the shared database --------------------------------------------------------------------
@@ -265,9 +267,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if marker is None:
         return
     if "sim_broker" not in metafunc.fixturenames:
-        raise pytest.UsageError(
-            f"@pytest.mark.{MARKER} explores a test that uses the sim_broker fixture; "
-            f"{metafunc.definition.nodeid} does not"
+        pytest.fail(
+            f"@pytest.mark.{MARKER} explores tests that use the sim_broker fixture: "
+            f"{metafunc.definition.nodeid} uses no sim_broker",
+            pytrace=False,
         )
     seeds, limits = _limits(marker)
     override = metafunc.config.getoption("--simamqp-explore")
