@@ -67,6 +67,8 @@ _LANE_W = 150
 _ROW_H = 22
 _TOP = 70
 _LEFT = 120
+#: Room right of the last lane for the labels of events drawn on it.
+_RIGHT = 260
 _RED = "#c0392b"
 _COLORS = {"publisher": "#2c6e9b", "exchange": "#7a5c99", "queue": "#2e7d32", "consumer": "#b26a00"}
 
@@ -142,7 +144,7 @@ def sequence_diagram(
         for key in lanes[kind]:
             xs[(kind, key)] = _LEFT + _LANE_W * column + _LANE_W / 2
             column += 1
-    width = _LEFT + _LANE_W * max(column, 1) + 20
+    width = _LEFT + _LANE_W * max(column, 1) + _RIGHT
     height = _TOP + _ROW_H * (len(chosen) + 1) + 30
     svg = ET.Element(
         "svg",
