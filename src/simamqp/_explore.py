@@ -28,6 +28,7 @@ see the first broker, so an explored test should make its connections itself.
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
 from collections.abc import Generator, Sequence
@@ -336,7 +337,8 @@ def _attempt(item: pytest.Function, rules: Sequence[dict[str, Any]]) -> tuple[bo
     if name is not None:
         unregister(name)
         register(name, broker)
-    kwargs = {arg: item.funcargs[arg] for arg in item._fixtureinfo.argnames}
+    wanted = inspect.signature(item.obj).parameters
+    kwargs = {arg: value for arg, value in item.funcargs.items() if arg in wanted}
     kwargs["sim_broker"] = broker
     try:
         item.obj(**kwargs)
