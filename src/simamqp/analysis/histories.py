@@ -350,15 +350,16 @@ class _Builder:
         self.open.pop((queue, msg), None)
 
     def settle(self, queue: str, msg: int, how: str, seq: int, requeue: bool | None) -> None:
-        delivery = self.open.pop((queue, msg), None)
+        key = (queue, msg)
+        delivery = self.open.pop(key, None)
         if delivery is not None:
             delivery.settled = how
             delivery.requeue = requeue
             delivery.settled_seq = seq
         if requeue:
-            self.where[(queue, msg)] = "ready"
+            self.where[key] = "ready"
         elif how != "requeue":
-            self.where.pop((queue, msg), None)
+            self.where.pop(key, None)
 
     def run(self, events: Iterable[Event]) -> None:
         """Fold every event in (the hot loop: one dict lookup per event and kind)."""
@@ -429,7 +430,8 @@ def _enqueue(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: Any) -
     h.enqueued.append(queue)
     h.enqueue_seqs.setdefault(queue, seq)
     b.where[(queue, h.msg)] = "ready"
-    b.seen_in(queue, h.msg)
+    if b.after_restart:
+        b.seen_in(queue, h.msg)
 
 
 def _reject_publish(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: Any) -> None:
@@ -476,7 +478,9 @@ def _dead_letter_dropped(b: _Builder, seq: int, time: float, a: Mapping[str, Any
 def _deliver(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: Any) -> None:
     queue = a["queue"]
     conn, ch, tag = a.get("connection"), a.get("channel"), a.get("consumer_tag")
-    count = 1 + sum(1 for d in h.deliveries if d.queue == queue) if h.deliveries else 1
+    msg = h.msg
+    deliveries = h.deliveries
+    count = 1 + sum(1 for d in deliveries if d.queue == queue) if deliveries else 1
     if queue == DIRECT_REPLY_TO:
         no_ack: bool | None = True
     elif tag is None:
@@ -495,15 +499,17 @@ def _deliver(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: Any) -
         count,
         no_ack,
     )
-    h.deliveries.append(delivery)
-    if queue in b.restart_queues and (queue, h.msg) not in b.after_restart:
-        b.restart_dropped(queue, seq, f"msg {h.msg}, enqueued after the restart, came first")
-    b.seen_in(queue, h.msg)
+    deliveries.append(delivery)
+    key = (queue, msg)
+    if b.after_restart or b.restart_queues:
+        if queue in b.restart_queues and key not in b.after_restart:
+            b.restart_dropped(queue, seq, f"msg {msg}, enqueued after the restart, came first")
+        b.seen_in(queue, msg)
     if no_ack:
-        b.leave(queue, h.msg)
+        b.leave(queue, msg)
     else:
-        b.where[(queue, h.msg)] = "unacked"
-        b.open[(queue, h.msg)] = delivery
+        b.where[key] = "unacked"
+        b.open[key] = delivery
 
 
 def _consume(b: _Builder, seq: int, time: float, a: Mapping[str, Any], h: Any) -> None:
