@@ -17,7 +17,7 @@ reproduces it. The run ends with one summary per explored test naming its first 
 
 Failures are shared through Hypothesis's example database (``--simamqp-explore-db``: a folder,
 ``redis://host:port/db`` for Hypothesis's ``RedisExampleDatabase``, or ``none``; by default
-Hypothesis's own default database): every failing seed is saved there, and the next run (on any
+the database of Hypothesis's current settings profile): every failing seed is saved there, and the next run (on any
 machine sharing the database) runs the known failing seeds of a test first.
 
 Reruns call the test function again with a fresh broker registered under the same URL name, so
