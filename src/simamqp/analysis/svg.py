@@ -260,12 +260,20 @@ def sequence_diagram(
                 red=kind == "fault-requeue",
             )
         elif kind == "confirm":
-            _text(
+            # The confirm names the channel only: drawn on the first publisher lane with it.
+            publisher = next(
+                (
+                    x
+                    for (k, key), x in xs.items()
+                    if k == "publisher" and key[1] == a.get("channel")
+                ),
+                None,
+            )
+            _mark(
                 g,
-                _LEFT + 4,
-                y + 4,
-                f"confirm ch{a.get('channel')} seq {a.get('seq')} "
-                f"{'ack' if a.get('ack') else 'NACK'}",
+                publisher,
+                y,
+                f"confirm seq {a.get('seq')} {'ack' if a.get('ack') else 'NACK'}",
                 color="#2c6e9b",
             )
         elif kind == "return":
@@ -342,6 +350,9 @@ def sequence_diagram(
                 color=_RED if red else "#555",
                 cross=red,
             )
+    if marked:
+        names = " ".join(f"m{m}" for m in sorted(marked))
+        _text(svg, 8, bottom + 20, f"drawn bold: {names}", weight="bold")
     return ET.tostring(svg, encoding="unicode", xml_declaration=False)
 
 
