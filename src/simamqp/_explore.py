@@ -17,8 +17,9 @@ reproduces it. The run ends with one summary per explored test naming its first 
 
 Failures are shared through Hypothesis's example database (``--simamqp-explore-db``: a folder,
 ``redis://host:port/db`` for Hypothesis's ``RedisExampleDatabase``, or ``none``; by default
-the database of Hypothesis's current settings profile): every failing seed is saved there, and the next run (on any
-machine sharing the database) runs the known failing seeds of a test first.
+the database of Hypothesis's current settings profile): every failing seed is saved there,
+and the next run (on any machine sharing the database) runs the known failing seeds of a test
+first.
 
 Reruns call the test function again with a fresh broker registered under the same URL name, so
 a test's other fixtures that reach the broker by URL (``sim_broker.url``, ``sim_celery_config``)
