@@ -152,12 +152,12 @@ _new_event = tuple.__new__
 # -- digest v2 --------------------------------------------------------------------------------
 #
 # An event is stored as a record ``(time, head, values)``: ``head`` is the v2 bytes of
-# ``(kind, *names)`` with the attribute names sorted, ``values`` their values in that order. Events recorded through a
-# ``Shape`` are stored that way from the start (the hot path: no dict, no per-event encoding);
-# ``emit``'s dict events are stored as ``(time, kind, attrs)`` and put in that form when folded.
-# A batch of records whose values are all plain (exact atomic types, tuples of them) is its own
-# canonical form, so it is encoded by one ``marshal.dumps`` call: marshal writes a list as
-# ``b"[" + count + items``, and the items are each event's bytes, back to back.
+# ``(kind, *names)`` with the attribute names sorted, ``values`` their values in that order.
+# Events recorded through a ``Shape`` are stored that way from the start (the hot path: no
+# dict, no per-event encoding; the head is bytes, which marshal copies instead of encoding each
+# name again); ``emit``'s dict events are stored as ``(time, kind, attrs)`` and put in that
+# form when folded. A batch of canonical records is encoded by one ``marshal.dumps`` call:
+# marshal writes a list as ``b"[" + count + items``, the items being each event's bytes.
 
 _ATOMIC = frozenset({type(None), bool, int, float, str, bytes})
 _PLAIN_VALUES = _ATOMIC | {tuple}
@@ -258,8 +258,9 @@ class Shape:
     the site passes its values to ``Trace.record``.
 
     Such an event is stored as ``(time, head, values)`` with ``head`` the v2 bytes of
-    ``(kind, *sorted names)`` and the values in the sorted names' order: already digest v2's canonical form, so folding it costs no
-    Python code per event, and holding only atomic values it is untracked by the cyclic GC.
+    ``(kind, *sorted names)`` and the values in the sorted names' order: already digest v2's
+    canonical form, so folding it costs no Python code per event, and holding only atomic
+    values it is untracked by the cyclic GC.
     Readers see an ordinary ``Event`` (attributes in the call site's order; tuple values of
     ``lists`` keys as lists). The digest is exactly the one ``emit(time, kind, attrs)`` gives.
 
