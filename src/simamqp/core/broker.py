@@ -171,8 +171,9 @@ class Broker:
     def _begin_operation(self) -> bool:
         """One timestamp per operation, on a clock that moves by itself: every event the
         operation under way causes carries the time it started (``Trace.begin_operation``).
-        True when this call began it: the caller then calls ``trace.end_operation()``."""
-        return self._tracing and self.trace.begin_operation(self.clock.now())
+        True when this call began it: the caller then calls ``trace.end_operation()``.
+        Channel methods call it (when tracing, on such a clock) before doing anything else."""
+        return self.trace.begin_operation(self.clock.now())
 
     def set_tracing(self, enabled: bool) -> None:
         self._tracing = self.trace.enabled = enabled

@@ -197,7 +197,7 @@ class Channel:
         self._check_open()
         broker = self.broker
         broker._tick()
-        timed = not broker.clock.virtual and broker._begin_operation()  # one timestamp
+        timed = broker._tracing and not broker.clock.virtual and broker._begin_operation()
         try:
             return fn()
         except AMQPError as err:
@@ -216,7 +216,7 @@ class Channel:
         broker = self.broker
         if broker.scheduler._heap:  # what Broker._tick checks first (hot path: publish, ack)
             broker._tick()
-        timed = not broker.clock.virtual and broker._begin_operation()  # one timestamp
+        timed = broker._tracing and not broker.clock.virtual and broker._begin_operation()
         try:
             fn()
         except AMQPError as err:
