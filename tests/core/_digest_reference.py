@@ -49,6 +49,13 @@ def v2_value(value: Any) -> Any:
     raise TypeError(f"cannot put {type(value).__name__} in a trace")
 
 
+def is_canonical(value: Any) -> bool:
+    """Already in canonical form, exactly: atomic values of the exact types, tuples of them."""
+    if type(value) is tuple:
+        return all(is_canonical(v) for v in value)
+    return value is None or type(value) in (bool, int, float, str, bytes)
+
+
 def v2_bytes(value: Any) -> bytes:
     """The bytes of a canonical value, byte for byte as documented."""
     if value is None:

@@ -42,9 +42,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from functools import partial
-from itertools import chain, compress
-from operator import is_, itemgetter
+from operator import itemgetter
 from typing import Any, Literal, NamedTuple, overload
 
 __all__ = [
@@ -160,37 +158,13 @@ _new_event = tuple.__new__
 # marshal writes a list as ``b"[" + count + items``, the items being each event's bytes.
 
 _ATOMIC = frozenset({type(None), bool, int, float, str, bytes})
-_PLAIN_VALUES = _ATOMIC | {tuple}
-_NUMBERS = frozenset({int, float})
 _TUPLE_ONLY = frozenset({tuple})
-_BYTES_ONLY = frozenset({bytes})
-_is_tuple = partial(is_, tuple)
-_times = itemgetter(0)
-_heads = itemgetter(1)
 _values = itemgetter(2)
 _MARSHAL_VERSION = 2
 _LIST_HEADER = 5  # b"[" and a 4-byte count, before the items
 #: Records encoded per ``marshal.dumps`` call: bounds the memory an encoding takes (bodies are
 #: copied into it) to a fraction of what the window already holds.
 _CHUNK = 256
-
-
-def _plain(records: list[Any]) -> bool:
-    """Whether every record is ``(number, bytes head, tuple of plain values)``, i.e. already
-    canonical: exact atomic types and tuples of them, at any depth."""
-    if set(map(type, map(_heads, records))) - _BYTES_ONLY:
-        return False
-    if set(map(type, map(_times, records))) - _NUMBERS:
-        return False
-    if set(map(type, map(_values, records))) - _TUPLE_ONLY:
-        return False
-    level = list(chain.from_iterable(map(_values, records)))
-    while level:
-        types = set(map(type, level))
-        if types - _PLAIN_VALUES:
-            return False
-        level = list(chain.from_iterable(compress(level, map(_is_tuple, map(type, level)))))
-    return True
 
 
 def _head(kind: Any, names: Iterable[str]) -> bytes:
@@ -212,10 +186,10 @@ def _encode_records(records: list[Any]) -> bytes:
     """The v2 bytes of stored records, in order (a batch of at most ``_CHUNK``).
 
     ``Shape`` records are trusted to be canonical already (``Trace.record``'s contract: values
-    of exact atomic types, tuples of them); the engine's are checked by
-    tests/core/test_trace_digest.py. A value of a subclass (a ``str`` or ``int`` subclass
-    from a client, an ``IntEnum``) makes marshal refuse the batch, which is then put in
-    canonical form value by value; ``emit``'s dict records are always put in canonical form.
+    of atomic types, tuples of them; tests/core/test_trace_digest.py checks the engine's). A
+    value of a subclass (a ``str`` or ``int`` subclass from a client, an ``IntEnum``) makes
+    marshal refuse the batch, which is then put in canonical form value by value; ``emit``'s
+    dict records are always put in canonical form.
     """
     if set(map(type, map(_values, records))) - _TUPLE_ONLY:
         records = [r if type(r[2]) is tuple else _canonical_record(r) for r in records]
@@ -359,8 +333,11 @@ class Trace:
                 self._drop_old()
 
     def record(self, time: float, shape: Shape, values: tuple[Any, ...]) -> None:
-        """``emit(time, shape.kind, dict(zip(shape.keys, values)))``, cheaper (see ``Shape``);
-        ``values`` holds a tuple where the event has a list."""
+        """``emit(time, shape.kind, dict(zip(shape.keys, values)))``, cheaper (see ``Shape``).
+
+        The values must be ``None``, ``bool``, ``int``, ``float``, ``str`` or ``bytes`` (or a
+        subclass of one), or tuples of those where the event has a list: the digest encodes
+        them as they are (no dict, list or set; ``emit`` takes those)."""
         if self.enabled:
             if shape.order is not None:
                 values = shape.order(values)
