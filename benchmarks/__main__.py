@@ -38,7 +38,7 @@ def _sections() -> list[tuple[int, str, bool, Callable[[bool, bool], list[Row]]]
 
     return [
         (1, "kombu round trip", True, bench_kombu.row_round_trip),
-        (2, "core engine", False, lambda q, r: bench_core.row_core(q)),
+        (2, "core engine", False, lambda q, r: bench_core.row_core(q) + bench_core.row_trace(q)),
         (3, "wake-up latency", True, bench_kombu.row_wakeup),
         (4, "topic routing", False, lambda q, r: bench_core.row_topic(q)),
         (5, "broker lifecycle", False, lambda q, r: bench_core.row_lifecycle(q)),

@@ -660,7 +660,9 @@ class SimChannel(base.StdChannel):
         if conn._cut_by is not None:
             raise conn._socket_error(write=False)  # py-amqp reads before it publishes
         # py-amqp reads one pending frame before each publish (connection.blocked capability).
-        conn._dispatch_one(block=False)
+        core = conn._core
+        if core is not None and core.outbox:
+            conn._dispatch_one(block=False)
         if self._confirm_publish and not self._confirm_selected:
             self.confirm_select()
         # Encoded as py-amqp's send_method would: the method's arguments, then the content.
@@ -1148,7 +1150,13 @@ class SimConnection:
         core = self._core
         if core is None or not core.outbox:
             return False
-        frame = self._locked(lambda: self._take())
+        broker = self.broker
+        with broker.lock:  # self._locked(self._take), inlined: once per pipelined message
+            threads = broker._threads
+            ident = _get_ident()
+            if ident not in threads:
+                threads[ident] = threading.current_thread()
+            frame = self._take()
         if frame is None:
             return False
         self._dispatch(frame)

@@ -173,7 +173,7 @@ def test_failure_report_has_seed_trace_and_a_replayable_scenario(
             "*ack connection=1*",
         ]
     )
-    digest = re.search(r"trace digest: ([0-9a-f]{64})", result.stdout.str())
+    digest = re.search(r"trace digest: (v2:[0-9a-f]{64})", result.stdout.str())
     path = re.search(r"replay scenario: (\S+)", result.stdout.str())
     assert digest and path
     scenario = load(path.group(1))

@@ -33,7 +33,7 @@ def test_replay_of_a_trace_longer_than_the_window_has_the_same_digest(
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    digest = re.search(r"trace digest: ([0-9a-f]{64}) \((\d+) events\)", out)
+    digest = re.search(r"trace digest: (v2:[0-9a-f]{64}) \((\d+) events\)", out)
     path = re.search(r"replay scenario: (\S+)", out)
     assert digest and path, out
     assert int(digest.group(2)) > 2 * DEFAULT_WINDOW

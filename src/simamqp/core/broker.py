@@ -168,6 +168,13 @@ class Broker:
         if self._tracing:
             self.trace.emit(self.clock.now(), kind, attrs)
 
+    def _begin_operation(self) -> bool:
+        """One timestamp per operation, on a clock that moves by itself: every event the
+        operation under way causes carries the time it started (``Trace.begin_operation``).
+        True when this call began it: the caller then calls ``trace.end_operation()``.
+        Channel methods call it (when tracing, on such a clock) before doing anything else."""
+        return self.trace.begin_operation(self.clock.now())
+
     def set_tracing(self, enabled: bool) -> None:
         self._tracing = self.trace.enabled = enabled
 

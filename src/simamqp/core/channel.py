@@ -195,7 +195,9 @@ class Channel:
     def _sync(self, method: tuple[int, int], fn: Callable[[], T]) -> T:
         """Run a synchronous method; on an AMQP error close what the broker closes, re-raise."""
         self._check_open()
-        self.broker._tick()
+        broker = self.broker
+        broker._tick()
+        timed = broker._tracing and not broker.clock.virtual and broker._begin_operation()
         try:
             return fn()
         except AMQPError as err:
@@ -203,6 +205,9 @@ class Channel:
                 err.method = method
             self._fail(err)
             raise
+        finally:
+            if timed:
+                broker.trace.end_operation()
 
     def _async(self, method: tuple[int, int], fn: Callable[[], None]) -> None:
         """Run an asynchronous method; an AMQP error closes the channel via the outbox."""
@@ -211,12 +216,16 @@ class Channel:
         broker = self.broker
         if broker.scheduler._heap:  # what Broker._tick checks first (hot path: publish, ack)
             broker._tick()
+        timed = broker._tracing and not broker.clock.virtual and broker._begin_operation()
         try:
             fn()
         except AMQPError as err:
             if err.method == (0, 0) and not err.frame_level:
                 err.method = method
             self._fail(err, notify=True)
+        finally:
+            if timed:
+                broker.trace.end_operation()
 
     def without_reply(self, method: Callable[[Channel], object]) -> None:
         """Run a synchronous method the client sent with ``nowait=true``.

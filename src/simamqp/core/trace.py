@@ -2,19 +2,33 @@
 
 Every effect a client could observe, and every fault the broker applied, is one event. Two runs
 with the same seed and the same calls produce the same events; ``digest()`` hashes a canonical
-encoding of them (sorted keys, bodies by their own sha256, no ``repr`` of objects, no ids), so the
-digest is the same in any process and under any ``PYTHONHASHSEED``.
+encoding of every field of every event (time included), so the digest is the same in any
+process and under any ``PYTHONHASHSEED``.
+
+Digest versions (docs/design.md, "The trace", defines both byte for byte):
+
+- **v2** (``digest()``, written ``"v2:<hex>"``): sha256 over each event's canonical tuple
+  ``(time, (kind, *names), values)`` written by ``marshal.dumps(..., 2)`` (C speed; format
+  version 2 has no back-references and no interning flags, so equal values give equal bytes),
+  names sorted, values canonicalised (lists as tuples, mappings as dicts in key order, bodies as
+  their bytes).
+- **v1** (``digest(version=1)``, a bare hex string): sha256 over one sorted-key JSON line per
+  event. Computed only when asked (a file recorded before v2), from a complete trace.
 
 Retention (``mode``):
 
 - ``"window"`` (the default): the digest covers every event, but only the most recent
-  ``window`` events are kept (``tail()``, failure reports). Events are folded into a running
-  sha256 in batches as they leave the window, so memory stays flat however many messages move.
+  ``window`` events are kept (``tail()``, failure reports). Events are folded into the running
+  v2 sha256 in batches as they leave the window, so memory stays flat however many messages move.
 - ``"full"``: every event is kept (recording, replay files, tests that inspect the whole log).
 - ``"off"``: nothing is recorded (benchmarks); the digest is that of no events.
 
-Asking for the whole log (``events``, ``of_kind``, iteration, ``lines``) after events have left
-the window raises ``TraceNotRetained`` rather than answering from part of it.
+Asking for the whole log (``events``, ``of_kind``, iteration, ``lines``, a v1 digest) after
+events have left the window raises ``TraceNotRetained`` rather than answering from part of it.
+
+One timestamp per operation: between ``begin_operation(time)`` and ``end_operation()`` (the
+broker calls them around each channel method on a clock that moves by itself), every event is
+stamped with the operation's time, so the events one operation causes share it.
 """
 
 from __future__ import annotations
@@ -23,26 +37,36 @@ import datetime as _dt
 import decimal
 import hashlib
 import json
-import json.encoder
+import marshal
+import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
+from operator import itemgetter
 from typing import Any, Literal, NamedTuple, overload
 
 __all__ = [
     "DEFAULT_WINDOW",
+    "DIGEST_VERSION",
+    "DIGEST_VERSIONS",
     "Event",
     "Shape",
     "Trace",
     "TraceMode",
     "TraceNotRetained",
     "canonical",
+    "canonical_v2",
+    "encode_v2",
+    "parse_digest",
 ]
 
 TraceMode = Literal["full", "window", "off"]
 TRACE_MODES: tuple[TraceMode, ...] = ("full", "window", "off")
 #: Events a windowed trace keeps (it holds at most twice as many between two folds).
 DEFAULT_WINDOW = 1000
+#: The digest ``digest()`` computes, and every version ``digest(version=...)`` knows.
+DIGEST_VERSION = 2
+DIGEST_VERSIONS = (1, 2)
 
 
 class Event(NamedTuple):
@@ -52,6 +76,7 @@ class Event(NamedTuple):
     attrs: Mapping[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
+        """The event as digest v1 encodes it (one JSON document, keys sorted)."""
         return {"seq": self.seq, "time": self.time, "kind": self.kind, **canonical(self.attrs)}
 
     def __str__(self) -> str:
@@ -67,7 +92,7 @@ def _short(value: Any) -> str:
 
 
 def canonical(value: Any) -> Any:
-    """A JSON-able, process-independent rendering of a trace value."""
+    """A JSON-able, process-independent rendering of a trace value (digest v1)."""
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -85,232 +110,156 @@ def canonical(value: Any) -> Any:
     raise TypeError(f"cannot put {type(value).__name__} in a trace")
 
 
+def canonical_v2(value: Any) -> Any:
+    """The value as digest v2 encodes it: exact ``None``/``bool``/``int``/``float``/``str``/
+    ``bytes``, tuples of those (lists and tuples alike), dicts with ``str`` keys inserted in
+    sorted order (mappings), a datetime's ISO text, ``"decimal:TEXT"``. Subclasses become their
+    base type's value (an ``IntEnum`` its int); anything else is a ``TypeError``."""
+    kind = type(value)
+    if kind in _ATOMIC:
+        return value
+    if isinstance(value, bool):  # pragma: no cover - bool cannot be subclassed
+        return bool(value)
+    if isinstance(value, int):
+        return int.__int__(value)  # the int value, even if __int__ is overridden
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, Mapping):
+        return {
+            str(k): canonical_v2(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))
+        }
+    if isinstance(value, list | tuple):
+        return tuple(map(canonical_v2, value))
+    if isinstance(value, _dt.datetime):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return f"decimal:{value}"
+    raise TypeError(f"cannot put {type(value).__name__} in a trace")
+
+
 class TraceNotRetained(LookupError):
     """The trace no longer keeps the events asked for (window mode dropped them)."""
 
 
 _new_event = tuple.__new__
-_PLAIN = frozenset({int, str, bool, type(None)})
-#: json.dumps(..., sort_keys=True, separators=(",", ":")) without building an encoder per call:
-#: the C encoder json.dumps itself uses, with the same arguments (check_circular only adds a
-#: cycle check; trace values have no cycles).
-_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)  # not in typeshed
-_c_encode: Any = (
-    _c_make_encoder(
-        None, None, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True
-    )
-    if _c_make_encoder is not None
-    else None
-)
-_py_encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
-
-def _canonical_event(event: Event) -> dict[str, Any]:
-    """``event.to_dict()``, without ``canonical``'s walk when the values are already plain."""
-    seq, time, kind, attrs = event
-    out: dict[str, Any] = {"seq": seq, "time": time, "kind": kind}
-    for key, value in attrs.items():
-        if type(key) is not str:
-            out.update(canonical(attrs))
-            return out
-        kind_of = type(value)
-        if kind_of in _PLAIN or (kind_of is list and all(type(v) is str for v in value)):
-            out[key] = value
-        else:
-            out[key] = canonical(value)
-    return out
-
-
-def _generic_line(event: Event) -> str:
-    encode = _c_encode
-    if encode is not None:
-        return "".join(encode(_canonical_event(event), 0))
-    return _py_encoder.encode(_canonical_event(event))  # pragma: no cover - no C json
-
-
-# -- compiled line encoders ------------------------------------------------------------------
+# -- digest v2 --------------------------------------------------------------------------------
 #
-# Folding is the trace's main cost, so each event shape (kind + attribute names, in the order a
-# call site passes them) gets a line encoder compiled on first sight: one f-string with the
-# keys already sorted and quoted, and a type check per value that sends anything unexpected to
-# the generic encoder above. The output is byte for byte what the generic encoder produces;
-# tests/core/test_trace_retention.py checks both against json.dumps on whole workloads.
+# An event is stored as a record ``(time, head, values)``: ``head`` is the v2 bytes of
+# ``(kind, *names)`` with the attribute names sorted, ``values`` their values in that order.
+# Events recorded through a ``Shape`` are stored that way from the start (the hot path: no
+# dict, no per-event encoding; the head is bytes, which marshal copies instead of encoding each
+# name again); ``emit``'s dict events are stored as ``(time, kind, attrs)`` and put in that
+# form when folded. A batch of canonical records is encoded by one ``marshal.dumps`` call:
+# marshal writes a list as ``b"[" + count + items``, the items being each event's bytes.
 
-_esc = json.encoder.encode_basestring_ascii
-_sha256 = hashlib.sha256
-
-
-def _str_list(values: list[Any] | tuple[Any, ...]) -> str | None:
-    for value in values:
-        if type(value) is not str:
-            return None
-    return "[" + ",".join(map(_esc, values)) + "]"
-
-
-#: tuple of str -> its JSON array (``_str_tuple``), bounded.
-_list_lines: dict[tuple[Any, ...], str] = {}
-_LIST_LINES_MAX = 4096
+_ATOMIC = frozenset({type(None), bool, int, float, str, bytes})
+_TUPLE_ONLY = frozenset({tuple})
+_values = itemgetter(2)
+_MARSHAL_VERSION = 2
+_LIST_HEADER = 5  # b"[" and a 4-byte count, before the items
+#: Records encoded per ``marshal.dumps`` call: bounds the memory an encoding takes (bodies are
+#: copied into it) to a fraction of what the window already holds.
+_CHUNK = 256
 
 
-def _str_tuple(values: tuple[Any, ...]) -> str | None:
-    """``_str_list`` for a tuple, remembered (a queue list is seen once per message)."""
-    line = _str_list(values)
-    if line is not None:
-        if len(_list_lines) >= _LIST_LINES_MAX:
-            _list_lines.clear()
-        _list_lines[values] = line
-    return line
+def _head(kind: Any, names: Iterable[str]) -> bytes:
+    """An event's head: the v2 bytes of ``(kind, *names)``, names sorted."""
+    return marshal.dumps((canonical_v2(kind), *sorted(names)), _MARSHAL_VERSION)
 
 
-#: type -> (check expression, value expression) for a value ``v``; the value expression is
-#: what json.dumps(canonical(v)) writes. Floats are canonical()ised to their repr string.
-_RENDER: dict[type, tuple[str, str]] = {
-    int: ("type({v}) is int", "{{{v}}}"),
-    bool: ("type({v}) is bool", '{{"true" if {v} else "false"}}'),
-    type(None): ("{v} is None", "null"),
-    str: ("type({v}) is str", "{{_esc({v})}}"),
-    float: ("type({v}) is float", '"{{{v}!r}}"'),
-    bytes: (
-        "type({v}) is bytes",
-        '{{{{"len":{{len({v})}},"sha256":"{{_sha256({v}).hexdigest()}}"}}}}',
-    ),
-}
-_RESERVED = frozenset({"seq", "time", "kind"})
-_compiled: dict[tuple[str, tuple[str, ...]], Any] = {}
-_COMPILED_MAX = 1024
+def _canonical_record(record: tuple[Any, Any, Any]) -> tuple[Any, bytes, tuple[Any, ...]]:
+    """Any stored record in canonical form ``(time, head, values)``."""
+    time, head, attrs = record
+    time = canonical_v2(time)
+    if type(attrs) is tuple:  # a Shape record: head and order are canonical, values may not be
+        return time, head, tuple(map(canonical_v2, attrs))
+    fields = canonical_v2(attrs)  # a dict with str keys, in sorted order
+    return time, _head(head, fields), tuple(fields.values())
 
 
-def _compile(
-    kind: str, keys: tuple[str, ...], attrs: Mapping[str, Any], *, values: bool = False
-) -> Any:
-    """A function (seq, time, kind, attrs) -> line, or None when an event of this ``kind`` has
-    other attributes or value types than this one. Only called for events of ``kind``.
+def _encode_records(records: list[Any]) -> bytes:
+    """The v2 bytes of stored records, in order (a batch of at most ``_CHUNK``).
 
-    ``values=True`` compiles for a ``Shape``: ``attrs`` is then the tuple of values in the
-    order of ``keys`` (lists stored as tuples), and the length is the shape's by construction.
+    ``Shape`` records are trusted to be canonical already (``Trace.record``'s contract: values
+    of atomic types, tuples of them; tests/core/test_trace_digest.py checks the engine's). A
+    value of a subclass (a ``str`` or ``int`` subclass from a client, an ``IntEnum``) makes
+    marshal refuse the batch, which is then put in canonical form value by value; ``emit``'s
+    dict records are always put in canonical form.
     """
-    if _RESERVED.intersection(keys) or not all(type(k) is str for k in keys):
-        return None
-    checks = [
-        "type(time) is float",
-        "time - time == 0.0",  # finite: json writes inf as Infinity
-    ]
-    loads = []
-    if values:
-        loads.append(f"        {''.join(f'v{i}, ' for i in range(len(keys)))}= a")
-    else:
-        checks.insert(0, f"len(a) == {len(keys)}")
-    fields: dict[str, str] = {"seq": "{seq}", "time": "{time!r}"}
-    for i, key in enumerate(keys):
-        var = f"v{i}"
-        value = attrs[key]
-        if not values:
-            loads.append(f"        {var} = a[{key!r}]")
-        if values and type(value) is tuple:
-            # Tuples are immutable: their line fragment is cached (queue lists repeat).
-            loads.append(
-                f"        {var} = (_list_lines.get({var}) or _str_tuple({var}))"
-                f" if type({var}) is tuple else None"
-            )
-            checks.append(f"{var} is not None")
-            fields[key] = "{" + var + "}"
-        elif type(value) is list:
-            loads.append(f"        {var} = _str_list({var}) if type({var}) is list else None")
-            checks.append(f"{var} is not None")
-            fields[key] = "{" + var + "}"
-        elif type(value) in _RENDER:
-            check, render = _RENDER[type(value)]
-            checks.append(check.format(v=var))
-            fields[key] = render.format(v=var)
-        else:
-            return None
-    parts = []
-    for key in sorted([*fields, "kind"]):
-        literal = _esc(key) + ":"
-        if key == "kind":
-            literal += _esc(kind)
-        parts.append(literal.replace("{", "{{").replace("}", "}}") + fields.get(key, ""))
-    source = "\n".join(
-        [
-            "def encode(seq, time, kind, a):",
-            "    try:",
-            *loads,
-            "        pass",
-            "    except (KeyError, ValueError):",
-            "        return None",
-            f"    if not ({' and '.join(checks)}):",
-            "        return None",
-            "    return f" + repr("{{" + ",".join(parts) + "}}"),
-        ]
+    if set(map(type, map(_values, records))) - _TUPLE_ONLY:
+        records = [r if type(r[2]) is tuple else _canonical_record(r) for r in records]
+    try:
+        data = marshal.dumps(records, _MARSHAL_VERSION)
+    except ValueError:  # an exact-type check failed: a subclass or an unknown object
+        data = marshal.dumps(list(map(_canonical_record, records)), _MARSHAL_VERSION)
+    return data[_LIST_HEADER:]
+
+
+def encode_v2(time: Any, kind: str, attrs: Mapping[str, Any]) -> bytes:
+    """The v2 bytes of one event (what the running digest hashes for it)."""
+    return marshal.dumps(_canonical_record((time, kind, attrs)), _MARSHAL_VERSION)
+
+
+_DIGEST_V2 = re.compile(r"v2:[0-9a-f]{64}")
+_DIGEST_V1 = re.compile(r"[0-9a-f]{64}")
+
+
+def parse_digest(text: str) -> int:
+    """The version of a digest as files write it: ``"v2:<64 hex>"`` or a bare 64-hex v1 digest.
+    Anything else is a ``ValueError`` that says what a digest looks like."""
+    if isinstance(text, str):
+        if _DIGEST_V2.fullmatch(text):
+            return 2
+        if _DIGEST_V1.fullmatch(text):
+            return 1
+    raise ValueError(
+        f"a trace digest is 'v2:' and 64 lowercase hex digits (or 64 hex digits for a v1 "
+        f"digest), not {text!r}"
     )
-    namespace: dict[str, Any] = {
-        "_esc": _esc,
-        "_sha256": _sha256,
-        "_str_list": _str_list,
-        "_str_tuple": _str_tuple,
-        "_list_lines": _list_lines,
-    }
-    # Generated from attribute names (quoted with repr/_esc) and the fixed templates above.
-    exec(source, namespace)
-    return namespace["encode"]
 
 
-#: kind -> the encoder compiled for the first shape seen of that kind (the common case: one
-#: call site per kind); other shapes go through ``_line``'s (kind, attribute names) cache.
-_by_kind: dict[str, Any] = {}
-
-
-def _line(event: Event) -> str:
-    """The canonical line of one event (``json.dumps(event.to_dict(), sort_keys=True, ...)``)."""
-    kind, attrs = event[2], event[3]
-    shape = (kind, tuple(attrs))
-    encode = _compiled.get(shape, _compile)
-    if encode is _compile:
-        encode = _compile(kind, shape[1], attrs) if len(_compiled) < _COMPILED_MAX else None
-        _compiled[shape] = encode
-        if encode is not None:
-            _by_kind.setdefault(kind, encode)
-    if encode is not None:
-        line: str | None = encode(*event)
-        if line is not None:
-            return line
-    return _generic_line(event)
-
-
-#: Shape token -> Shape (records of a shape carry its token as their kind).
-_shapes: dict[str, Shape] = {}
+#: Shape head -> Shape (records of a shape carry its head).
+_shapes: dict[bytes, Shape] = {}
 
 
 class Shape:
     """The shape of the events one hot call site emits: kind and attribute names, in the order
     the site passes its values to ``Trace.record``.
 
-    Such an event is stored as ``(time, token, values)``: a tuple of values instead of a dict
-    per event, encoded by a line encoder compiled once for the shape (no lookups by name), and,
-    holding only atomic values, untracked by the cyclic GC after its first pass. Readers see an
-    ordinary ``Event`` (attributes rebuilt; tuple values of ``lists`` keys as lists). The line
-    is exactly the one ``emit(time, kind, attrs)`` would give, so the digest does not depend on
-    which way an event was recorded.
+    Such an event is stored as ``(time, head, values)`` with ``head`` the v2 bytes of
+    ``(kind, *sorted names)`` and the values in the sorted names' order: already digest v2's
+    canonical form, so folding it costs no Python code per event, and holding only atomic
+    values it is untracked by the cyclic GC.
+    Readers see an ordinary ``Event`` (attributes in the call site's order; tuple values of
+    ``lists`` keys as lists). The digest is exactly the one ``emit(time, kind, attrs)`` gives.
 
-    ``Shape("ack", connection=1, queue="q")``: the sample values give the types the compiled
-    encoder expects; a value of another type takes the generic encoder, as with ``emit``.
+    ``Shape("ack", connection=1, queue="q")``: a tuple sample marks a key whose value is a list
+    (passed as a tuple). Declaring the names in sorted order saves reordering each record.
     """
 
-    __slots__ = ("keys", "kind", "lists", "token")
+    __slots__ = ("head", "keys", "kind", "lists", "names", "order")
 
     def __init__(self, kind: str, **samples: Any) -> None:
         self.kind = kind
         self.keys = tuple(samples)
         self.lists = tuple(k for k, v in samples.items() if type(v) is tuple)
-        token = f"\x00{kind}\x00{len(_shapes)}"
-        self.token = sys.intern(token)
-        _shapes[self.token] = self
-        encode = _compile(kind, self.keys, samples, values=True)
-        if encode is not None:
-            _by_kind[self.token] = encode
+        names = self.names = tuple(sorted(self.keys))
+        #: The event's head (``_head``): bytes, so marshal copies it instead of encoding names.
+        self.head = _head(kind, names)
+        positions = [self.keys.index(name) for name in names]
+        #: values in call-site order -> values in sorted-name order (None: already sorted).
+        self.order: Any = itemgetter(*positions) if positions != sorted(positions) else None
+        _shapes.setdefault(self.head, self)
 
     def attrs(self, values: tuple[Any, ...]) -> dict[str, Any]:
-        attrs = dict(zip(self.keys, values, strict=True))
+        """The attributes of a record's (sorted) values, in the call site's order."""
+        by_name = dict(zip(self.names, values, strict=True))
+        attrs = {key: by_name[key] for key in self.keys}
         for key in self.lists:
             if type(attrs[key]) is tuple:
                 attrs[key] = list(attrs[key])
@@ -320,7 +269,7 @@ class Shape:
         return f"Shape({self.kind!r}, {', '.join(self.keys)})"
 
 
-def _event(seq: int, time: float, kind: str, attrs: Any) -> Event:
+def _event(seq: int, time: float, kind: Any, attrs: Any) -> Event:
     """The ``Event`` of a stored record."""
     if type(attrs) is tuple:
         shape = _shapes[kind]
@@ -328,25 +277,13 @@ def _event(seq: int, time: float, kind: str, attrs: Any) -> Event:
     return _new_event(Event, (seq, time, kind, attrs))
 
 
-def _encode_lines(records: Iterable[_Record], first_seq: int) -> bytes:
-    """The canonical lines of events stored as ``(time, kind, attrs)`` records numbered from
-    ``first_seq``, each line ending in a newline (what ``digest`` hashes)."""
-    lines: list[str] = []
-    append = lines.append
-    by_kind = _by_kind
-    for seq, (time, kind, attrs) in enumerate(records, first_seq):
-        encode = by_kind.get(kind)
-        line = encode(seq, time, kind, attrs) if encode is not None else None
-        append(line if line is not None else _line(_event(seq, time, kind, attrs)))
-    if not lines:
-        return b""
-    append("")
-    return "\n".join(lines).encode()
+def _v1_line(event: Event) -> str:
+    return json.dumps(event.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
-#: How an event is stored: (time, kind, attrs), or (time, shape token, values) for a ``Shape``;
+#: How an event is stored: (time, kind, attrs), or (time, shape head, values) for a ``Shape``;
 #: its seq is its position (cheaper to emit).
-_Record = tuple[float, str, Any]
+_Record = tuple[float, Any, Any]
 
 
 class Trace:
@@ -377,6 +314,8 @@ class Trace:
         self._folded = 0  # events already in self._hash
         self._hash = hashlib.sha256()
         self._limit = sys.maxsize if self._full else 2 * window
+        #: The time of the operation under way (``begin_operation``), or None.
+        self._op_time: float | None = None
         #: Held while reading or folding. The engine emits under its owner's lock, so a
         #: threaded owner (``simamqp.Broker``) sets its lock here; readers on other threads
         #: then never see a fold half done. The sans-IO default guards nothing.
@@ -386,34 +325,55 @@ class Trace:
 
     def emit(self, time: float, kind: str, attrs: Mapping[str, Any]) -> None:
         if self.enabled:
+            if self._op_time is not None:
+                time = self._op_time
             events = self._events
-            # A plain tuple, no seq: the hot path. Readers get Event objects (``_as_events``).
             events.append((time, kind, attrs))
             if len(events) >= self._limit:
                 self._drop_old()
 
     def record(self, time: float, shape: Shape, values: tuple[Any, ...]) -> None:
-        """``emit(time, shape.kind, dict(zip(shape.keys, values)))``, cheaper (see ``Shape``);
-        ``values`` holds a tuple where the event has a list."""
+        """``emit(time, shape.kind, dict(zip(shape.keys, values)))``, cheaper (see ``Shape``).
+
+        The values must be ``None``, ``bool``, ``int``, ``float``, ``str`` or ``bytes`` (or a
+        subclass of one), or tuples of those where the event has a list: the digest encodes
+        them as they are (no dict, list or set; ``emit`` takes those)."""
         if self.enabled:
+            if shape.order is not None:
+                values = shape.order(values)
+            if self._op_time is not None:
+                time = self._op_time
             events = self._events
-            events.append((time, shape.token, values))
+            events.append((time, shape.head, values))
             if len(events) >= self._limit:
                 self._drop_old()
+
+    def begin_operation(self, time: float) -> bool:
+        """Stamp every event with ``time`` until ``end_operation()``: the events one broker
+        operation causes share its time. False (and nothing changes) inside an operation."""
+        if self._op_time is not None:
+            return False
+        self._op_time = time
+        return True
+
+    def end_operation(self) -> None:
+        self._op_time = None
 
     def _drop_old(self) -> None:
         """Fold the events older than the window into the digest and let them go."""
         cut = len(self._events) - self._window
-        self._fold(self._dropped + cut)
-        del self._events[:cut]
-        self._dropped += cut
+        if cut > 0:
+            self._fold(self._dropped + cut)
+            del self._events[:cut]
+            self._dropped += cut
 
     def _fold(self, upto: int) -> None:
         """Hash the events with index < ``upto`` that are not hashed yet."""
         if upto > self._folded:
             base = self._dropped
-            records = self._events[self._folded - base : upto - base]
-            self._hash.update(_encode_lines(records, self._folded + 1))
+            update = self._hash.update
+            for start in range(self._folded - base, upto - base, _CHUNK):
+                update(_encode_records(self._events[start : min(start + _CHUNK, upto - base)]))
             self._folded = upto
 
     def _as_events(self, start: int = 0) -> list[Event]:
@@ -436,15 +396,17 @@ class Trace:
 
     def set_mode(self, mode: TraceMode) -> None:
         """Switch retention. ``"full"`` keeps every event from now on (events that already left
-        the window stay gone: ``complete`` says whether the log is whole)."""
+        the window stay gone: ``complete`` says whether the log is whole); ``"window"`` lets
+        go of all but the last ``window`` events at once."""
         if mode not in TRACE_MODES:
             raise ValueError(f"trace mode must be one of {list(TRACE_MODES)}, not {mode!r}")
-        self.enabled = mode != "off"
-        if mode != "off":
-            self._full = mode == "full"
-            self._limit = sys.maxsize if self._full else 2 * self._window
-            if len(self._events) >= self._limit:
-                self._drop_old()
+        with self.guard:
+            self.enabled = mode != "off"
+            if mode != "off":
+                self._full = mode == "full"
+                self._limit = sys.maxsize if self._full else 2 * self._window
+                if not self._full:
+                    self._drop_old()
 
     @property
     def complete(self) -> bool:
@@ -503,10 +465,13 @@ class Trace:
         return self._whole("events")
 
     def since(self, index: int) -> list[Event]:
-        """The events from ``index`` (as in ``trace[index]``) on."""
+        """The events from ``index`` on, counted as ``trace[index]`` counts (negative: from
+        the end); ``since(len(trace))`` is empty."""
+        if index < 0:
+            index = max(index + len(self), 0)
         if index < self._dropped:
             self._whole(f"since({index})")
-        return self._as_events(max(index - self._dropped, 0))
+        return self._as_events(index - self._dropped)
 
     def of_kind(self, *kinds: str) -> list[Event]:
         return [e for e in self._whole("of_kind()") if e.kind in kinds]
@@ -516,20 +481,32 @@ class Trace:
         return self._as_events(max(len(self._events) - n, 0)) if n > 0 else []
 
     def clear(self) -> None:
-        self._events.clear()
-        self._dropped = self._folded = 0
-        self._hash = hashlib.sha256()
+        """Forget every event and start the digest again (mode and window stay)."""
+        with self.guard:
+            self._events.clear()
+            self._dropped = self._folded = 0
+            self._hash = hashlib.sha256()
 
     def lines(self) -> Iterator[str]:
-        """The canonical encoding, one JSON document per event."""
+        """Digest v1's canonical encoding, one JSON document per event."""
         for event in self._whole("lines()"):
-            yield json.dumps(event.to_dict(), sort_keys=True, separators=(",", ":"))
+            yield _v1_line(event)
 
-    def digest(self) -> str:
-        """sha256 of the canonical lines of every event, each followed by a newline."""
-        with self.guard:
-            self._fold(len(self))
-            return self._hash.hexdigest()
+    def digest(self, version: int = DIGEST_VERSION) -> str:
+        """The digest of every event: ``"v2:<sha256 hex>"`` (see the module docstring), or
+        with ``version=1`` the v1 digest as a bare hex string (needs a complete trace)."""
+        if version == 2:
+            with self.guard:
+                self._fold(len(self))
+                return "v2:" + self._hash.hexdigest()
+        if version == 1:
+            v1 = hashlib.sha256()
+            for event in self._whole("digest(version=1)"):
+                v1.update(_v1_line(event).encode() + b"\n")
+            return v1.hexdigest()
+        raise ValueError(
+            f"trace digest version must be one of {list(DIGEST_VERSIONS)}, not {version!r}"
+        )
 
     def format(self, last: int | None = None) -> str:
         events = self._whole("format()") if last is None else self.tail(last)

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..core.connection import CHANNEL_MAX
 from ..core.message import PROPERTY_NAMES
+from ..core.trace import parse_digest
 from ._yaml import Mark, MarkedDict, MarkedList, ScenarioError
 
 __all__ = [
@@ -83,6 +84,11 @@ TYPES: dict[str, tuple[dict[str, Any], str]] = {
         'an AMQP reply code (e.g. 404) or "closed"',
     ),
     "list-or-mapping": ({"type": ["array", "object"]}, "a list or a mapping"),
+    "digest": (
+        {"type": "string", "pattern": "^(v2:)?[0-9a-f]{64}$"},
+        "a trace digest: 'v2:' and 64 lowercase hex digits (64 hex digits alone: a v1 digest; "
+        "`simamqp record FILE` writes the current version)",
+    ),
     "any": ({}, "any value"),
 }
 
@@ -319,7 +325,11 @@ EXPECT_FIELDS: dict[str, Field] = {
     "cancels": Field("mapping", "client -> consumer tags the broker cancelled, in order"),
     "events": Field("mapping", "trace event kind -> how many such events"),
     "time": Field("number", "the clock's time"),
-    "trace_digest": Field("string", "sha256 of the trace (broker.trace.digest())"),
+    "trace_digest": Field(
+        "digest",
+        "the trace's digest, 'v2:<sha256 hex>' (broker.trace.digest()); a bare 64-hex value is a "
+        "v1 digest, still checked",
+    ),
     "trace": Field("list", "the trace events, one line each (record mode writes this)"),
 }
 
@@ -401,6 +411,13 @@ def _type_ok(kind: str, value: Any, spec: Field) -> bool:
         ok = (isinstance(value, int) and not isinstance(value, bool)) or value == "closed"
     elif kind == "list-or-mapping":
         ok = isinstance(value, list | dict)
+    elif kind == "digest":
+        try:
+            parse_digest(value)
+        except ValueError:
+            ok = False
+        else:
+            ok = True
     else:
         ok = True
     if ok and spec.enum is not None:
