@@ -343,7 +343,7 @@ class Ledger:
                             item.entry.message.id
                         )
         for name, queue in vhost.queues.items():
-            ready_engine = sorted(e.message.id for e in queue.ready)
+            ready_engine = sorted(e.message.id for e in queue.ready_entries())
             ready_ledger = sorted(
                 c.msg for k, c in self.copies.items() if k[0] == name and c.state == "ready"
             )
@@ -351,7 +351,7 @@ class Ledger:
                 raise LedgerError(f"{name}: ready {ready_engine} but ledger says {ready_ledger}")
             # Requeued messages go back to their original position (classic queues):
             # the ready list is always in enqueue order.
-            order = [self.copies[(name, e.message.id)].position for e in queue.ready]
+            order = [self.copies[(name, e.message.id)].position for e in queue.ready_entries()]
             if order != sorted(order):
                 raise LedgerError(f"{name}: ready messages out of enqueue order {order}")
             unacked_engine = sorted(unacked_by_queue.get(name, []))
@@ -384,7 +384,7 @@ class Ledger:
             queue = vhost.queues.get(key[0])
             if queue is None or copy.state != "ready":
                 continue
-            if not any(e.message.id == copy.msg for e in queue.ready):
+            if not any(e.message.id == copy.msg for e in queue.ready_entries()):
                 if copy.persistent:
                     raise LedgerError(f"persistent message {copy.msg} lost in a restart")
                 self._gone(copy, "restart-lost")

@@ -179,3 +179,21 @@ def direct_reply_consume_ack() -> str:
 
 def direct_reply_not_consuming() -> str:
     return "fast reply consumer does not exist"
+
+
+def arg_not_for_queue_type(arg: str, name: str, vhost: str, module: str) -> str:
+    """An argument another queue type accepts (rabbit_amqqueue:check_arguments_key)."""
+    return f"invalid arg '{arg}' for queue '{name}' {_v(vhost)} of queue type {module}"
+
+
+def invalid_queue_property(prop: str, name: str, vhost: str) -> str:
+    """A lifecycle flag the queue type cannot have (rabbit_queue_type_util:check_*)."""
+    return f"invalid property '{prop}' for queue '{name}' {_v(vhost)}"
+
+
+def server_named_unsupported(module: str) -> str:
+    return f"Cannot declare a server-named queue for type {module}"
+
+
+def global_qos_unsupported(name: str, vhost: str) -> str:
+    return f"queue '{name}' {_v(vhost)} does not support global qos"
