@@ -32,9 +32,7 @@ STREAM = {"x-queue-type": "stream"}
 
 def declare_stream(env: Any, ch: amqp.Channel, **arguments: Any) -> str:
     name = env.name("stream")
-    ch.queue_declare(
-        name, durable=True, auto_delete=False, arguments={**STREAM, **arguments}
-    )
+    ch.queue_declare(name, durable=True, auto_delete=False, arguments={**STREAM, **arguments})
     return name
 
 
@@ -124,13 +122,14 @@ def test_stream_declare_ok_reports_no_messages_and_no_consumers(env):
     ch = env.channel()
     q = declare_stream(env, ch)
     publish_each_confirmed(env, q, [b"a", b"b"])
-    _, _, got = stream_consumer(env, q, "first")
+    reader, tag, got = stream_consumer(env, q, "first")
     assert env.drain(until=lambda: len(got) == 2)
     ok = ch.queue_declare(q, passive=True)
     assert (ok.message_count, ok.consumer_count) == (0, 0)
     again = ch.queue_declare(q, durable=True, auto_delete=False, arguments=STREAM)
     assert (again.message_count, again.consumer_count) == (0, 0)
-    assert ch.queue_delete(q) == 0
+    reader.basic_cancel(tag)
+    assert ch.queue_delete(q, if_unused=True, if_empty=True) == 0
 
 
 @pytest.mark.parametrize("age", ["1Y", "7D", "1M", "1h", "10m", "30s", "100000Y"])
@@ -146,9 +145,7 @@ def test_stream_max_age_refuses_bad_unit_or_zero(env, age):
     ch = env.channel()
     q = env.name("stream")
     with pytest.raises(PreconditionFailed) as exc:
-        ch.queue_declare(
-            q, durable=True, auto_delete=False, arguments={**STREAM, "x-max-age": age}
-        )
+        ch.queue_declare(q, durable=True, auto_delete=False, arguments={**STREAM, "x-max-age": age})
     assert exc.value.reply_text == (
         f"PRECONDITION_FAILED - invalid arg 'x-max-age' for queue '{q}' in vhost '/': "
         "invalid_max_age"
@@ -337,8 +334,7 @@ def test_stream_consumer_needs_a_consumer_prefetch(env, qos, no_ack):
     with pytest.raises(PreconditionFailed) as exc:
         ch.basic_consume(q, no_ack=no_ack, callback=lambda m: None)
     assert (exc.value.reply_text, exc.value.method_sig) == (
-        "PRECONDITION_FAILED - consumer prefetch count is not set for "
-        f"'queue '{q}' in vhost '/''",
+        f"PRECONDITION_FAILED - consumer prefetch count is not set for 'queue '{q}' in vhost '/''",
         (60, 20),
     )
     assert conn.connected
@@ -570,10 +566,11 @@ def test_stream_timestamp_offset_starts_at_the_first_chunk_not_older_than_it(env
     publish_each_confirmed(env, q, [b"B0", b"B1"])
 
     def at(seconds: int) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(seconds, datetime.UTC)
 
     assert bodies_and_offsets(read(env, q, at(boundary), 2)) == [(b"B0", 2), (b"B1", 3)]
-    assert [row[0] for row in read(env, q, at(boundary - 2), 4)] == [b"A0", b"A1", b"B0", b"B1"]
+    before_a = max(boundary - 2, 0)  # (simamqp's virtual clock starts at the epoch)
+    assert [row[0] for row in read(env, q, at(before_a), 4)] == [b"A0", b"A1", b"B0", b"B1"]
     assert read(env, q, at(boundary + 3600), 0) == []
 
 
@@ -668,11 +665,55 @@ def test_stream_without_a_segment_roll_keeps_everything(env):
 
 def test_stream_retention_by_age_drops_segments_older_than_max_age(env):
     ch = env.channel()
-    q = declare_stream(
-        env, ch, **{"x-stream-max-segment-size-bytes": 100, "x-max-age": "1s"}
-    )
+    q = declare_stream(env, ch, **{"x-stream-max-segment-size-bytes": 100, "x-max-age": "1s"})
     publish_each_confirmed(env, q, [b"A" * 200, b"B" * 200])
     env.wait(2)
     publish_each_confirmed(env, q, [b"C" * 200])
     first = env.eventually(lambda: read(env, q, "first", 1)[0][0][:1], b"C")
     assert first == b"C"
+
+
+# -- what other types see -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("x-max-age", "1h"), ("x-stream-max-segment-size-bytes", 100)]
+)
+def test_classic_queue_refuses_stream_arguments(env, key, value):
+    ch = env.channel()
+    q = env.name("classic")
+    with pytest.raises(PreconditionFailed) as exc:
+        ch.queue_declare(q, durable=True, auto_delete=False, arguments={key: value})
+    assert exc.value.reply_text == (
+        f"PRECONDITION_FAILED - invalid arg '{key}' for queue '{q}' in vhost '/' "
+        "of queue type rabbit_classic_queue"
+    )
+
+
+@pytest.mark.parametrize("offset", ["first", "0s"])
+def test_classic_queue_refuses_the_stream_offset_consumer_argument(env, offset):
+    """The argument is checked against the type before its value is parsed."""
+    ch = env.channel()
+    q = env.queue(ch)
+    with pytest.raises(PreconditionFailed) as exc:
+        ch.basic_consume(q, callback=lambda m: None, arguments={"x-stream-offset": offset})
+    assert (exc.value.reply_text, exc.value.method_sig) == (
+        f"PRECONDITION_FAILED - invalid arg 'x-stream-offset' for queue '{q}' in vhost '/' "
+        "of queue type rabbit_classic_queue",
+        (60, 20),
+    )
+
+
+def test_stream_refuses_the_priority_consumer_argument_but_takes_credit(env):
+    ch = env.channel()
+    q = declare_stream(env, ch)
+    ch.basic_qos(0, 1, False)
+    ch.basic_consume(
+        q, callback=lambda m: None, arguments={"x-credit": {"credit": 1, "drain": False}}
+    )
+    with pytest.raises(PreconditionFailed) as exc:
+        ch.basic_consume(q, callback=lambda m: None, arguments={"x-priority": 1})
+    assert exc.value.reply_text == (
+        f"PRECONDITION_FAILED - invalid arg 'x-priority' for queue '{q}' in vhost '/' "
+        "of queue type rabbit_stream_queue"
+    )

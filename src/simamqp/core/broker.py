@@ -106,6 +106,9 @@ class QueueInfo:
     messages_unacknowledged: int
     consumers: int
     bodies: tuple[bytes, ...] = field(repr=False)
+    #: What only this queue's type has (a stream: ``first_offset``, ``next_offset``,
+    #: ``chunks``, ``segments``, ``consumer_offsets``); empty for a classic queue.
+    details: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def messages(self) -> int:
@@ -839,6 +842,7 @@ class Broker:
             messages_unacknowledged=queue.unacked,
             consumers=queue.consumer_count,
             bodies=tuple(e.message.body for e in queue.ready_entries()),
+            details=queue.details(),
         )
 
     def exchange(self, name: str, vhost: str = "/") -> ExchangeInfo:

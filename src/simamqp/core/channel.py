@@ -49,6 +49,7 @@ from .queue_type import (
     queue_class_for,
 )
 from .queues import ClassicQueue
+from .streams import StreamQueue
 from .trace import Shape
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ __all__ = ["DIRECT_REPLY_TO", "Channel", "ChannelClosedError", "Consumer"]
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 #: The queue implementations a declare chooses from (each registers its ``x-queue-type``).
-QUEUE_IMPLEMENTATIONS: tuple[type[Queue], ...] = (ClassicQueue,)
+QUEUE_IMPLEMENTATIONS: tuple[type[Queue], ...] = (ClassicQueue, StreamQueue)
 _REPLY_PREFIX = DIRECT_REPLY_TO + "."
 
 #: Trace shapes of the per-message events emitted here (``Trace.record``).
@@ -280,7 +281,7 @@ class Channel:
         for queue, entries in by_queue.values():
             entries.sort(key=lambda e: e.seq)
             self.broker.emit("requeue", queue=queue.name, msgs=[e.message.id for e in entries])
-            queue.requeue(entries)
+            queue.release(entries)
         for consumer in consumers:
             self.broker.maybe_auto_delete_queue(consumer.queue)
         self.connection.channel_closed(self, reason, notify=notify)
@@ -496,6 +497,7 @@ class Channel:
             refused = cls.incompatible_property(durable, exclusive, auto_delete)
             if refused is not None:
                 raise PreconditionFailed(replies.invalid_queue_property(refused, name, vhost.name))
+            cls.check_declare(qargs)
             self.broker.declare_queue(
                 vhost,
                 cls(
@@ -630,6 +632,9 @@ class Channel:
             q = self._lookup_queue(self._queue_name(queue))
             check_consumer_args(arguments or {}, q.name, q.vhost)
             check_consumer_argument_keys(q, arguments or {})
+            q.check_consumer(
+                no_ack=no_ack, prefetch=self.consumer_prefetch, arguments=arguments or {}
+            )
             tag = consumer_tag or self.broker.generate_name("amq.ctag")
             if self.global_prefetch and not q.supports_global_qos:
                 # rabbit_quorum_queue:consume with an active limiter (a hard error).

@@ -18,11 +18,12 @@ rabbit_queue_type      ``Queue``
 is_compatible/3        ``is_compatible(durable, exclusive, auto_delete)``
 capabilities()         ``queue_arguments``, ``consumer_arguments``, ``server_named``
 declare (arg checks)   ``parse_arguments(arguments, name, vhost)``
-consume / cancel       ``add_consumer(consumer)`` / ``remove_consumer(consumer)``
+consume / cancel       ``check_consumer(...)``, ``add_consumer(consumer)`` / ``remove_consumer``
 deliver                the queue calls ``Channel.deliver(consumer, queue, entry)``
 settle complete        ``complete(entry)``
 settle requeue         ``requeue(entries)``
 settle discard         ``discard(entries, reason)``
+(channel down)         ``release(entries)`` (requeue, unless the type keeps nothing to return)
 dequeue                ``dequeue(getter)`` (basic.get)
 stat                   ``message_count``, ``consumer_count``, ``unacked``
 =====================  ================================================================
@@ -143,6 +144,17 @@ class Queue(ABC):
     def parse_arguments(cls, arguments: Mapping[str, Any], name: str, vhost: str) -> Any:
         """Validate a new queue's arguments (406 PRECONDITION_FAILED as RabbitMQ words it)."""
 
+    @classmethod
+    def check_declare(cls, args: Any) -> None:
+        """The type's own declare checks, after the lifecycle ones (rabbit_stream_queue:declare
+        checks the segment size there); ``args`` is ``parse_arguments``' result."""
+        return None
+
+    def check_consumer(self, *, no_ack: bool, prefetch: int, arguments: Mapping[str, Any]) -> None:
+        """Refuse a consumer this type cannot serve, before it exists (the errors of
+        rabbit_queue_type:consume: a stream needs a consumer prefetch and acks)."""
+        return None
+
     # -- inspection -------------------------------------------------------------------------
 
     @property
@@ -167,6 +179,10 @@ class Queue(ABC):
     @abstractmethod
     def ready_entries(self) -> Iterator[QueuedMessage]:
         """The ready messages in delivery order (inspection: ``broker.queue(name)``)."""
+
+    def details(self) -> dict[str, Any]:
+        """Type-specific inspection for ``broker.queue(name).details`` (a stream's offsets)."""
+        return {}
 
     def delivery_count(self, entry: QueuedMessage) -> int:
         """How often ``entry`` was returned to the queue (quorum queues count it)."""
@@ -232,6 +248,11 @@ class Queue(ABC):
     @abstractmethod
     def requeue(self, entries: list[QueuedMessage]) -> None:
         """Unacknowledged deliveries come back (nack/reject requeue, recover, channel close)."""
+
+    def release(self, entries: list[QueuedMessage]) -> None:
+        """The channel holding these deliveries closed (not a client's nack): a queue that
+        consumes messages on delivery gets them back; a stream only forgets them."""
+        self.requeue(entries)
 
     @abstractmethod
     def discard(self, entries: list[QueuedMessage], reason: str) -> None:
