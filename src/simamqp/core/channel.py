@@ -842,13 +842,15 @@ class Channel:
     def requeue_deliveries(self, delivery_tag: int, multiple: bool, kind: str) -> None:
         """Requeue deliveries as a basic.nack with requeue would, traced as ``kind`` (the
         ``redeliver`` fault: an ack lost with its channel)."""
-        self._negative(delivery_tag, multiple, True, kind)
+        self._settle_negative(self._collect(delivery_tag, multiple), True, kind, lost=True)
 
     def _negative(self, delivery_tag: int, multiple: bool, requeue: bool, kind: str) -> None:
         settled = self._collect(delivery_tag, multiple)
         self._settle_negative(settled, requeue, kind)
 
-    def _settle_negative(self, settled: list[_Unacked], requeue: bool, kind: str) -> None:
+    def _settle_negative(
+        self, settled: list[_Unacked], requeue: bool, kind: str, *, lost: bool = False
+    ) -> None:
         """Requeue or discard deliveries the way rabbit_channel's foreach_per_queue does.
 
         RabbitMQ settles per (queue, consumer tag) group, groups in Erlang term order of
@@ -878,6 +880,9 @@ class Channel:
         for key in sorted(groups):
             queue, entries = groups[key]
             entries.sort(key=_entry_seq)
+            if lost:
+                queue.release(entries)  # as if their channel had closed (a stream keeps them)
+                continue
             if requeue:
                 queue.requeue(entries)
                 continue
