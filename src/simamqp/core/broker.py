@@ -106,6 +106,11 @@ class QueueInfo:
     messages_unacknowledged: int
     consumers: int
     bodies: tuple[bytes, ...] = field(repr=False)
+    #: The queue type ("classic", "quorum"...): its ``x-queue-type``.
+    type: str = "classic"
+    #: Per ready message, in delivery order: how often it was returned to the queue (what a
+    #: quorum queue's ``x-delivery-count`` says; always 0 for a classic queue).
+    delivery_counts: tuple[int, ...] = field(default=(), repr=False)
 
     @property
     def messages(self) -> int:
@@ -845,6 +850,8 @@ class Broker:
             messages_unacknowledged=queue.unacked,
             consumers=queue.consumer_count,
             bodies=tuple(e.message.body for e in queue.ready_entries()),
+            type=queue.type_name,
+            delivery_counts=tuple(queue.delivery_count(e) for e in queue.ready_entries()),
         )
 
     def exchange(self, name: str, vhost: str = "/") -> ExchangeInfo:

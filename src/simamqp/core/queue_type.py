@@ -219,9 +219,10 @@ class Queue(ABC):
         """A delivery to a consumer now waits for its acknowledgement."""
 
     @abstractmethod
-    def put_back(self, entry: QueuedMessage) -> None:
-        """Return an entry that never reached its consumer (a fault held or dropped the
-        delivery): back to its place, not counted as a return."""
+    def put_back(self, entry: QueuedMessage, *, returned: bool) -> None:
+        """A delivery a fault took over comes back. ``returned``: as if the consumer's channel
+        died with it (a return, as ``requeue`` counts it); otherwise it never left (a delayed
+        delivery whose consumer went away): back to its place, not counted."""
 
     # -- settlement -------------------------------------------------------------------------
 

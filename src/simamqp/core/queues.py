@@ -469,7 +469,7 @@ class ClassicQueue(Queue):
     def checkout(self, entry: QueuedMessage) -> None:
         self.unacked += 1
 
-    def put_back(self, entry: QueuedMessage) -> None:
+    def put_back(self, entry: QueuedMessage, *, returned: bool) -> None:
         self.ready.insert_sorted(entry)
         self.ready_bytes += len(entry.message.body)
 

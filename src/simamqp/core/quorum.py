@@ -406,6 +406,15 @@ class QuorumQueue(ClassicQueue):
     def complete(self, entry: QueuedMessage) -> None:
         self._settled(entry)
 
+    def put_back(self, entry: QueuedMessage, *, returned: bool) -> None:
+        if not returned:
+            self._returns_and_messages.insert_sorted(entry)
+            self.ready_bytes += len(entry.message.body)
+            return
+        # Never checked out: count the return without settling anything.
+        self.unacked += 1
+        self.requeue([entry])
+
     def requeue(self, entries: list[QueuedMessage]) -> None:
         """Return deliveries (rabbit_fifo return_one): count, then dead-letter over the
         delivery limit, else back of the queue (no limit) or the returns queue (a limit)."""
