@@ -8,12 +8,14 @@ broker's trace into a ledger of message *copies* (one per message per queue) and
    unroutable, dropped by a declared fault at publish or route, or held back by one; a route
    drop must take the engine's unroutable path and never reach a queue), and every copy is in
    exactly one state: ready, unacked, held back by a fault, or gone as acked, rejected,
-   dead-lettered, expired, dropped by overflow, dropped by a declared fault, deleted with its
-   queue, or lost in a restart (only non-persistent messages may be).
+   dead-lettered, expired, dropped by overflow, dead-lettered at a quorum queue's delivery
+   limit, dropped by a declared fault, deleted with its queue, or lost in a restart (only
+   non-persistent messages of classic queues may be: a quorum queue keeps every message).
 2. **Counts agree with inspection.** For every queue the ledger's ready and unacked copies are
    exactly the engine's (by message id), and ``broker.queue()`` reports the same numbers.
 3. **FIFO for undisturbed messages.** Per queue, first deliveries (not redelivered, not touched
-   by a deliver fault) happen in enqueue order.
+   by a deliver fault) happen in enqueue order; a classic queue's ready messages are always in
+   enqueue order (requeued ones go back to their place; a quorum queue's go to the back).
 4. **``redelivered`` exactly on redeliveries.** A delivery is flagged redelivered iff that copy
    was delivered before or a deliver fault returned it as if its channel died.
 5. **Faults do what the plan says, counted independently of the engine.** The machine counts
@@ -60,6 +62,17 @@ _RETURNING_DELIVER_FAULTS = frozenset({"redeliver", "close_channel", "close_conn
 _RABBITMQ_POSSIBLE = frozenset(
     {"redeliver", "close_channel", "close_connection", "restart", "overflow"}
 )
+#: A queue of the machine: its type (a drawn dimension), its arguments, and whether it is
+#: durable (a quorum queue always is).
+_QUEUE_SPECS = sims.queue_types().flatmap(
+    lambda queue_type: st.tuples(
+        st.just(queue_type),
+        sims.queue_arguments(
+            dead_letter_exchange="dlx", queue_type=None if queue_type == "classic" else queue_type
+        ),
+        st.booleans() if queue_type == "classic" else st.just(True),
+    )
+)
 #: Consumers mostly acknowledge: acks, nacks and ack faults need unacknowledged deliveries.
 _MOSTLY_ACKING = st.sampled_from((False, False, False, True))
 #: Publish outcomes after which the message must never be routed (again).
@@ -97,6 +110,8 @@ class Ledger:
     fates: dict[str, int] = field(default_factory=dict)
     restarted: bool = False
     seen: int = 0
+    #: Queues declared with ``x-queue-type: quorum`` (the queue type is a drawn dimension).
+    quorum_queues: set[str] = field(default_factory=set)
     #: The drawn fault plan's rules by name: what each applied fault must do (independent of
     #: the engine's own account in the trace).
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -206,6 +221,13 @@ class Ledger:
         elif kind == "requeue":
             for msg in a["msgs"]:
                 self._back(a["queue"], msg, event)
+        elif kind == "delivery-limit":
+            copy = self.copies.get((a["queue"], a["msg"]))
+            if copy is None:
+                raise LedgerError(f"{event}: no copy at its delivery limit")
+            if a["queue"] not in self.quorum_queues:
+                raise LedgerError(f"{event}: a delivery limit on a {a['queue']!r} (not quorum)")
+            self._gone(copy, kind)
         elif kind in ("expire", "drop-head"):
             copy = self.copies.get((a["queue"], a["msg"]))
             if copy is None:
@@ -352,7 +374,7 @@ class Ledger:
             # Requeued messages go back to their original position (classic queues):
             # the ready list is always in enqueue order.
             order = [self.copies[(name, e.message.id)].position for e in queue.ready_entries()]
-            if order != sorted(order):
+            if name not in self.quorum_queues and order != sorted(order):
                 raise LedgerError(f"{name}: ready messages out of enqueue order {order}")
             unacked_engine = sorted(unacked_by_queue.get(name, []))
             unacked_ledger = sorted(
@@ -385,6 +407,8 @@ class Ledger:
             if queue is None or copy.state != "ready":
                 continue
             if not any(e.message.id == copy.msg for e in queue.ready_entries()):
+                if key[0] in self.quorum_queues:
+                    raise LedgerError(f"message {copy.msg} of quorum queue lost in a restart")
                 if copy.persistent:
                     raise LedgerError(f"persistent message {copy.msg} lost in a restart")
                 self._gone(copy, "restart-lost")
@@ -401,6 +425,7 @@ class BrokerStateMachine(RuleBasedStateMachine):
         self.consumers: list[tuple[Channel, str]] = []
         self.consumer_count = 0
         self.queue_args: dict[str, dict[str, Any]] = {}
+        self.queue_types: dict[str, str] = {}
         self.durable: dict[str, bool] = {}
         self.bindings: dict[str, str] = {}
         self.plan: dict[str, Any] = {"version": 1, "rules": []}
@@ -411,8 +436,7 @@ class BrokerStateMachine(RuleBasedStateMachine):
 
     @initialize(
         seed=st.integers(min_value=0, max_value=2**32 - 1),
-        args=st.tuples(*(sims.queue_arguments(dead_letter_exchange="dlx") for _ in QUEUES)),
-        durable=st.tuples(*(st.booleans() for _ in QUEUES)),
+        queues=st.tuples(*(_QUEUE_SPECS for _ in QUEUES)),
         bindings=st.tuples(*(sims.binding_keys(words=WORDS, max_words=3) for _ in QUEUES)),
         plan=st.one_of(
             # Half the plans aim at consumers: deliver and ack faults need deliveries to act on,
@@ -429,18 +453,33 @@ class BrokerStateMachine(RuleBasedStateMachine):
     def setup(
         self,
         seed: int,
-        args: tuple[dict[str, Any], ...],
-        durable: tuple[bool, ...],
         bindings: tuple[str, ...],
         plan: dict[str, Any],
         consumers: list[tuple[str, bool, int]],
+        queues: tuple[tuple[str, dict[str, Any], bool], ...] | None = None,
+        args: tuple[dict[str, Any], ...] | None = None,
+        durable: tuple[bool, ...] | None = None,
     ) -> None:
+        """``queues``: (type, arguments, durable) per queue; or, as before queue types were
+        drawn, ``args`` and ``durable`` (the type is then the arguments' ``x-queue-type``)."""
+        if queues is None:
+            if args is None or durable is None:
+                raise TypeError("setup() needs queues=, or args= and durable=")
+            queues = tuple(
+                (str(a.get("x-queue-type", "classic")), a, d)
+                for a, d in zip(args, durable, strict=True)
+            )
         self.broker = Broker(seed=seed)
         self._start_recording()
-        for name, arguments, is_durable, key in zip(QUEUES, args, durable, bindings, strict=True):
+        for name, (queue_type, arguments, is_durable), key in zip(
+            QUEUES, queues, bindings, strict=True
+        ):
+            self.queue_types[name] = queue_type
             self.queue_args[name] = arguments
             self.durable[name] = is_durable
             self.bindings[name] = key
+            if queue_type == "quorum":
+                self.ledger.quorum_queues.add(name)
         self._declare_all()
         self.plan = plan
         self.ledger.rules = {rule["name"]: dict(rule) for rule in plan["rules"]}

@@ -106,8 +106,13 @@ class QueueInfo:
     messages_unacknowledged: int
     consumers: int
     bodies: tuple[bytes, ...] = field(repr=False)
+    #: The queue type ("classic", "quorum"...): its ``x-queue-type``.
+    type: str = "classic"
+    #: Per ready message, in delivery order: how often it was returned to the queue (what a
+    #: quorum queue's ``x-delivery-count`` says; always 0 for a classic queue).
+    delivery_counts: tuple[int, ...] = field(default=(), repr=False)
     #: What only this queue's type has (a stream: ``first_offset``, ``next_offset``,
-    #: ``chunks``, ``segments``, ``consumer_offsets``); empty for a classic queue.
+    #: ``chunks``, ``segments``, ``consumer_offsets``); empty for the other types.
     details: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -733,16 +738,20 @@ class Broker:
 
     # -- dead-lettering ----------------------------------------------------------------------
 
-    def dead_letter(self, queue: Queue, message: Message, reason: str) -> None:
-        """Republish a message to its queue's DLX (https://www.rabbitmq.com/dlx.html)."""
+    def dead_letter(self, queue: Queue, message: Message, reason: str) -> bool:
+        """Republish a message to its queue's DLX (https://www.rabbitmq.com/dlx.html).
+
+        True when the dead letter reached at least one queue and every one took it (what an
+        at-least-once quorum queue waits for before it forgets the message).
+        """
         dlx_name = queue.args.dead_letter_exchange
         if dlx_name is None:
-            return
+            return False
         vhost = self.vhosts.get(queue.vhost)
         dlx = vhost.exchanges.get(dlx_name) if vhost is not None else None
         if vhost is None or dlx is None:
             self._emit("dead-letter-dropped", queue=queue.name, msg=message.id, reason=reason)
-            return
+            return False
         dlrk = queue.args.dead_letter_routing_key
         props = dict(message.properties)
         original_expiration = props.pop("expiration", None)
@@ -770,8 +779,7 @@ class Broker:
         else:
             keys = message.routing_keys
         props["application_headers"] = headers
-        dead = Message(self._next_message_id, message.body, props, dlx_name, keys[0], keys)
-        self._next_message_id += 1
+        dead = Message(self.new_message_id(), message.body, props, dlx_name, keys[0], keys)
         targets = self._route(vhost, dlx, keys, headers)
         if reason != "rejected":
             targets = [q for q in targets if not _is_cycle(q.name, headers["x-death"])]
@@ -785,8 +793,10 @@ class Broker:
             queues=[q.name for q in targets],
         )
         now = self.clock.now()
+        accepted = bool(targets)
         for target in targets:
-            target.enqueue(dead, now)
+            accepted = target.enqueue(dead, now) and accepted
+        return accepted
 
     # -- restart -----------------------------------------------------------------------------
 
@@ -794,8 +804,9 @@ class Broker:
         """Simulate a broker restart (https://www.rabbitmq.com/queues.html#durability).
 
         Connections are closed with 320 CONNECTION_FORCED; transient queues, exchanges and
-        their bindings vanish; durable queues keep only persistent messages (including those
-        that were delivered but not acknowledged, which come back redelivered).
+        their bindings vanish; each durable queue keeps what its type keeps (``Queue.recover``:
+        a classic queue its persistent messages, a quorum queue all of them), unacknowledged
+        ones included, which come back redelivered.
         """
         from .errors import ConnectionForced
 
@@ -842,6 +853,8 @@ class Broker:
             messages_unacknowledged=queue.unacked,
             consumers=queue.consumer_count,
             bodies=tuple(e.message.body for e in queue.ready_entries()),
+            type=queue.type_name,
+            delivery_counts=tuple(queue.delivery_count(e) for e in queue.ready_entries()),
             details=queue.details(),
         )
 

@@ -49,6 +49,7 @@ from .queue_type import (
     queue_class_for,
 )
 from .queues import ClassicQueue
+from .quorum import QuorumQueue
 from .streams import StreamQueue
 from .trace import Shape
 
@@ -60,7 +61,7 @@ __all__ = ["DIRECT_REPLY_TO", "Channel", "ChannelClosedError", "Consumer"]
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 #: The queue implementations a declare chooses from (each registers its ``x-queue-type``).
-QUEUE_IMPLEMENTATIONS: tuple[type[Queue], ...] = (ClassicQueue, StreamQueue)
+QUEUE_IMPLEMENTATIONS: tuple[type[Queue], ...] = (ClassicQueue, QuorumQueue, StreamQueue)
 _REPLY_PREFIX = DIRECT_REPLY_TO + "."
 
 #: Trace shapes of the per-message events emitted here (``Trace.record``).
@@ -455,7 +456,7 @@ class Channel:
             if passive:
                 name = queue
                 found = self._lookup_queue(name)
-                found.touch()
+                found.declared(passive=True)
                 self.last_queue = name
                 return name, found.message_count, found.consumer_count
             if queue == "":
@@ -486,7 +487,7 @@ class Channel:
                     existing.arguments,
                     existing.equivalence_checked_args,
                 )
-                existing.touch()
+                existing.declared(passive=False)
                 self.last_queue = name
                 return name, existing.message_count, existing.consumer_count
             # rabbit_amqqueue:declare: x-queue-type, the type's own argument checks, the

@@ -822,7 +822,8 @@ class FaultPlan:
             entry.redelivered = True
         self.broker.emit("requeue", queue=queue.name, msgs=[entry.message.id])
         self._exempt[id(entry)] = entry
-        queue.put_back(entry)
+        # redelivered: as if the consumer's channel died with it (a quorum queue counts it).
+        queue.put_back(entry, returned=redelivered)
 
     def _release_delivery(self, consumer: Consumer, queue: Queue, entry: QueuedMessage) -> None:
         self._unhold(entry.message)

@@ -29,8 +29,8 @@ stat                   ``message_count``, ``consumer_count``, ``unacked``
 =====================  ================================================================
 
 ``getter`` is the channel that must acknowledge a basic.get delivery (None for no_ack): a
-quorum queue counts a channel holding unsettled basic.get messages as a consumer (rabbit_fifo's
-"once" consumers), a classic queue only counts the delivery as unacknowledged.
+quorum queue counts each unsettled basic.get message as a consumer (rabbit_fifo's "once"
+consumers), a classic queue only counts it as unacknowledged.
 
 Queues call the rest of the engine only through ``Broker``'s public methods (``emit``,
 ``dead_letter``, ``delete_queue``, ``next_queue_serial``...) and ``Channel.deliver``.
@@ -235,9 +235,10 @@ class Queue(ABC):
         """A delivery to a consumer now waits for its acknowledgement."""
 
     @abstractmethod
-    def put_back(self, entry: QueuedMessage) -> None:
-        """Return an entry that never reached its consumer (a fault held or dropped the
-        delivery): back to its place, not counted as a return."""
+    def put_back(self, entry: QueuedMessage, *, returned: bool) -> None:
+        """A delivery a fault took over comes back. ``returned``: as if the consumer's channel
+        died with it (a return, as ``requeue`` counts it); otherwise it never left (a delayed
+        delivery whose consumer went away): back to its place, not counted."""
 
     # -- settlement -------------------------------------------------------------------------
 
@@ -271,6 +272,11 @@ class Queue(ABC):
     def remove_consumer(self, consumer: Consumer) -> None: ...
 
     # -- lifecycle --------------------------------------------------------------------------
+
+    @abstractmethod
+    def declared(self, passive: bool) -> None:
+        """A queue.declare-ok named this queue (``passive``: a passive declare): restart the
+        x-expires lease if the type does so."""
 
     @abstractmethod
     def touch(self) -> None:

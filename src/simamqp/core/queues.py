@@ -25,7 +25,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .arguments import EQUIVALENCE_CHECKED_QUEUE_ARGS, QueueArgs
 from .message import Message, QueuedMessage
@@ -38,10 +38,23 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .scheduler import Timer
 
-__all__ = ["ClassicQueue"]
+__all__ = ["ClassicQueue", "ReadyMessages"]
 
 #: Trace shape of the enqueue event (``Trace.record``).
 _ENQUEUE = Shape("enqueue", queue="", vhost="", msg=1)
+
+
+class ReadyMessages(Protocol):
+    """The ready messages of a queue, in delivery order (each queue type has its own)."""
+
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[QueuedMessage]: ...
+    def append(self, entry: QueuedMessage) -> None: ...
+    def head(self) -> QueuedMessage | None: ...
+    def popleft(self) -> QueuedMessage: ...
+    def pop(self) -> QueuedMessage: ...
+    def insert_sorted(self, entry: QueuedMessage) -> None: ...
+    def clear(self) -> list[QueuedMessage]: ...
 
 
 class _Ready:
@@ -148,7 +161,7 @@ class ClassicQueue(Queue):
     type_name = "classic"
     module = "rabbit_classic_queue"
     #: rabbit_classic_queue:capabilities() in 3.10.8.
-    queue_arguments = (
+    queue_arguments: ClassVar[tuple[str, ...]] = (
         "x-expires",
         "x-message-ttl",
         "x-dead-letter-exchange",
@@ -163,8 +176,12 @@ class ClassicQueue(Queue):
         "x-queue-type",
         "x-queue-master-locator",
     )
-    consumer_arguments = ("x-cancel-on-ha-failover", "x-priority", "x-credit")
-    equivalence_checked_args = EQUIVALENCE_CHECKED_QUEUE_ARGS
+    consumer_arguments: ClassVar[tuple[str, ...]] = (
+        "x-cancel-on-ha-failover",
+        "x-priority",
+        "x-credit",
+    )
+    equivalence_checked_args: ClassVar[tuple[str, ...]] = EQUIVALENCE_CHECKED_QUEUE_ARGS
 
     def __init__(
         self,
@@ -189,7 +206,7 @@ class ClassicQueue(Queue):
             args=args,
         )
         self.args: QueueArgs = args
-        self.ready: _Ready | _PriorityReady = (
+        self.ready: ReadyMessages = (
             _PriorityReady(args.max_priority) if args.max_priority else _Ready()
         )
         self.ready_bytes = 0
@@ -207,6 +224,14 @@ class ClassicQueue(Queue):
     @classmethod
     def parse_arguments(cls, arguments: Mapping[str, Any], name: str, vhost: str) -> QueueArgs:
         return QueueArgs(arguments, name, vhost)
+
+    def declared(self, passive: bool) -> None:
+        """A declare-ok named this queue: any declaration restarts the x-expires lease."""
+        self.touch()
+
+    def _dead_letter(self, message: Message, reason: str) -> None:
+        """Dead-letter ``message`` (to the DLX, if the queue has one)."""
+        self.broker.dead_letter(self, message, reason)
 
     # -- inspection -------------------------------------------------------------------------
 
@@ -267,7 +292,7 @@ class ClassicQueue(Queue):
         ):
             broker.emit("reject-publish", queue=self.name, vhost=self.vhost, msg=message.id)
             if args.overflow == "reject-publish-dlx":
-                broker.dead_letter(self, message, "maxlen")
+                self._dead_letter(message, "maxlen")
             return False
         self._seq += 1
         if args.message_ttl_ms is None and not args.max_priority:
@@ -293,7 +318,7 @@ class ClassicQueue(Queue):
             # the queue has a DLX, like an expiry).
             broker.emit("expire", queue=self.name, vhost=self.vhost, msg=message.id)
             if self.args.dead_letter_exchange is not None:
-                broker.dead_letter(self, message, "expired")
+                self._dead_letter(message, "expired")
             return True
         self.ready.append(entry)
         self.ready_bytes += len(message.body)
@@ -318,7 +343,7 @@ class ClassicQueue(Queue):
             entry = ready.popleft()
             self.ready_bytes -= len(entry.message.body)
             self.broker.emit("drop-head", queue=self.name, vhost=self.vhost, msg=entry.message.id)
-            self.broker.dead_letter(self, entry.message, "maxlen")
+            self._dead_letter(entry.message, "maxlen")
             dropped = True
         return dropped
 
@@ -339,7 +364,7 @@ class ClassicQueue(Queue):
             ready.popleft()
             self.ready_bytes -= len(head.message.body)
             self.broker.emit("expire", queue=self.name, vhost=self.vhost, msg=head.message.id)
-            self.broker.dead_letter(self, head.message, "expired")
+            self._dead_letter(head.message, "expired")
 
     def _arm_head_timer(self, when: float | None) -> None:
         if when == self._head_timer_at:
@@ -444,7 +469,7 @@ class ClassicQueue(Queue):
     def checkout(self, entry: QueuedMessage) -> None:
         self.unacked += 1
 
-    def put_back(self, entry: QueuedMessage) -> None:
+    def put_back(self, entry: QueuedMessage, *, returned: bool) -> None:
         self.ready.insert_sorted(entry)
         self.ready_bytes += len(entry.message.body)
 
@@ -469,7 +494,7 @@ class ClassicQueue(Queue):
         for entry in entries:
             self.unacked -= 1
             if not self.deleted:
-                self.broker.dead_letter(self, entry.message, reason)
+                self._dead_letter(entry.message, reason)
 
     def purge(self) -> int:
         entries = self.ready.clear()
@@ -498,14 +523,14 @@ class ClassicQueue(Queue):
         if overflow in ("reject-publish", "reject-publish-dlx"):
             self.broker.emit("reject-publish", queue=self.name, vhost=self.vhost, msg=message.id)
             if overflow == "reject-publish-dlx":
-                self.broker.dead_letter(self, message, "maxlen")
+                self._dead_letter(message, "maxlen")
             return False
         self.enqueue(message, now)
         if len(self.ready) and not self.deleted:
             entry = self.ready.popleft()
             self.ready_bytes -= len(entry.message.body)
             self.broker.emit("drop-head", queue=self.name, vhost=self.vhost, msg=entry.message.id)
-            self.broker.dead_letter(self, entry.message, "maxlen")
+            self._dead_letter(entry.message, "maxlen")
             self.drop_expired()
         return True
 

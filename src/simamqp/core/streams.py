@@ -532,8 +532,9 @@ class StreamQueue(Queue):
     def checkout(self, entry: QueuedMessage) -> None:
         self.unacked += 1
 
-    def put_back(self, entry: QueuedMessage) -> None:
-        """A delivery a fault held back: the reader has moved on (nothing to put back)."""
+    def put_back(self, entry: QueuedMessage, *, returned: bool) -> None:
+        """A delivery a fault took over: the reader has moved on, the log still holds it
+        (nothing to put back; a new consumer at that offset reads it)."""
 
     # -- settlement -------------------------------------------------------------------------
 
@@ -570,6 +571,9 @@ class StreamQueue(Queue):
         self.consumer_order.remove(consumer)
 
     # -- lifecycle --------------------------------------------------------------------------
+
+    def declared(self, passive: bool) -> None:
+        """Streams have no ``x-expires`` lease to restart."""
 
     def touch(self) -> None:
         """Streams have no ``x-expires``."""
