@@ -717,3 +717,14 @@ def test_stream_refuses_the_priority_consumer_argument_but_takes_credit(env):
         f"PRECONDITION_FAILED - invalid arg 'x-priority' for queue '{q}' in vhost '/' "
         "of queue type rabbit_stream_queue"
     )
+
+
+def test_stream_does_not_enforce_exclusive_consumers(env):
+    ch = env.channel()
+    q = declare_stream(env, ch)
+    publish_each_confirmed(env, q, [b"m"])
+    ch.basic_qos(0, 10, False)
+    _, first = env.consume(ch, q, exclusive=True, arguments={"x-stream-offset": "first"})
+    _, second = env.consume(ch, q, arguments={"x-stream-offset": "first"})
+    _, third = env.consume(ch, q, exclusive=True, arguments={"x-stream-offset": "first"})
+    assert env.drain(until=lambda: len(first) == len(second) == len(third) == 1)

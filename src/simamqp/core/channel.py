@@ -640,7 +640,9 @@ class Channel:
             if self.global_prefetch and not q.supports_global_qos:
                 # rabbit_quorum_queue:consume with an active limiter (a hard error).
                 raise AMQPNotImplemented(replies.global_qos_unsupported(q.name, q.vhost))
-            if (exclusive and q.consumer_order) or any(c.exclusive for c in q.consumer_order):
+            if q.enforces_exclusive_consume and (
+                (exclusive and q.consumer_order) or any(c.exclusive for c in q.consumer_order)
+            ):
                 raise AccessRefused(replies.exclusive_consume(q.name, q.vhost))
             consumer = Consumer(
                 self,

@@ -221,6 +221,7 @@ class StreamQueue(Queue):
     consumer_arguments = ("x-stream-offset", "x-credit")
     equivalence_checked_args = queue_arguments
     server_named = False
+    enforces_exclusive_consume = False
 
     def __init__(
         self,
