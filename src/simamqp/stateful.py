@@ -18,7 +18,11 @@ broker's trace into a ledger of message *copies* (one per message per queue) and
    enqueue order (requeued ones go back to their place; a quorum queue's go to the back).
 4. **``redelivered`` exactly on redeliveries.** A delivery is flagged redelivered iff that copy
    was delivered before or a deliver fault returned it as if its channel died.
-5. **Faults do what the plan says, counted independently of the engine.** The machine counts
+5. **A stream is a log.** When the machine draws a stream (``s0``, bound like the queues),
+   every message routed to it keeps its place: the engine's retained messages are a suffix of
+   the ledger's log (retention drops whole old segments only), each stream consumer gets
+   offsets in increasing order, never a redelivery, and holds at most its prefetch unacked.
+6. **Faults do what the plan says, counted independently of the engine.** The machine counts
    its own ``basic_publish`` calls and knows the drawn plan: every applied fault names a rule of
    the plan with that rule's point and action, at most ``max_count`` times (once with ``nth``);
    a ``duplicate`` makes exactly the rule's ``copies`` extra messages, so the messages with a
@@ -53,6 +57,8 @@ __all__ = ["BrokerStateMachine", "Ledger", "LedgerError"]
 
 QUEUES = ("q0", "q1")
 DLQ = "dlq"
+#: The stream the machine may draw (``x-queue-type: stream``), bound to ``ex`` like QUEUES.
+STREAM = "s0"
 WORDS = ("a", "b")
 #: Actions that return a delivery to its queue as if the consumer's channel died.
 _RETURNING_DELIVER_FAULTS = frozenset({"redeliver", "close_channel", "close_connection", "restart"})
@@ -64,7 +70,7 @@ _RABBITMQ_POSSIBLE = frozenset(
 )
 #: A queue of the machine: its type (a drawn dimension), its arguments, and whether it is
 #: durable (a quorum queue always is).
-_QUEUE_SPECS = sims.queue_types().flatmap(
+_QUEUE_SPECS = sims.queue_types(types=("classic", "quorum")).flatmap(
     lambda queue_type: st.tuples(
         st.just(queue_type),
         sims.queue_arguments(
@@ -112,6 +118,11 @@ class Ledger:
     seen: int = 0
     #: Queues declared with ``x-queue-type: quorum`` (the queue type is a drawn dimension).
     quorum_queues: set[str] = field(default_factory=set)
+    #: Per stream, the message ids routed to it in offset order (the log as the ledger saw it).
+    stream_logs: dict[str, list[int]] = field(default_factory=dict)
+    #: Per stream consumer tag, the offset of its last delivery.
+    stream_positions: dict[str, int] = field(default_factory=dict)
+    stream_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     #: The drawn fault plan's rules by name: what each applied fault must do (independent of
     #: the engine's own account in the trace).
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -192,6 +203,9 @@ class Ledger:
             queue = a["queue"]
             if self.publish_outcome.get(a["msg"]) in ("fault-dropped", "route-dropped"):
                 raise LedgerError(f"{event}: message {a['msg']} was dropped by a fault")
+            if queue in self.stream_logs:
+                self._appended(queue, a, event)
+                return
             position = self.positions.get(queue, 0) + 1
             self.positions[queue] = position
             key = (queue, a["msg"])
@@ -200,6 +214,8 @@ class Ledger:
             self.copies[key] = _Copy(queue, a["msg"], self._is_persistent(a["msg"]), position)
         elif kind == "dead-letter":
             self.persistent[a["new_msg"]] = self._is_persistent(a["msg"])
+        elif kind == "deliver" and a["queue"] in self.stream_logs:
+            self._read(a, event)
         elif kind == "deliver":
             no_ack = a["consumer_tag"] in self.no_ack_tags
             self._delivered(a["queue"], a["msg"], a["redelivered"], no_ack, event)
@@ -310,6 +326,8 @@ class Ledger:
             if action == "duplicate":
                 for copy in a["copies"]:
                     self.persistent[copy] = self._is_persistent(a["msg"])
+        elif point == "deliver" and a["queue"] in self.stream_logs:
+            return  # the reader moved on; the log keeps the message
         elif point == "deliver":
             copy = self._copy(a["queue"], a["msg"], event)
             if copy.state != "ready":
@@ -321,6 +339,40 @@ class Ledger:
                 copy.disturbed = True
             elif action in _RETURNING_DELIVER_FAULTS:
                 copy.must_redeliver = True
+
+    def _appended(self, queue: str, a: Any, event: Any) -> None:
+        log = self.stream_logs[queue]
+        if a["msg"] in log:
+            raise LedgerError(f"{event}: message {a['msg']} appended twice to {queue!r}")
+        if a["offset"] < len(log):
+            raise LedgerError(f"{event}: offset {a['offset']} again in {queue!r}")
+        log.append(a["msg"])
+        self.stream_offsets[(queue, a["msg"])] = a["offset"]
+
+    def _read(self, a: Any, event: Any) -> None:
+        offset = self.stream_offsets.get((a["queue"], a["msg"]))
+        if offset is None:
+            raise LedgerError(f"{event}: message {a['msg']} is not in stream {a['queue']!r}")
+        if a["redelivered"]:
+            raise LedgerError(f"{event}: a stream delivery flagged redelivered")
+        last = self.stream_positions.get(a["consumer_tag"], -2)
+        if offset <= last:
+            raise LedgerError(f"{event}: offset {offset} after {last} for {a['consumer_tag']}")
+        self.stream_positions[a["consumer_tag"]] = offset
+
+    def _check_stream(self, broker: Broker, name: str, queue: Any, unacked: list[int]) -> None:
+        log = self.stream_logs[name]
+        retained = [e.message.id for e in queue.ready_entries()]
+        if retained != log[len(log) - len(retained) :]:
+            raise LedgerError(f"{name}: the stream holds {retained}, not a suffix of {log}")
+        if queue.unacked != len(unacked):
+            raise LedgerError(f"{name}: unacked counter {queue.unacked} != {unacked}")
+        info = broker.queue(name)
+        if (info.messages_ready, info.consumers) != (0, 0):
+            raise LedgerError(f"{name}: a stream reports {info}")
+        for consumer in queue.consumer_order:
+            if consumer.unacked > consumer.prefetch:
+                raise LedgerError(f"{name}: {consumer} holds more than its prefetch")
 
     def _is_persistent(self, msg: int) -> bool:
         return self.persistent.get(msg, False)
@@ -365,6 +417,9 @@ class Ledger:
                             item.entry.message.id
                         )
         for name, queue in vhost.queues.items():
+            if name in self.stream_logs:
+                self._check_stream(broker, name, queue, unacked_by_queue.get(name, []))
+                continue
             ready_engine = sorted(e.message.id for e in queue.ready_entries())
             ready_ledger = sorted(
                 c.msg for k, c in self.copies.items() if k[0] == name and c.state == "ready"
@@ -426,6 +481,8 @@ class BrokerStateMachine(RuleBasedStateMachine):
         self.consumer_count = 0
         self.queue_args: dict[str, dict[str, Any]] = {}
         self.queue_types: dict[str, str] = {}
+        #: The stream's arguments when the run drew one (None: no stream).
+        self.stream_args: dict[str, Any] | None = None
         self.durable: dict[str, bool] = {}
         self.bindings: dict[str, str] = {}
         self.plan: dict[str, Any] = {"version": 1, "rules": []}
@@ -449,6 +506,7 @@ class BrokerStateMachine(RuleBasedStateMachine):
             min_size=1,
             max_size=3,
         ),
+        stream=st.none() | sims.queue_arguments(queue_type="stream"),
     )
     def setup(
         self,
@@ -459,9 +517,12 @@ class BrokerStateMachine(RuleBasedStateMachine):
         queues: tuple[tuple[str, dict[str, Any], bool], ...] | None = None,
         args: tuple[dict[str, Any], ...] | None = None,
         durable: tuple[bool, ...] | None = None,
+        stream: dict[str, Any] | None = None,
     ) -> None:
         """``queues``: (type, arguments, durable) per queue; or, as before queue types were
-        drawn, ``args`` and ``durable`` (the type is then the arguments' ``x-queue-type``)."""
+        drawn, ``args`` and ``durable`` (the type is then the arguments' ``x-queue-type``).
+        ``stream``: the arguments of stream ``s0``, bound to ``ex`` with the first queue's key
+        (None: no stream)."""
         if queues is None:
             if args is None or durable is None:
                 raise TypeError("setup() needs queues=, or args= and durable=")
@@ -480,6 +541,9 @@ class BrokerStateMachine(RuleBasedStateMachine):
             self.bindings[name] = key
             if queue_type == "quorum":
                 self.ledger.quorum_queues.add(name)
+        self.stream_args = stream
+        if stream is not None:
+            self.ledger.stream_logs[STREAM] = []
         self._declare_all()
         self.plan = plan
         self.ledger.rules = {rule["name"]: dict(rule) for rule in plan["rules"]}
@@ -542,6 +606,9 @@ class BrokerStateMachine(RuleBasedStateMachine):
         for name in QUEUES:
             channel.queue_declare(name, durable=self.durable[name], arguments=self.queue_args[name])
             channel.queue_bind(name, "ex", self.bindings[name])
+        if self.stream_args is not None:
+            channel.queue_declare(STREAM, durable=True, arguments=self.stream_args)
+            channel.queue_bind(STREAM, "ex", self.bindings[QUEUES[0]])
 
     def _record_publish_persistence(self, persistent: bool) -> None:
         self.ledger.persistent[self.broker._next_message_id] = persistent
@@ -595,6 +662,21 @@ class BrokerStateMachine(RuleBasedStateMachine):
         if no_ack:
             self.ledger.no_ack_tags.add(tag)
         channel.basic_consume(queue, consumer_tag=tag, no_ack=no_ack)
+        self.consumers.append((channel, tag))
+
+    @rule(offset=sims.stream_offsets(max_offset=10), prefetch=st.integers(1, 3))
+    def read_stream(self, offset: Any, prefetch: int) -> None:
+        """A consumer of the stream from a drawn ``x-stream-offset`` (no-op without one)."""
+        if self.stream_args is None or len(self.consumers) >= 4:
+            return
+        channel = self._new_channel()
+        if STREAM not in self.broker.vhosts["/"].queues:
+            channel.connection.close()
+            return
+        channel.basic_qos(0, prefetch, False)
+        self.consumer_count += 1
+        tag = f"c{self.consumer_count}-{STREAM}"
+        channel.basic_consume(STREAM, consumer_tag=tag, arguments={"x-stream-offset": offset})
         self.consumers.append((channel, tag))
 
     @rule(index=st.integers(0, 3))
@@ -666,7 +748,12 @@ class BrokerStateMachine(RuleBasedStateMachine):
 
     @rule(index=st.integers(0, 50))
     def recover(self, index: int) -> None:
-        channels = self._open_channels()
+        # (basic.recover over stream deliveries is a 540 the rule would raise: not drawn.)
+        channels = [
+            ch
+            for ch in self._open_channels()
+            if not any(u.queue.name == STREAM for u in ch.unacked.values())
+        ]
         if channels:
             channels[index % len(channels)].basic_recover(True)
 
