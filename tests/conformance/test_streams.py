@@ -728,3 +728,28 @@ def test_stream_does_not_enforce_exclusive_consumers(env):
     _, second = env.consume(ch, q, arguments={"x-stream-offset": "first"})
     _, third = env.consume(ch, q, exclusive=True, arguments={"x-stream-offset": "first"})
     assert env.drain(until=lambda: len(first) == len(second) == len(third) == 1)
+
+
+def test_stream_redeclared_as_quorum_names_both_types(env):
+    ch = env.channel()
+    q = declare_stream(env, ch)
+    with pytest.raises(PreconditionFailed) as exc:
+        ch.queue_declare(q, durable=True, auto_delete=False, arguments={"x-queue-type": "quorum"})
+    assert exc.value.reply_text == (
+        f"PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue '{q}' in vhost '/': "
+        "received 'quorum' but current is 'stream'"
+    )
+
+
+def test_stream_recover_with_unacked_deliveries_crashes_the_channel(env):
+    conn = env.connection()
+    ch = env.channel(conn)
+    q = declare_stream(env, ch)
+    publish_each_confirmed(env, q, [b"m"])
+    _, _, got = stream_consumer(env, q, "first", ch=ch)
+    assert env.drain(conn, until=lambda: len(got) == 1)
+    with pytest.raises(ConnectionError) as exc:
+        ch.basic_recover(True)
+        env.fence(ch)
+    assert (exc.value.reply_code, exc.value.reply_text) == (541, "INTERNAL_ERROR")
+    assert not conn.connected

@@ -852,7 +852,13 @@ class Channel:
         self._settle_negative(settled, requeue, kind)
 
     def _settle_negative(
-        self, settled: list[_Unacked], requeue: bool, kind: str, *, lost: bool = False
+        self,
+        settled: list[_Unacked],
+        requeue: bool,
+        kind: str,
+        *,
+        lost: bool = False,
+        recovering: bool = False,
     ) -> None:
         """Requeue or discard deliveries the way rabbit_channel's foreach_per_queue does.
 
@@ -886,6 +892,9 @@ class Channel:
             if lost:
                 queue.release(entries)  # as if their channel had closed (a stream keeps them)
                 continue
+            if recovering:
+                queue.recover_requeue(entries)
+                continue
             if requeue:
                 queue.requeue(entries)
                 continue
@@ -900,7 +909,7 @@ class Channel:
             settled = list(self.unacked.values())
             self.unacked.clear()
             self.broker.emit("recover", connection=self.connection.id, channel=self.id)
-            self._settle_negative(settled, True, "recover-requeue")
+            self._settle_negative(settled, True, "recover-requeue", recovering=True)
 
         self._sync(M.BASIC_RECOVER, run)
 

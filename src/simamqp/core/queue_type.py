@@ -253,6 +253,10 @@ class Queue(ABC):
     def requeue(self, entries: list[QueuedMessage]) -> None:
         """Unacknowledged deliveries come back (nack/reject requeue, recover, channel close)."""
 
+    def recover_requeue(self, entries: list[QueuedMessage]) -> None:
+        """basic.recover returns these deliveries (a stream's channel crashes instead)."""
+        self.requeue(entries)
+
     def release(self, entries: list[QueuedMessage]) -> None:
         """The channel holding these deliveries closed (not a client's nack): a queue that
         consumes messages on delivery gets them back; a stream only forgets them."""
