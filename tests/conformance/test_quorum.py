@@ -223,6 +223,24 @@ def test_declare_ok_and_get_ok_counts_and_the_basic_get_consumer(env):
     assert tuple(ch.queue_declare(qq, passive=True)) == (qq, 0, 0)
 
 
+def test_a_cancelled_consumer_counts_until_its_deliveries_are_settled(env):
+    ch = env.channel()
+    qq = quorum(env, ch)
+    env.publish(ch, b"m", "", qq)
+    consumer_ch = env.channel()
+    tag, got = env.consume(consumer_ch, qq)
+    env.drain(until=lambda: len(got) == 1)
+    consumer_ch.basic_cancel(tag)
+    assert tuple(ch.queue_declare(qq, passive=True)) == (qq, 0, 1)
+    consumer_ch.basic_ack(got[0].delivery_tag)
+    env.fence(consumer_ch)
+    assert env.eventually(lambda: tuple(ch.queue_declare(qq, passive=True)), (qq, 0, 0)) == (
+        qq,
+        0,
+        0,
+    )
+
+
 def test_single_active_consumer_counts_only_the_active_consumer(env):
     ch = env.channel()
     qq = quorum(env, ch, **{"x-single-active-consumer": True})

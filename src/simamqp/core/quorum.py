@@ -30,9 +30,9 @@ The rules, each from rabbit_quorum_queue / rabbit_fifo (3.10.8) and measured on 
   eagerly. A TTL of 0 gives a message one millisecond to be consumed (rabbit_fifo).
 - ``x-expires``: the lease restarts on basic.consume, basic.cancel and basic.get, not on a
   redeclaration (rabbit_fifo's ``last_active``).
-- Each unsettled basic.get message is a "once" consumer until it is settled: it counts in
-  declare-ok's consumer count. With ``x-single-active-consumer``
-  waiting consumers do not count.
+- Each unsettled basic.get message is a "once" consumer until it is settled, and a cancelled
+  consumer stays until its deliveries are settled: both count in declare-ok's consumer
+  count. With ``x-single-active-consumer`` waiting consumers do not count.
 - basic.qos with global=true and a non-zero prefetch: consuming is 540 NOT_IMPLEMENTED.
 - A restart keeps every message of a quorum queue, persistent or not.
 """
@@ -52,7 +52,7 @@ from .queues import ClassicQueue
 
 if TYPE_CHECKING:
     from .broker import Broker
-    from .channel import Channel
+    from .channel import Channel, Consumer
     from .connection import Connection
     from .scheduler import Timer
 
@@ -224,6 +224,9 @@ class QuorumQueue(ClassicQueue):
         #: Checkouts so far: the order unsettled deliveries are returned in (rabbit_fifo's
         #: per-consumer message ids).
         self._checkouts = 0
+        #: Cancelled consumers that still have unacknowledged deliveries: rabbit_fifo keeps
+        #: them (status cancelled) until those are settled, and counts them.
+        self._cancelled: dict[tuple[int, str], Consumer] = {}
         #: reject-publish: refusing publishes until back under the soft limit.
         self.blocked = False
         #: at-least-once dead letters not yet taken by every target: (message, reason).
@@ -260,7 +263,18 @@ class QuorumQueue(ClassicQueue):
             consumers = 1 if self.active_consumer is not None else 0
         else:
             consumers = len(self.consumer_order)
+        if self._cancelled:
+            for key, consumer in list(self._cancelled.items()):
+                if consumer.unacked <= 0 or not consumer.channel.is_open:
+                    del self._cancelled[key]
+            live = {(id(c.channel), c.tag) for c in self.consumer_order}
+            consumers += sum(1 for key in self._cancelled if key not in live)
         return consumers + len(self._getters)
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        super().remove_consumer(consumer)
+        if consumer.unacked > 0 and consumer.channel.is_open:
+            self._cancelled[(id(consumer.channel), consumer.tag)] = consumer
 
     def delivery_count(self, entry: QueuedMessage) -> int:
         return entry.delivery_count
@@ -458,6 +472,7 @@ class QuorumQueue(ClassicQueue):
     def clear(self) -> None:
         super().clear()
         self._getters.clear()
+        self._cancelled.clear()
         self.dead_letters.clear()
 
     # -- expiry -----------------------------------------------------------------------------
