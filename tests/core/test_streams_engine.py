@@ -213,3 +213,26 @@ def test_same_seed_same_stream_trace() -> None:
         return broker.trace.digest()
 
     assert run() == run()
+
+
+@pytest.mark.parametrize("how", ["nack", "reject", "recover"])
+def test_a_refused_settlement_leaves_no_unacked_count_behind(
+    broker: Broker, conn: Connection, ch: Channel, how: str
+) -> None:
+    """Found by BrokerStateMachine: the refused nack closed the connection but the stream
+    still counted the delivery as unacked."""
+    declare(ch)
+    publish(ch, "m", routing_key="s")
+    other = broker.connect()
+    reader = other.channel()
+    consume(reader, "s", "first")
+    (delivery,) = deliveries(other)
+    if how == "nack":
+        reader.basic_nack(delivery.delivery_tag, requeue=True)
+    elif how == "reject":
+        reader.basic_reject(delivery.delivery_tag, requeue=False)
+    else:
+        with pytest.raises(InternalError):
+            reader.basic_recover(True)
+    assert not other.is_open
+    assert broker.queue("s").messages_unacknowledged == 0

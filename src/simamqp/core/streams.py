@@ -544,14 +544,19 @@ class StreamQueue(Queue):
         self.unacked -= 1
 
     def requeue(self, entries: list[QueuedMessage]) -> None:
+        """basic.nack/reject with requeue: refused, and the connection closes (the channel has
+        already let go of these deliveries)."""
+        self.unacked -= len(entries)
         raise AMQPNotImplemented(replies.stream_settle(self.name, self.vhost))
 
     def discard(self, entries: list[QueuedMessage], reason: str) -> None:
+        self.unacked -= len(entries)
         raise AMQPNotImplemented(replies.stream_settle(self.name, self.vhost))
 
     def recover_requeue(self, entries: list[QueuedMessage]) -> None:
         """basic.recover over stream deliveries: rabbit_channel's requeue path does not expect
         the stream's error and the channel crashes (541, measured on 3.10.8)."""
+        self.unacked -= len(entries)
         raise _crash()
 
     def release(self, entries: list[QueuedMessage]) -> None:
