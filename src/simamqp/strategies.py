@@ -11,6 +11,7 @@ and bind what it draws without tripping a channel error.
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from .core.faults import ACTIONS, ACTIONS_BY_POINT, POINTS, FaultRule
 __all__ = [
     "EXCHANGE_TYPES",
     "FINAL_STATES",
+    "QUEUE_TYPES",
     "RPCResultStream",
     "binding_keys",
     "exchange_types",
@@ -32,11 +34,15 @@ __all__ = [
     "headers_tables",
     "message_properties",
     "queue_arguments",
+    "queue_types",
     "routing_keys",
     "rpc_result_streams",
+    "stream_offsets",
 ]
 
 EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
+#: The queue types simamqp simulates (``x-queue-type``), as ``queue_types()`` draws them.
+QUEUE_TYPES = ("classic", "quorum", "stream")
 #: Celery's READY_STATES: a task reports one of them last.
 FINAL_STATES = ("SUCCESS", "FAILURE", "REVOKED")
 _DEFAULT_WORDS = ("a", "b", "c", "orders", "eu")
@@ -287,6 +293,20 @@ def message_properties(
     return st.fixed_dictionaries(required, optional=optional)
 
 
+def queue_types(*, types: Sequence[str] = QUEUE_TYPES) -> st.SearchStrategy[str]:
+    """Queue types (``x-queue-type`` values) simamqp simulates, from ``types``.
+
+    Quorum queues and streams must be declared durable and not exclusive or auto-delete:
+    ``queue_arguments(queue_type=...)`` draws arguments that fit the type.
+    """
+    if isinstance(types, str) or not isinstance(types, Sequence) or not types:
+        raise InvalidArgument(f"types={types!r} must be a non-empty sequence of queue types")
+    unknown = [t for t in types if t not in QUEUE_TYPES]
+    if unknown:
+        raise InvalidArgument(f"unknown queue types {unknown!r}; simamqp has {QUEUE_TYPES}")
+    return st.sampled_from(tuple(types))
+
+
 def queue_arguments(
     *,
     ttl: bool = True,
@@ -295,10 +315,18 @@ def queue_arguments(
     dead_letter_exchange: str | None = None,
     expires: bool = False,
     single_active_consumer: bool = False,
+    queue_type: str | None = None,
+    delivery_limit: bool = True,
 ) -> st.SearchStrategy[dict[str, Any]]:
     """``queue.declare`` arguments RabbitMQ accepts; each feature is opt-in or opt-out.
 
     ``dead_letter_exchange`` names the DLX to use when dead-lettering is drawn.
+    ``queue_type`` ("classic", "quorum", "stream"; None: no ``x-queue-type`` key, a classic
+    queue) draws only what that type accepts: a quorum queue adds ``x-delivery-limit``
+    (``delivery_limit``) and ``x-dead-letter-strategy`` (with a dead-letter exchange), never
+    ``x-max-priority``. A stream takes only its retention arguments: ``ttl`` draws
+    ``x-max-age``, ``max_length`` draws ``x-max-length-bytes`` and
+    ``x-stream-max-segment-size-bytes``; the other features do not apply to it.
     """
     for name, value in (
         ("ttl", ttl),
@@ -306,8 +334,18 @@ def queue_arguments(
         ("priority", priority),
         ("expires", expires),
         ("single_active_consumer", single_active_consumer),
+        ("delivery_limit", delivery_limit),
     ):
         _check_bool(value, name)
+    if queue_type is not None and queue_type not in QUEUE_TYPES:
+        raise InvalidArgument(f"queue_type={queue_type!r} must be None or one of {QUEUE_TYPES}")
+    quorum = queue_type == "quorum"
+    if quorum and priority:
+        raise InvalidArgument("priority=True: quorum queues refuse x-max-priority")
+    if queue_type == "stream":
+        if priority:
+            raise InvalidArgument("priority=True: streams refuse x-max-priority")
+        return _stream_arguments(ttl=ttl, max_length=max_length)
     if dead_letter_exchange is not None and (
         not isinstance(dead_letter_exchange, str)
         or _utf8_size(dead_letter_exchange, "dead_letter_exchange") > _SHORTSTR_MAX
@@ -334,7 +372,42 @@ def queue_arguments(
         optional["x-expires"] = st.integers(min_value=1, max_value=60_000)
     if single_active_consumer:
         optional["x-single-active-consumer"] = st.booleans()
-    return st.fixed_dictionaries({}, optional=optional).map(_consistent_queue_arguments)
+    required: dict[str, st.SearchStrategy[Any]] = {}
+    if queue_type is not None:
+        required["x-queue-type"] = st.just(queue_type)
+    if quorum and delivery_limit:
+        optional["x-delivery-limit"] = st.integers(min_value=0, max_value=3)
+    if quorum and dead_letter_exchange is not None:
+        optional["x-dead-letter-strategy"] = st.sampled_from(("at-most-once", "at-least-once"))
+    return st.fixed_dictionaries(required, optional=optional).map(_consistent_queue_arguments)
+
+
+def _stream_arguments(*, ttl: bool, max_length: bool) -> st.SearchStrategy[dict[str, Any]]:
+    optional: dict[str, st.SearchStrategy[Any]] = {}
+    if ttl:
+        optional["x-max-age"] = st.builds(
+            "{}{}".format, st.integers(min_value=1, max_value=90), st.sampled_from("YMDhms")
+        )
+    if max_length:
+        optional["x-max-length-bytes"] = st.integers(min_value=0, max_value=10_000)
+        optional["x-stream-max-segment-size-bytes"] = st.integers(min_value=100, max_value=5_000)
+    return st.fixed_dictionaries({"x-queue-type": st.just("stream")}, optional=optional)
+
+
+def stream_offsets(*, max_offset: int = 20) -> st.SearchStrategy[Any]:
+    """``x-stream-offset`` consumer arguments a stream accepts: ``first``, ``last``, ``next``,
+    offsets from -1 to ``max_offset``, intervals (``"30s"``, ``"2h"``) and AMQP timestamps.
+    """
+    if isinstance(max_offset, bool) or not isinstance(max_offset, int) or max_offset < 0:
+        raise InvalidArgument(f"max_offset={max_offset!r} must be a non-negative integer")
+    return st.one_of(
+        st.sampled_from(("first", "last", "next")),
+        st.integers(min_value=-1, max_value=max_offset),
+        st.builds("{}{}".format, st.integers(min_value=1, max_value=90), st.sampled_from("hms")),
+        st.integers(min_value=0, max_value=4_000_000_000).map(
+            lambda seconds: _dt.datetime.fromtimestamp(seconds, _dt.UTC)
+        ),
+    )
 
 
 def _consistent_queue_arguments(arguments: dict[str, Any]) -> dict[str, Any]:

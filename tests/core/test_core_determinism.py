@@ -265,3 +265,32 @@ def test_trace_records_every_kind_of_event() -> None:
     events = broker.trace.events
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert all(a.time <= b.time for a, b in itertools.pairwise(events))
+
+
+def private_reach_offences(source: str, name: str) -> list[str]:
+    """``something._name`` where ``something`` is not ``self``/``cls``: a reach into another
+    object's private names (core files call each other through public, documented methods)."""
+    offences = []
+    for node in ast.walk(ast.parse(source, name)):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
+            offences.append(f"{name}:{node.lineno} {ast.unparse(node)}")
+    return offences
+
+
+def test_the_private_reach_check_finds_a_reach() -> None:
+    source = "def f(broker):\n    broker._emit('x')\n    self._ok = 1\n    self.broker._tick()\n"
+    assert private_reach_offences(source, "m.py") == [
+        "m.py:2 broker._emit",
+        "m.py:4 self.broker._tick",
+    ]
+
+
+def test_no_core_module_reaches_into_another_objects_private_names() -> None:
+    """Issue 20: each core file calls the others only through named methods meant for it."""
+    offences = [o for p in _core_files() for o in private_reach_offences(p.read_text(), p.name)]
+    assert offences == []

@@ -163,7 +163,7 @@ def test_set_trace_mode_switches_retention_from_now_on() -> None:
     broker.connect()
     assert [e.kind for e in broker.trace] == ["connection-open"]
     broker.set_trace_mode("window")
-    assert broker.trace.mode == "window" and broker._tracing
+    assert broker.trace.mode == "window" and broker.tracing
 
 
 def test_clear_starts_the_log_and_its_digest_again() -> None:

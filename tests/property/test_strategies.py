@@ -27,6 +27,12 @@ from simamqp.core.faults import FaultPlan, FaultRule, topic_matches
         (sims.headers_tables, {"max_size": -1}),
         (sims.message_properties, {"persistent": "no"}),
         (sims.queue_arguments, {"ttl": 1}),
+        (sims.queue_arguments, {"queue_type": "lazy"}),
+        (sims.queue_arguments, {"queue_type": "quorum", "priority": True}),
+        (sims.queue_arguments, {"delivery_limit": "yes"}),
+        (sims.queue_types, {"types": []}),
+        (sims.queue_types, {"types": "quorum"}),
+        (sims.queue_types, {"types": ["classic", "nope"]}),
         (sims.fault_plans, {"points": ["nowhere"]}),
         (sims.fault_plans, {"points": ["connection"], "actions": ["drop"]}),
         (sims.fault_plans, {"min_rules": 4, "max_rules": 1}),
@@ -129,6 +135,22 @@ def test_declarations_are_accepted(exchange_type: str, arguments: dict[str, Any]
     channel.exchange_declare("e", exchange_type)
     channel.queue_declare("q", arguments=arguments)
     assert broker.queue("q").arguments == arguments
+
+
+@property_settings()
+@given(
+    sims.queue_types().flatmap(
+        lambda t: sims.queue_arguments(
+            queue_type=t, dead_letter_exchange="dlx", expires=True, single_active_consumer=True
+        )
+    )
+)
+def test_typed_declarations_are_accepted(arguments: dict[str, Any]) -> None:
+    broker = Broker()
+    channel = broker.connect().channel()
+    channel.queue_declare("q", durable=True, arguments=arguments)
+    info = broker.queue("q")
+    assert (info.arguments, info.type) == (arguments, arguments["x-queue-type"])
 
 
 @property_settings()

@@ -124,7 +124,9 @@ def inequivalent_args(
     for key in keys:
         new = declared.get(key, _MISSING)
         old = current.get(key, _MISSING)
-        if key == "x-queue-type":
+        if key == "x-queue-type" and _MISSING in (new, old):
+            # A classic queue may or may not carry x-queue-type: "classic" (rabbit_misc's
+            # assert_field_equivalence special case); "classic" against "quorum" differs.
             new = _MISSING if new in ("classic", b"classic") else new
             old = _MISSING if old in ("classic", b"classic") else old
         if new is _MISSING and old is _MISSING:
@@ -223,10 +225,8 @@ class QueueArgs:
                     "x-dead-letter-routing-key", queue, vhost, "routing_key_but_no_dlx_defined"
                 )
             )
-        for key, allowed, what in (
-            ("x-queue-type", ("classic",), "type"),
-            ("x-queue-mode", ("default", "lazy"), "mode"),
-        ):
+        # (x-queue-type chose this class already: queue_type.queue_class_for.)
+        for key, allowed, what in (("x-queue-mode", ("default", "lazy"), "mode"),):
             if key in args:
                 value = args[key]
                 if not isinstance(value, str | bytes):
@@ -234,8 +234,6 @@ class QueueArgs:
                     raise PreconditionFailed(replies.invalid_queue_arg(key, queue, vhost, reason))
                 text = erlang_term(value)
                 if text not in allowed:
-                    # quorum and stream queues exist in RabbitMQ but are not simulated
-                    # (docs/differences.md); anything else is RabbitMQ's own error.
                     reason = f"\"unsupported queue {what} '{text}'\""
                     raise PreconditionFailed(replies.invalid_queue_arg(key, queue, vhost, reason))
         sac = args.get("x-single-active-consumer", False)

@@ -35,7 +35,7 @@ from .exchanges import (
 from .faults import FaultPlan
 from .frames import BasicAck, BasicDeliver, BasicNack, BasicReturn
 from .message import Message
-from .queues import Queue
+from .queue_type import Queue
 from .scheduler import Scheduler
 from .trace import Shape, Trace, TraceMode
 
@@ -106,6 +106,14 @@ class QueueInfo:
     messages_unacknowledged: int
     consumers: int
     bodies: tuple[bytes, ...] = field(repr=False)
+    #: The queue type ("classic", "quorum"...): its ``x-queue-type``.
+    type: str = "classic"
+    #: Per ready message, in delivery order: how often it was returned to the queue (what a
+    #: quorum queue's ``x-delivery-count`` says; always 0 for a classic queue).
+    delivery_counts: tuple[int, ...] = field(default=(), repr=False)
+    #: What only this queue's type has (a stream: ``first_offset``, ``next_offset``,
+    #: ``chunks``, ``segments``, ``consumer_offsets``); empty for the other types.
+    details: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def messages(self) -> int:
@@ -146,7 +154,8 @@ class Broker:
             self.trace = Trace(enabled=trace)
         else:
             self.trace = Trace(mode=trace)
-        self._tracing = self.trace.enabled
+        #: Whether events are recorded (hot paths check it before building an event).
+        self.tracing = self.trace.enabled
         self.user = user
         self.vhosts: dict[str, VHost] = {"/": VHost("/")}
         self.connections: dict[int, Connection] = {}
@@ -165,28 +174,32 @@ class Broker:
     # -- time and trace ---------------------------------------------------------------------
 
     def _emit(self, kind: str, **attrs: Any) -> None:
-        if self._tracing:
+        if self.tracing:
             self.trace.emit(self.clock.now(), kind, attrs)
 
-    def _begin_operation(self) -> bool:
+    def begin_operation(self) -> bool:
         """One timestamp per operation, on a clock that moves by itself: every event the
         operation under way causes carries the time it started (``Trace.begin_operation``).
         True when this call began it: the caller then calls ``trace.end_operation()``.
         Channel methods call it (when tracing, on such a clock) before doing anything else."""
         return self.trace.begin_operation(self.clock.now())
 
+    #: Record a trace event ``kind`` with ``attrs`` now (nothing while tracing is off): what
+    #: queues, channels, connections and faults call to report what happened.
+    emit = _emit
+
     def set_tracing(self, enabled: bool) -> None:
-        self._tracing = self.trace.enabled = enabled
+        self.tracing = self.trace.enabled = enabled
 
     def set_trace_mode(self, mode: TraceMode) -> None:
         """Trace retention: "window" (the default), "full" or "off" (see ``Trace``)."""
         self.trace.set_mode(mode)
-        self._tracing = self.trace.enabled
+        self.tracing = self.trace.enabled
 
-    def _tick(self) -> int:
-        """Fire every timer that is due; the number fired."""
+    def tick(self) -> int:
+        """Fire every timer that is due; the number fired (every client call starts here)."""
         scheduler = self.scheduler
-        if not scheduler._heap:
+        if not scheduler.pending:
             return 0
         fired = 0
         now = self.clock.now()
@@ -196,9 +209,12 @@ class Broker:
             now = self.clock.now()
         return fired
 
+    #: The old private name, still used by the adapters (transport, server).
+    _tick = tick
+
     def run_until_idle(self) -> int:
         """Deliver everything due and fire due timers; the number of timers fired."""
-        return self._tick()
+        return self.tick()
 
     def next_timer(self) -> float | None:
         """When the next timer is due (TTL, x-expires, a delayed fault), or None."""
@@ -219,18 +235,29 @@ class Broker:
         target = clock.now() + seconds
         if target > VirtualClock.MAX_TIME:
             clock.jump_to(target)  # raises, naming the limit, before any timer fires
-        fired = self._tick()
+        fired = self.tick()
         while (when := self.scheduler.next_time()) is not None and when <= target:
             clock.jump_to(max(when, clock.now()))
-            fired += self._tick()
+            fired += self.tick()
         clock.jump_to(max(target, clock.now()))
-        return fired + self._tick()
+        return fired + self.tick()
 
     def _timestamp(self) -> _dt.datetime:
         """Now as an AMQP timestamp (whole seconds, naive UTC as py-amqp decodes it)."""
         return _EPOCH + _dt.timedelta(seconds=int(self.clock.now()))
 
-    def _generate_name(self, prefix: str) -> str:
+    def next_queue_serial(self) -> int:
+        """A number for a new queue, increasing in creation order."""
+        self._queue_serial += 1
+        return self._queue_serial
+
+    def new_message_id(self) -> int:
+        """The id of a message the broker creates (a publish, a dead letter, a fault's copy)."""
+        message_id = self._next_message_id
+        self._next_message_id = message_id + 1
+        return message_id
+
+    def generate_name(self, prefix: str) -> str:
         """``amq.gen-``/``amq.ctag-`` + 22 base64url characters, like rabbit_guid:binary."""
         raw = self.random.getrandbits(128).to_bytes(16, "big")
         return f"{prefix}-{base64.urlsafe_b64encode(raw).decode().rstrip('=')}"
@@ -250,7 +277,7 @@ class Broker:
         for conn in [c for c in self.connections.values() if c.vhost.name == name]:
             from .errors import ConnectionForced
 
-            conn._teardown(ConnectionForced("vhost '" + name + "' is deleted"), notify=True)
+            conn.teardown(ConnectionForced("vhost '" + name + "' is deleted"), notify=True)
         vhost = self.vhosts.pop(name)
         for queue in list(vhost.queues.values()):
             queue.deleted = True
@@ -265,7 +292,7 @@ class Broker:
         client_properties: Mapping[str, Any] | None = None,
     ) -> Connection:
         """Open a connection to a vhost (530 NOT_ALLOWED for an unknown vhost, as RabbitMQ)."""
-        self._tick()
+        self.tick()
         user = user if user is not None else self.user
         target = self.vhosts.get(vhost)
         if target is None:
@@ -278,10 +305,10 @@ class Broker:
             self.faults.on_connect(conn)
         return conn
 
-    def _connection_closed(self, conn: Connection) -> None:
+    def connection_closed(self, conn: Connection) -> None:
         self.connections.pop(conn.id, None)
         for queue in [q for q in conn.vhost.queues.values() if q.exclusive_owner is conn]:
-            self._delete_queue(queue, reason="owner-closed")
+            self.delete_queue(queue, reason="owner-closed")
 
     def close_connections(self, reason: str = "closed via management plugin") -> None:
         """Force-close every connection with 320 CONNECTION_FORCED.
@@ -291,11 +318,11 @@ class Broker:
         from .errors import ConnectionForced
 
         for conn in list(self.connections.values()):
-            conn._teardown(ConnectionForced(reason), notify=True)
+            conn.teardown(ConnectionForced(reason), notify=True)
 
     # -- declarations -----------------------------------------------------------------------
 
-    def _declare_exchange(self, vhost: VHost, exchange: Exchange) -> None:
+    def declare_exchange(self, vhost: VHost, exchange: Exchange) -> None:
         vhost.exchanges[exchange.name] = exchange
         self._emit(
             "exchange-declare",
@@ -306,7 +333,7 @@ class Broker:
             auto_delete=exchange.auto_delete,
         )
 
-    def _declare_queue(self, vhost: VHost, queue: Queue) -> None:
+    def declare_queue(self, vhost: VHost, queue: Queue) -> None:
         vhost.queues[queue.name] = queue
         self._emit(
             "queue-declare",
@@ -317,7 +344,7 @@ class Broker:
             auto_delete=queue.auto_delete,
         )
 
-    def _bind(
+    def bind(
         self,
         vhost: VHost,
         source: Exchange,
@@ -339,7 +366,7 @@ class Broker:
                 routing_key=routing_key,
             )
 
-    def _unbind(
+    def unbind(
         self,
         vhost: VHost,
         source: Exchange,
@@ -372,7 +399,7 @@ class Broker:
 
     # -- deletions and lifecycles -----------------------------------------------------------
 
-    def _delete_queue(self, queue: Queue, *, reason: str) -> None:
+    def delete_queue(self, queue: Queue, *, reason: str) -> None:
         if queue.deleted:
             return
         vhost = self.vhosts.get(queue.vhost)
@@ -393,9 +420,8 @@ class Broker:
             if channel.is_open and not self._restarting:
                 from .frames import BasicCancel
 
-                channel.connection._push(BasicCancel(channel.id, consumer.tag))
-        queue.ready.clear()
-        queue.ready_bytes = 0
+                channel.connection.push(BasicCancel(channel.id, consumer.tag))
+        queue.clear()
 
     def _drop_bindings_to(self, vhost: VHost, destination: Destination) -> None:
         slot = vhost.bindings_to.pop((destination.kind, destination.name), None)
@@ -409,7 +435,7 @@ class Broker:
         for source in sources:
             self._maybe_auto_delete_exchange(vhost, source)
 
-    def _delete_exchange(self, vhost: VHost, exchange: Exchange) -> None:
+    def delete_exchange(self, vhost: VHost, exchange: Exchange) -> None:
         if vhost.exchanges.get(exchange.name) is not exchange:
             return
         del vhost.exchanges[exchange.name]
@@ -423,9 +449,9 @@ class Broker:
         # An auto-delete exchange goes when its last binding *as source* goes
         # (https://www.rabbitmq.com/exchanges.html, rabbit_exchange:maybe_auto_delete).
         if exchange.auto_delete and not exchange.bindings and not exchange.builtin:
-            self._delete_exchange(vhost, exchange)
+            self.delete_exchange(vhost, exchange)
 
-    def _maybe_auto_delete_queue(self, queue: Queue) -> None:
+    def maybe_auto_delete_queue(self, queue: Queue) -> None:
         # Only after it had a consumer, and only when the last one went
         # (https://www.rabbitmq.com/queues.html#temporary-queues).
         if (
@@ -435,7 +461,7 @@ class Broker:
             and not queue.deleted
             and not self._restarting
         ):
-            self._delete_queue(queue, reason="auto-delete")
+            self.delete_queue(queue, reason="auto-delete")
 
     # -- publishing and routing -------------------------------------------------------------
 
@@ -459,7 +485,7 @@ class Broker:
                 replies.invalid_expiration(text, f"{{value_too_large,{value}}}")
             )
 
-    def _publish(
+    def publish(
         self,
         channel: Channel,
         body: bytes,
@@ -520,7 +546,7 @@ class Broker:
             self._next_message_id, bytes(body), props, exchange_name, routing_key, routing_keys
         )
         self._next_message_id += 1
-        if self._tracing:
+        if self.tracing:
             self.trace.record(
                 self.clock.now(),
                 _PUBLISH,
@@ -536,9 +562,9 @@ class Broker:
             )
         if self.faults.rules and self.faults.on_publish(channel, message, mandatory, confirm_seq):
             return
-        self._route_and_enqueue(channel, exchange, message, mandatory, confirm_seq)
+        self.route_and_enqueue(channel, exchange, message, mandatory, confirm_seq)
 
-    def _route_and_enqueue(
+    def route_and_enqueue(
         self,
         channel: Channel,
         exchange: Exchange,
@@ -566,23 +592,23 @@ class Broker:
                     return  # a route fault took the message over (held, or duplicated)
                 queues = after
             routed = bool(queues)
-        if self._tracing:
+        if self.tracing:
             names = (queues[0].name,) if len(queues) == 1 else tuple([q.name for q in queues])
             self.trace.record(self.clock.now(), _ROUTE, (message.id, names))
         if not routed:
             if mandatory:
                 self._emit("return", msg=message.id, code=312, text=replies.no_route())
-                conn._push(
+                conn.push(
                     BasicReturn(
                         channel.id, 312, replies.no_route(), message.exchange, routing_key, message
                     )
                 )
             if confirm_seq is not None:
-                self._confirm(channel, confirm_seq, True)
+                self.confirm(channel, confirm_seq, True)
             return
-        self._enqueue_and_confirm(channel, message, queues, confirm_seq)
+        self.enqueue_and_confirm(channel, message, queues, confirm_seq)
 
-    def _enqueue_and_confirm(
+    def enqueue_and_confirm(
         self, channel: Channel, message: Message, queues: list[Queue], confirm_seq: int | None
     ) -> None:
         """Enqueue a routed message in each queue (enqueue faults apply), then confirm it:
@@ -596,15 +622,15 @@ class Broker:
             elif not queue.enqueue(message, now):
                 accepted = False
         if confirm_seq is not None:
-            self._confirm(channel, confirm_seq, accepted)
+            self.confirm(channel, confirm_seq, accepted)
 
-    def _confirm(self, channel: Channel, seq: int, ack: bool) -> None:
+    def confirm(self, channel: Channel, seq: int, ack: bool) -> None:
         if not channel.is_open:
             return
-        if self._tracing:
+        if self.tracing:
             self.trace.record(self.clock.now(), _CONFIRM, (channel.id, seq, ack))
         frame = BasicAck(channel.id, seq) if ack else BasicNack(channel.id, seq)
-        channel.connection._push(frame)
+        channel.connection.push(frame)
 
     def _route(
         self,
@@ -649,7 +675,7 @@ class Broker:
 
     # -- direct reply-to ---------------------------------------------------------------------
 
-    def _register_reply_channel(self, channel: Channel) -> str:
+    def register_reply_channel(self, channel: Channel) -> str:
         ref = base64.b64encode(
             f"conn-{channel.connection.id}.ch-{channel.id}".encode()
             + self.random.getrandbits(64).to_bytes(8, "big")
@@ -660,7 +686,7 @@ class Broker:
         return address
 
     @staticmethod
-    def _is_forged_reply_address(address: str) -> bool:
+    def is_forged_reply_address(address: str) -> bool:
         """An "X.Y" reply address whose X names no channel of ours (``_register_reply_channel``
         makes every X): RabbitMQ fails to decode such an X as a channel pid. A name without a
         dot after the prefix is not an address at all, just a queue name."""
@@ -672,10 +698,10 @@ class Broker:
         except ValueError:
             return True
 
-    def _unregister_reply_channel(self, address: str) -> None:
+    def unregister_reply_channel(self, address: str) -> None:
         self._reply_channels.pop(address, None)
 
-    def _reply_channel(self, address: str) -> Channel | None:
+    def reply_channel(self, address: str) -> Channel | None:
         channel = self._reply_channels.get(address)
         if channel is None or not channel.is_open or channel.reply_consumer is None:
             self._reply_channels.pop(address, None)
@@ -683,14 +709,14 @@ class Broker:
         return channel
 
     def _deliver_reply(self, address: str, message: Message) -> bool:
-        channel = self._reply_channel(address)
+        channel = self.reply_channel(address)
         if channel is None or channel.reply_consumer is None:
             return False
         # The channel's next delivery tag, not taken: RabbitMQ 3.10's deliver_reply
         # (rabbit_channel) sends it without advancing next_tag, so replies and the next
         # ordinary delivery share it (measured). Replies are never acked, so no clash.
-        tag = channel._next_delivery_tag
-        if self._tracing:
+        tag = channel.next_delivery_tag
+        if self.tracing:
             self.trace.record(
                 self.clock.now(),
                 _DELIVER,
@@ -704,7 +730,7 @@ class Broker:
                     False,
                 ),
             )
-        channel.connection._push(
+        channel.connection.push(
             BasicDeliver(
                 channel.id,
                 channel.reply_consumer[0],
@@ -719,16 +745,20 @@ class Broker:
 
     # -- dead-lettering ----------------------------------------------------------------------
 
-    def _dead_letter(self, queue: Queue, message: Message, reason: str) -> None:
-        """Republish a message to its queue's DLX (https://www.rabbitmq.com/dlx.html)."""
+    def dead_letter(self, queue: Queue, message: Message, reason: str) -> bool:
+        """Republish a message to its queue's DLX (https://www.rabbitmq.com/dlx.html).
+
+        True when the dead letter reached at least one queue and every one took it (what an
+        at-least-once quorum queue waits for before it forgets the message).
+        """
         dlx_name = queue.args.dead_letter_exchange
         if dlx_name is None:
-            return
+            return False
         vhost = self.vhosts.get(queue.vhost)
         dlx = vhost.exchanges.get(dlx_name) if vhost is not None else None
         if vhost is None or dlx is None:
             self._emit("dead-letter-dropped", queue=queue.name, msg=message.id, reason=reason)
-            return
+            return False
         dlrk = queue.args.dead_letter_routing_key
         props = dict(message.properties)
         original_expiration = props.pop("expiration", None)
@@ -756,8 +786,7 @@ class Broker:
         else:
             keys = message.routing_keys
         props["application_headers"] = headers
-        dead = Message(self._next_message_id, message.body, props, dlx_name, keys[0], keys)
-        self._next_message_id += 1
+        dead = Message(self.new_message_id(), message.body, props, dlx_name, keys[0], keys)
         targets = self._route(vhost, dlx, keys, headers)
         if reason != "rejected":
             targets = [q for q in targets if not _is_cycle(q.name, headers["x-death"])]
@@ -771,8 +800,10 @@ class Broker:
             queues=[q.name for q in targets],
         )
         now = self.clock.now()
+        accepted = bool(targets)
         for target in targets:
-            target.enqueue(dead, now)
+            accepted = target.enqueue(dead, now) and accepted
+        return accepted
 
     # -- restart -----------------------------------------------------------------------------
 
@@ -780,8 +811,9 @@ class Broker:
         """Simulate a broker restart (https://www.rabbitmq.com/queues.html#durability).
 
         Connections are closed with 320 CONNECTION_FORCED; transient queues, exchanges and
-        their bindings vanish; durable queues keep only persistent messages (including those
-        that were delivered but not acknowledged, which come back redelivered).
+        their bindings vanish; each durable queue keeps what its type keeps (``Queue.recover``:
+        a classic queue its persistent messages, a quorum queue all of them), unacknowledged
+        ones included, which come back redelivered.
         """
         from .errors import ConnectionForced
 
@@ -789,24 +821,17 @@ class Broker:
         self._restarting = True
         try:
             for conn in list(self.connections.values()):
-                conn._teardown(ConnectionForced(replies.connection_forced_shutdown()), notify=True)
+                conn.teardown(ConnectionForced(replies.connection_forced_shutdown()), notify=True)
             self._reply_channels.clear()
             for vhost in self.vhosts.values():
                 for queue in list(vhost.queues.values()):
                     if not queue.durable:
-                        self._delete_queue(queue, reason="restart")
+                        self.delete_queue(queue, reason="restart")
                         continue
-                    kept = [e for e in queue.ready.clear() if e.message.persistent]
-                    queue.ready_bytes = 0
-                    for entry in kept:
-                        queue.ready.append(entry)
-                        queue.ready_bytes += len(entry.message.body)
-                    queue.cancel_timers()
-                    queue.touch()
-                    queue._drop_expired()
+                    queue.recover()
                 for exchange in list(vhost.exchanges.values()):
                     if not exchange.durable:
-                        self._delete_exchange(vhost, exchange)
+                        self.delete_exchange(vhost, exchange)
         finally:
             self._restarting = False
 
@@ -820,7 +845,7 @@ class Broker:
 
     def queue(self, name: str, vhost: str = "/") -> QueueInfo:
         """A snapshot of a queue (KeyError when it does not exist)."""
-        self._tick()
+        self.tick()
         queue = self._vhost(vhost).queues.get(name)
         if queue is None:
             raise KeyError(f"no queue {name!r} in vhost {vhost!r}")
@@ -834,11 +859,14 @@ class Broker:
             messages_ready=queue.message_count,
             messages_unacknowledged=queue.unacked,
             consumers=queue.consumer_count,
-            bodies=tuple(e.message.body for e in queue.ready),
+            bodies=tuple(e.message.body for e in queue.ready_entries()),
+            type=queue.type_name,
+            delivery_counts=tuple(queue.delivery_count(e) for e in queue.ready_entries()),
+            details=queue.details(),
         )
 
     def exchange(self, name: str, vhost: str = "/") -> ExchangeInfo:
-        self._tick()
+        self.tick()
         exchange = self._vhost(vhost).exchanges.get(name)
         if exchange is None:
             raise KeyError(f"no exchange {name!r} in vhost {vhost!r}")
@@ -857,7 +885,7 @@ class Broker:
         )
 
     def queue_names(self, vhost: str = "/") -> list[str]:
-        self._tick()
+        self.tick()
         return sorted(self._vhost(vhost).queues)
 
     def exchange_names(self, vhost: str = "/") -> list[str]:

@@ -21,10 +21,9 @@ from . import methods as M
 from . import replies
 from .arguments import (
     EQUIVALENCE_CHECKED_EXCHANGE_ARGS,
-    EQUIVALENCE_CHECKED_QUEUE_ARGS,
-    QueueArgs,
     check_consumer_args,
     check_exchange_args,
+    erlang_term,
     has_non_finite,
     inequivalent_args,
 )
@@ -42,7 +41,16 @@ from .errors import (
 from .exchanges import Binding, Exchange, exchange_class
 from .frames import BasicDeliver, ChannelClose, ConnectionClose, GetOk
 from .message import QueuedMessage
-from .queues import Queue
+from .queue_type import (
+    QUEUE_TYPES,
+    Queue,
+    check_argument_keys,
+    check_consumer_argument_keys,
+    queue_class_for,
+)
+from .queues import ClassicQueue
+from .quorum import QuorumQueue
+from .streams import StreamQueue
 from .trace import Shape
 
 if TYPE_CHECKING:
@@ -52,6 +60,8 @@ if TYPE_CHECKING:
 __all__ = ["DIRECT_REPLY_TO", "Channel", "ChannelClosedError", "Consumer"]
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+#: The queue implementations a declare chooses from (each registers its ``x-queue-type``).
+QUEUE_IMPLEMENTATIONS: tuple[type[Queue], ...] = (ClassicQueue, QuorumQueue, StreamQueue)
 _REPLY_PREFIX = DIRECT_REPLY_TO + "."
 
 #: Trace shapes of the per-message events emitted here (``Trace.record``).
@@ -165,7 +175,7 @@ class Channel:
         self.close_reason: AMQPError | None = None
         self.consumers: dict[str, Consumer] = {}
         self.unacked: dict[int, _Unacked] = {}
-        self._next_delivery_tag = 1
+        self.next_delivery_tag = 1
         self.consumer_prefetch = 0
         self.global_prefetch = 0
         self.global_unacked = 0
@@ -196,8 +206,8 @@ class Channel:
         """Run a synchronous method; on an AMQP error close what the broker closes, re-raise."""
         self._check_open()
         broker = self.broker
-        broker._tick()
-        timed = broker._tracing and not broker.clock.virtual and broker._begin_operation()
+        broker.tick()
+        timed = broker.tracing and not broker.clock.virtual and broker.begin_operation()
         try:
             return fn()
         except AMQPError as err:
@@ -214,9 +224,9 @@ class Channel:
         if not (self.is_open and self.connection.is_open):
             self._check_open()
         broker = self.broker
-        if broker.scheduler._heap:  # what Broker._tick checks first (hot path: publish, ack)
-            broker._tick()
-        timed = broker._tracing and not broker.clock.virtual and broker._begin_operation()
+        if broker.scheduler.pending:  # what Broker._tick checks first (hot path: publish, ack)
+            broker.tick()
+        timed = broker.tracing and not broker.clock.virtual and broker.begin_operation()
         try:
             fn()
         except AMQPError as err:
@@ -241,12 +251,12 @@ class Channel:
             # _sync has closed what the broker closes, without a frame: send the close now.
             connection = self.connection
             if not err.soft:
-                connection._push(ConnectionClose(err))
+                connection.push(ConnectionClose(err))
             elif connection.is_open:
-                connection._push(ChannelClose(self.id, err))
+                connection.push(ChannelClose(self.id, err))
 
     def _fail(self, err: AMQPError, *, notify: bool = False) -> None:
-        self.broker._emit(
+        self.broker.emit(
             "error",
             connection=self.connection.id,
             channel=self.id,
@@ -256,11 +266,11 @@ class Channel:
             scope="channel" if err.soft else "connection",
         )
         if err.soft:
-            self._teardown(err, notify=notify)
+            self.teardown(err, notify=notify)
         else:
-            self.connection._teardown(err, notify=notify)
+            self.connection.teardown(err, notify=notify)
 
-    def _teardown(self, reason: AMQPError | None, *, notify: bool) -> None:
+    def teardown(self, reason: AMQPError | None, *, notify: bool) -> None:
         """Close the channel: cancel its consumers, requeue its unacked messages."""
         if not self.is_open:
             return
@@ -280,19 +290,19 @@ class Channel:
             consumer.queue.remove_consumer(consumer)
         for queue, entries in by_queue.values():
             entries.sort(key=lambda e: e.seq)
-            self.broker._emit("requeue", queue=queue.name, msgs=[e.message.id for e in entries])
-            queue.requeue(entries)
+            self.broker.emit("requeue", queue=queue.name, msgs=[e.message.id for e in entries])
+            queue.release(entries)
         for consumer in consumers:
-            self.broker._maybe_auto_delete_queue(consumer.queue)
-        self.connection._channel_closed(self, reason, notify=notify)
+            self.broker.maybe_auto_delete_queue(consumer.queue)
+        self.connection.channel_closed(self, reason, notify=notify)
 
     def close(self) -> None:
         """Client-initiated channel.close."""
         if not self.is_open:
             return
-        self.broker._tick()
-        self.broker._emit("channel-close", connection=self.connection.id, channel=self.id)
-        self._teardown(None, notify=False)
+        self.broker.tick()
+        self.broker.emit("channel-close", connection=self.connection.id, channel=self.id)
+        self.teardown(None, notify=False)
 
     # -- names ------------------------------------------------------------------------------
 
@@ -356,7 +366,7 @@ class Channel:
                 # Only a new exchange's arguments are type-checked; a redeclaration is
                 # compared instead (measured on RabbitMQ 3.10).
                 check_exchange_args(args, exchange, vhost.name)
-                self.broker._declare_exchange(
+                self.broker.declare_exchange(
                     vhost,
                     cls(
                         exchange,
@@ -397,7 +407,7 @@ class Channel:
                 return
             if if_unused and existing.bindings:
                 raise PreconditionFailed(replies.exchange_in_use(exchange, vhost.name))
-            self.broker._delete_exchange(vhost, existing)
+            self.broker.delete_exchange(vhost, existing)
 
         self._sync(M.EXCHANGE_DELETE, run)
 
@@ -414,7 +424,7 @@ class Channel:
                 raise AccessRefused(replies.default_exchange_op())
             src = self._lookup_exchange(source)
             dest = self._lookup_exchange(destination)
-            self.broker._bind(self.vhost, src, dest, routing_key, arguments or {})
+            self.broker.bind(self.vhost, src, dest, routing_key, arguments or {})
 
         self._sync(M.EXCHANGE_BIND, run)
 
@@ -432,7 +442,7 @@ class Channel:
             src = self.vhost.exchanges.get(source)
             dest = self.vhost.exchanges.get(destination)
             if src is not None and dest is not None:
-                self.broker._unbind(self.vhost, src, dest, routing_key, arguments or {})
+                self.broker.unbind(self.vhost, src, dest, routing_key, arguments or {})
 
         self._sync(M.EXCHANGE_UNBIND, run)
 
@@ -455,11 +465,14 @@ class Channel:
             if passive:
                 name = queue
                 found = self._lookup_queue(name)
-                found.touch()
+                found.declared(passive=True)
                 self.last_queue = name
                 return name, found.message_count, found.consumer_count
             if queue == "":
-                name = self.broker._generate_name("amq.gen")
+                cls = QUEUE_TYPES.get(erlang_term((arguments or {}).get("x-queue-type", "")))
+                if cls is not None and not cls.server_named:
+                    raise PreconditionFailed(replies.server_named_unsupported(cls.module))
+                name = self.broker.generate_name("amq.gen")
             elif queue.startswith("amq."):
                 raise AccessRefused(replies.reserved_prefix("queue", queue))
             else:
@@ -481,15 +494,23 @@ class Channel:
                     ),
                     args,
                     existing.arguments,
-                    EQUIVALENCE_CHECKED_QUEUE_ARGS,
+                    existing.equivalence_checked_args,
                 )
-                existing.touch()
+                existing.declared(passive=False)
                 self.last_queue = name
                 return name, existing.message_count, existing.consumer_count
-            qargs = QueueArgs(args, name, vhost.name)
-            self.broker._declare_queue(
+            # rabbit_amqqueue:declare: x-queue-type, the type's own argument checks, the
+            # arguments only other types accept, then the type's lifecycle limits.
+            cls = queue_class_for(args, name, vhost.name)
+            qargs = cls.parse_arguments(args, name, vhost.name)
+            check_argument_keys(cls, args, name, vhost.name)
+            refused = cls.incompatible_property(durable, exclusive, auto_delete)
+            if refused is not None:
+                raise PreconditionFailed(replies.invalid_queue_property(refused, name, vhost.name))
+            cls.check_declare(qargs)
+            self.broker.declare_queue(
                 vhost,
-                Queue(
+                cls(
                     self.broker,
                     vhost.name,
                     name,
@@ -508,8 +529,8 @@ class Channel:
     def _declare_reply_to(self, name: str) -> tuple[str, int, int]:
         if name == DIRECT_REPLY_TO:
             return name, 0, 1
-        if self.broker._reply_channel(name) is None:
-            if self.broker._is_forged_reply_address(name):
+        if self.broker.reply_channel(name) is None:
+            if self.broker.is_forged_reply_address(name):
                 # rabbit_channel decodes X of "amq.rabbitmq.reply-to.X.Y" as the pid of the
                 # channel it names; one it cannot decode crashes the channel and the connection
                 # closes with a bare 541 (measured on 3.10.8).
@@ -531,7 +552,7 @@ class Channel:
                 raise AccessRefused(replies.default_exchange_op())
             src = self._lookup_exchange(exchange)
             dest = self._lookup_queue(name)
-            self.broker._bind(self.vhost, src, dest, routing_key, arguments or {})
+            self.broker.bind(self.vhost, src, dest, routing_key, arguments or {})
 
         self._sync(M.QUEUE_BIND, run)
 
@@ -555,7 +576,7 @@ class Channel:
             if probe.key not in src.bindings:
                 return
             self._check_exclusive(dest)
-            self.broker._unbind(self.vhost, src, dest, routing_key, arguments or {})
+            self.broker.unbind(self.vhost, src, dest, routing_key, arguments or {})
 
         self._sync(M.QUEUE_UNBIND, run)
 
@@ -563,7 +584,7 @@ class Channel:
         def run() -> int:
             q = self._lookup_queue(self._queue_name(queue))
             count = q.purge()
-            self.broker._emit("purge", queue=q.name, vhost=q.vhost, count=count)
+            self.broker.emit("purge", queue=q.name, vhost=q.vhost, count=count)
             return count
 
         return self._sync(M.QUEUE_PURGE, run)
@@ -580,7 +601,7 @@ class Channel:
             if if_empty and q.message_count:
                 raise PreconditionFailed(replies.queue_not_empty(name, q.vhost))
             count = q.message_count
-            self.broker._delete_queue(q, reason="deleted")
+            self.broker.delete_queue(q, reason="deleted")
             return count
 
         return self._sync(M.QUEUE_DELETE, run)
@@ -620,8 +641,17 @@ class Channel:
                 return self._consume_reply_to(consumer_tag, no_ack)
             q = self._lookup_queue(self._queue_name(queue))
             check_consumer_args(arguments or {}, q.name, q.vhost)
-            tag = consumer_tag or self.broker._generate_name("amq.ctag")
-            if (exclusive and q.consumer_order) or any(c.exclusive for c in q.consumer_order):
+            check_consumer_argument_keys(q, arguments or {})
+            q.check_consumer(
+                no_ack=no_ack, prefetch=self.consumer_prefetch, arguments=arguments or {}
+            )
+            tag = consumer_tag or self.broker.generate_name("amq.ctag")
+            if self.global_prefetch and not q.supports_global_qos:
+                # rabbit_quorum_queue:consume with an active limiter (a hard error).
+                raise AMQPNotImplemented(replies.global_qos_unsupported(q.name, q.vhost))
+            if q.enforces_exclusive_consume and (
+                (exclusive and q.consumer_order) or any(c.exclusive for c in q.consumer_order)
+            ):
                 raise AccessRefused(replies.exclusive_consume(q.name, q.vhost))
             consumer = Consumer(
                 self,
@@ -633,7 +663,7 @@ class Channel:
                 arguments=arguments or {},
             )
             self.consumers[tag] = consumer
-            self.broker._emit(
+            self.broker.emit(
                 "consume",
                 connection=self.connection.id,
                 channel=self.id,
@@ -651,10 +681,10 @@ class Channel:
             raise PreconditionFailed(replies.direct_reply_consume_ack())
         if self.reply_consumer is not None:
             raise PreconditionFailed(replies.reply_consumer_already_set())
-        tag = consumer_tag or self.broker._generate_name("amq.ctag")
-        address = self.broker._register_reply_channel(self)
+        tag = consumer_tag or self.broker.generate_name("amq.ctag")
+        address = self.broker.register_reply_channel(self)
         self.reply_consumer = (tag, address)
-        self.broker._emit(
+        self.broker.emit(
             "consume",
             connection=self.connection.id,
             channel=self.id,
@@ -667,37 +697,34 @@ class Channel:
     def basic_cancel(self, consumer_tag: str) -> None:
         def run() -> None:
             if self.reply_consumer is not None and self.reply_consumer[0] == consumer_tag:
-                self.broker._unregister_reply_channel(self.reply_consumer[1])
+                self.broker.unregister_reply_channel(self.reply_consumer[1])
                 self.reply_consumer = None
                 return
             consumer = self.consumers.pop(consumer_tag, None)
             if consumer is None:
                 return  # RabbitMQ answers cancel-ok for an unknown tag
-            self.broker._emit(
+            self.broker.emit(
                 "cancel", connection=self.connection.id, channel=self.id, consumer_tag=consumer_tag
             )
             consumer.queue.remove_consumer(consumer)
-            self.broker._maybe_auto_delete_queue(consumer.queue)
+            self.broker.maybe_auto_delete_queue(consumer.queue)
 
         self._sync(M.BASIC_CANCEL, run)
 
     def basic_get(self, queue: str = "", no_ack: bool = False) -> GetOk | None:
         def run() -> GetOk | None:
             q = self._lookup_queue(self._queue_name(queue))
-            entry = q.fetch()
+            entry = q.dequeue(None if no_ack else self)
             if entry is None:
-                self.broker._emit("get-empty", channel=self.id, queue=q.name)
+                self.broker.emit("get-empty", channel=self.id, queue=q.name)
                 return None
-            tag = self._next_delivery_tag
-            self._next_delivery_tag = tag + 1
-            message = entry.message
-            if no_ack:
-                pass
-            else:
+            tag = self.next_delivery_tag
+            self.next_delivery_tag = tag + 1
+            message = q.message_for_get(entry)
+            if not no_ack:
                 self.unacked[tag] = _Unacked(q, entry, None)
-                q.unacked += 1
             broker = self.broker
-            if broker._tracing:
+            if broker.tracing:
                 broker.trace.record(
                     broker.clock.now(),
                     _GET,
@@ -714,21 +741,22 @@ class Channel:
 
         return self._sync(M.BASIC_GET, run)
 
-    def _deliver(self, consumer: Consumer, queue: Queue, entry: QueuedMessage) -> None:
-        """Called by a queue: push one message to a consumer of this channel."""
+    def deliver(self, consumer: Consumer, queue: Queue, entry: QueuedMessage) -> None:
+        """Called by a queue: push one message to a consumer of this channel (deliver faults
+        apply); a delivery that needs an ack is checked out of the queue."""
         faults = self.broker.faults
         if faults.rules and faults.on_deliver(self, consumer, queue, entry):
             return
-        tag = self._next_delivery_tag
-        self._next_delivery_tag = tag + 1
+        tag = self.next_delivery_tag
+        self.next_delivery_tag = tag + 1
         if not consumer.no_ack:
             self.unacked[tag] = _Unacked(queue, entry, consumer)
             consumer.unacked += 1
             self.global_unacked += 1
-            queue.unacked += 1
-        message = entry.message
+            queue.checkout(entry)
+        message = queue.message_for(entry)
         broker = self.broker
-        if broker._tracing:
+        if broker.tracing:
             broker.trace.record(
                 broker.clock.now(),
                 _DELIVER,
@@ -742,7 +770,7 @@ class Channel:
                     entry.redelivered,
                 ),
             )
-        self.connection._push(
+        self.connection.push(
             BasicDeliver(
                 self.id,
                 consumer.tag,
@@ -805,8 +833,8 @@ class Channel:
                 return
             settled = self._collect(delivery_tag, multiple)
             for item in settled:
-                item.queue.settle()
-                if broker._tracing:
+                item.queue.complete(item.entry)
+                if broker.tracing:
                     broker.trace.record(
                         broker.clock.now(),
                         _ACK,
@@ -823,11 +851,24 @@ class Channel:
     def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
         self._async(M.BASIC_NACK, lambda: self._negative(delivery_tag, multiple, requeue, "nack"))
 
+    def requeue_deliveries(self, delivery_tag: int, multiple: bool, kind: str) -> None:
+        """Requeue deliveries as a basic.nack with requeue would, traced as ``kind`` (the
+        ``redeliver`` fault: an ack lost with its channel)."""
+        self._settle_negative(self._collect(delivery_tag, multiple), True, kind, lost=True)
+
     def _negative(self, delivery_tag: int, multiple: bool, requeue: bool, kind: str) -> None:
         settled = self._collect(delivery_tag, multiple)
         self._settle_negative(settled, requeue, kind)
 
-    def _settle_negative(self, settled: list[_Unacked], requeue: bool, kind: str) -> None:
+    def _settle_negative(
+        self,
+        settled: list[_Unacked],
+        requeue: bool,
+        kind: str,
+        *,
+        lost: bool = False,
+        recovering: bool = False,
+    ) -> None:
         """Requeue or discard deliveries the way rabbit_channel's foreach_per_queue does.
 
         RabbitMQ settles per (queue, consumer tag) group, groups in Erlang term order of
@@ -838,7 +879,7 @@ class Channel:
         broker = self.broker
         groups: dict[tuple[int, int, bytes], tuple[Queue, list[QueuedMessage]]] = {}
         for item in settled:
-            broker._emit(
+            broker.emit(
                 kind,
                 connection=self.connection.id,
                 channel=self.id,
@@ -857,13 +898,16 @@ class Channel:
         for key in sorted(groups):
             queue, entries = groups[key]
             entries.sort(key=_entry_seq)
+            if lost:
+                queue.release(entries)  # as if their channel had closed (a stream keeps them)
+                continue
+            if recovering:
+                queue.recover_requeue(entries)
+                continue
             if requeue:
                 queue.requeue(entries)
                 continue
-            for entry in entries:
-                queue.settle()
-                if not queue.deleted:
-                    broker._dead_letter(queue, entry.message, "rejected")
+            queue.discard(entries, "rejected")
         for queue in released:
             queue.dispatch()
 
@@ -873,8 +917,8 @@ class Channel:
                 raise AMQPNotImplemented(replies.recover_no_requeue())
             settled = list(self.unacked.values())
             self.unacked.clear()
-            self.broker._emit("recover", connection=self.connection.id, channel=self.id)
-            self._settle_negative(settled, True, "recover-requeue")
+            self.broker.emit("recover", connection=self.connection.id, channel=self.id)
+            self._settle_negative(settled, True, "recover-requeue", recovering=True)
 
         self._sync(M.BASIC_RECOVER, run)
 
@@ -911,7 +955,7 @@ class Channel:
             if self.confirm:
                 self._publish_seq += 1
                 seq[0] = self._publish_seq
-            self.broker._publish(
+            self.broker.publish(
                 self, body, exchange, routing_key, mandatory, properties or {}, seq[0]
             )
 

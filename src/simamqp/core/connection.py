@@ -54,7 +54,7 @@ class Connection:
         """Open a channel (the lowest free id unless one is given)."""
         if not self.is_open:
             raise ChannelClosedError("connection is closed", self.close_reason)
-        self.broker._tick()
+        self.broker.tick()
         if channel_id is None:
             channel_id = 1
             while channel_id in self.channels:
@@ -63,28 +63,28 @@ class Connection:
                 raise ValueError(f"no free channel id up to channel_max {CHANNEL_MAX}")
         elif channel_id in self.channels:
             err = ChannelNotOpen(replies.second_channel_open(), CHANNEL_OPEN)
-            self._teardown(err, notify=False)
+            self.teardown(err, notify=False)
             raise err
         if not 0 < channel_id <= MAX_CHANNEL_ID:
             raise ValueError(f"channel id must be between 1 and {MAX_CHANNEL_ID}, got {channel_id}")
         channel = Channel(self, channel_id)
         self.channels[channel_id] = channel
-        self.broker._emit("channel-open", connection=self.id, channel=channel_id)
+        self.broker.emit("channel-open", connection=self.id, channel=channel_id)
         return channel
 
     def close(self) -> None:
         """Client-initiated connection.close."""
         if not self.is_open:
             return
-        self.broker._tick()
-        self.broker._emit("connection-close", connection=self.id)
-        self._teardown(None, notify=False)
+        self.broker.tick()
+        self.broker.emit("connection-close", connection=self.id)
+        self.teardown(None, notify=False)
 
     def fail(self, error: AMQPError) -> None:
         """Close the connection for a frame error found before any method ran (e.g. 501)."""
         if not self.is_open:
             return
-        self.broker._emit(
+        self.broker.emit(
             "error",
             connection=self.id,
             code=error.reply_code,
@@ -92,7 +92,7 @@ class Connection:
             method=list(error.method),
             scope="connection",
         )
-        self._teardown(error, notify=False)
+        self.teardown(error, notify=False)
 
     def drop(self) -> None:
         """The client's TCP connection died: no close handshake, nobody left to read frames.
@@ -102,38 +102,43 @@ class Connection:
         """
         if not self.is_open:
             return
-        self.broker._tick()
-        self.broker._emit("connection-lost", connection=self.id)
-        self._teardown(None, notify=False)
+        self.broker.tick()
+        self.broker.emit("connection-lost", connection=self.id)
+        self.teardown(None, notify=False)
         self.outbox.clear()
 
-    def _push(self, frame: Frame) -> None:
+    def push(self, frame: Frame) -> None:
+        """Queue a server-sent frame for the client (deliveries, returns, confirms, closes)."""
         self.outbox.append(frame)
         listener = self.listener
         if listener is not None:
             listener()
 
-    def _channel_closed(self, channel: Channel, reason: AMQPError | None, *, notify: bool) -> None:
+    def channel_closed(self, channel: Channel, reason: AMQPError | None, *, notify: bool) -> None:
+        """Called by a channel that closed: forget it; send its channel.close if ``notify``."""
         if self.channels.get(channel.id) is channel:
             del self.channels[channel.id]
         if notify and reason is not None and self.is_open:
-            self._push(ChannelClose(channel.id, reason))
+            self.push(ChannelClose(channel.id, reason))
 
-    def _teardown(self, reason: AMQPError | None, *, notify: bool) -> None:
+    def teardown(self, reason: AMQPError | None, *, notify: bool) -> None:
         """Close the connection: every channel, then the exclusive queues it owns."""
         if not self.is_open:
             return
         if reason is not None:
-            self.broker._emit(
+            self.broker.emit(
                 "connection-closed",
                 connection=self.id,
                 code=reason.reply_code,
                 text=reason.reply_text,
             )
         for channel in list(self.channels.values()):
-            channel._teardown(None, notify=False)
+            channel.teardown(None, notify=False)
         self.is_open = False
         self.close_reason = reason
-        self.broker._connection_closed(self)
+        self.broker.connection_closed(self)
         if notify and reason is not None:
-            self._push(ConnectionClose(reason))
+            self.push(ConnectionClose(reason))
+
+    #: The old private name, still used by the socket server.
+    _teardown = teardown

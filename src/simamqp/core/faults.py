@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from .broker import Broker
     from .channel import Channel, Consumer
     from .connection import Connection
-    from .queues import Queue
+    from .queue_type import Queue
 
 __all__ = [
     "ACTIONS",
@@ -382,7 +382,7 @@ class FaultPlan:
             self.rules.append(rule)
             self._states[rule.name] = _RuleState(rule)
             self._points = frozenset(r.point for r in self.rules)
-            self.broker._emit("fault-rule-add", rule=rule.name, **_trace_safe(rule.to_dict()))
+            self.broker.emit("fault-rule-add", rule=rule.name, **_trace_safe(rule.to_dict()))
         return rule
 
     def remove(self, rule: FaultRule | str) -> None:
@@ -394,7 +394,7 @@ class FaultPlan:
                 raise KeyError(f"no active fault rule {name!r}")
             self.rules = [r for r in self.rules if r.name != name]
             self._points = frozenset(r.point for r in self.rules)
-            self.broker._emit("fault-rule-remove", rule=name)
+            self.broker.emit("fault-rule-remove", rule=name)
             self._release_all(state)
 
     def clear(self) -> None:
@@ -484,7 +484,7 @@ class FaultPlan:
         return None
 
     def _emit(self, rule: FaultRule, **attrs: Any) -> None:
-        self.broker._emit("fault", rule=rule.name, point=rule.point, action=rule.action, **attrs)
+        self.broker.emit("fault", rule=rule.name, point=rule.point, action=rule.action, **attrs)
 
     # -- publish -------------------------------------------------------------------------------
 
@@ -529,7 +529,7 @@ class FaultPlan:
         if action == "drop":
             # The message is lost after the broker took it: the publisher still gets its ack.
             if confirm_seq is not None:
-                broker._confirm(channel, confirm_seq, True)
+                broker.confirm(channel, confirm_seq, True)
         elif action == "close_channel":
             self._close_channel(channel, rule)
         elif action == "close_connection":
@@ -544,13 +544,13 @@ class FaultPlan:
         exchange = channel.vhost.exchanges.get(message.exchange)
         if exchange is None:
             # The exchange went away while the message was held: nothing can route it.
-            self.broker._emit("fault-lost", msg=message.id, reason="exchange-deleted")
+            self.broker.emit("fault-lost", msg=message.id, reason="exchange-deleted")
             if confirm_seq is not None:
-                self.broker._confirm(channel, confirm_seq, True)
+                self.broker.confirm(channel, confirm_seq, True)
             return
         self._releasing = True
         try:
-            self.broker._route_and_enqueue(channel, exchange, message, mandatory, confirm_seq)
+            self.broker.route_and_enqueue(channel, exchange, message, mandatory, confirm_seq)
         finally:
             self._releasing = False
 
@@ -558,21 +558,18 @@ class FaultPlan:
         self, channel: Channel, message: Message, mandatory: bool, confirm_seq: int | None
     ) -> None:
         self._unhold(message)
-        self.broker._emit("fault-release", msg=message.id)
+        self.broker.emit("fault-release", msg=message.id)
         self._route(channel, message, mandatory, confirm_seq)
 
     def _copy(self, message: Message) -> Message:
-        broker = self.broker
-        copy = Message(
-            broker._next_message_id,
+        return Message(
+            self.broker.new_message_id(),
             message.body,
             message.properties,
             message.exchange,
             message.routing_key,
             message.routing_keys,
         )
-        broker._next_message_id += 1
-        return copy
 
     # -- route ---------------------------------------------------------------------------------
 
@@ -630,7 +627,7 @@ class FaultPlan:
         self, channel: Channel, message: Message, confirm_seq: int | None, queues: list[Queue]
     ) -> None:
         self._unhold(message)
-        self.broker._emit("fault-release", msg=message.id, queues=[q.name for q in queues])
+        self.broker.emit("fault-release", msg=message.id, queues=[q.name for q in queues])
         self._enqueue_routed(channel, message, queues, confirm_seq)
 
     def _enqueue_routed(
@@ -645,12 +642,12 @@ class FaultPlan:
         live = []
         for queue in queues:
             if queue.deleted:
-                broker._emit("fault-lost", msg=message.id, queue=queue.name, reason="queue-deleted")
+                broker.emit("fault-lost", msg=message.id, queue=queue.name, reason="queue-deleted")
             else:
                 live.append(queue)
-        if live and broker._tracing:
-            broker._emit("route", msg=message.id, queues=[q.name for q in live])
-        broker._enqueue_and_confirm(channel, message, live, confirm_seq)
+        if live and broker.tracing:
+            broker.emit("route", msg=message.id, queues=[q.name for q in live])
+        broker.enqueue_and_confirm(channel, message, live, confirm_seq)
 
     # -- enqueue -------------------------------------------------------------------------------
 
@@ -686,28 +683,14 @@ class FaultPlan:
             return True
         # overflow: what the queue's x-overflow does when x-max-length is hit.
         self._emit(rule, msg=message.id, queue=queue.name, overflow=queue.args.overflow)
-        if queue.args.overflow in ("reject-publish", "reject-publish-dlx"):
-            broker._emit("reject-publish", queue=queue.name, vhost=queue.vhost, msg=message.id)
-            if queue.args.overflow == "reject-publish-dlx":
-                broker._dead_letter(queue, message, "maxlen")
-            return False
-        queue.enqueue(message, now)
-        if len(queue.ready) and not queue.deleted:
-            entry = queue.ready.popleft()
-            queue.ready_bytes -= len(entry.message.body)
-            broker._emit("drop-head", queue=queue.name, vhost=queue.vhost, msg=entry.message.id)
-            broker._dead_letter(queue, entry.message, "maxlen")
-            queue._drop_expired()
-        return True
+        return queue.overflow(message, now)
 
     def _release_enqueue(self, queue: Queue, message: Message) -> None:
         self._unhold(message)
         if queue.deleted:
-            self.broker._emit(
-                "fault-lost", msg=message.id, queue=queue.name, reason="queue-deleted"
-            )
+            self.broker.emit("fault-lost", msg=message.id, queue=queue.name, reason="queue-deleted")
             return
-        self.broker._emit("fault-release", msg=message.id, queue=queue.name)
+        self.broker.emit("fault-release", msg=message.id, queue=queue.name)
         queue.enqueue(message, self.broker.clock.now())
 
     # -- reorder -------------------------------------------------------------------------------
@@ -747,7 +730,7 @@ class FaultPlan:
             if order == sorted(order):
                 order.reverse()  # "out of order" means it: never release in arrival order
         items = [bucket[i] for i in order]
-        self.broker._emit(
+        self.broker.emit(
             "fault-release", rule=state.rule.name, msgs=[_item_message(i).id for i in items]
         )
         for item in items:
@@ -763,7 +746,7 @@ class FaultPlan:
                 queue, message = item
                 self._unhold(message)
                 if queue.deleted:
-                    self.broker._emit(
+                    self.broker.emit(
                         "fault-lost", msg=message.id, queue=queue.name, reason="queue-deleted"
                     )
                 else:
@@ -825,40 +808,40 @@ class FaultPlan:
             self._close_connection(channel.connection)
         elif action == "restart":
             broker.restart()
-        if not queue._dispatching:
+        if not queue.dispatching:
             queue.dispatch()
         return True
 
     def _put_back(self, queue: Queue, entry: QueuedMessage, *, redelivered: bool) -> None:
         if queue.deleted:
-            self.broker._emit(
+            self.broker.emit(
                 "fault-lost", msg=entry.message.id, queue=queue.name, reason="queue-deleted"
             )
             return
         if redelivered:
             entry.redelivered = True
-        self.broker._emit("requeue", queue=queue.name, msgs=[entry.message.id])
+        self.broker.emit("requeue", queue=queue.name, msgs=[entry.message.id])
         self._exempt[id(entry)] = entry
-        queue.ready.insert_sorted(entry)
-        queue.ready_bytes += len(entry.message.body)
+        # redelivered: as if the consumer's channel died with it (a quorum queue counts it).
+        queue.put_back(entry, returned=redelivered)
 
     def _release_delivery(self, consumer: Consumer, queue: Queue, entry: QueuedMessage) -> None:
         self._unhold(entry.message)
         channel = consumer.channel
-        self.broker._emit("fault-release", msg=entry.message.id, queue=queue.name)
+        self.broker.emit("fault-release", msg=entry.message.id, queue=queue.name)
         if (
             channel.is_open
             and consumer.queue is queue
             and channel.consumers.get(consumer.tag) is consumer
         ):
             self._exempt[id(entry)] = entry
-            channel._deliver(consumer, queue, entry)
+            channel.deliver(consumer, queue, entry)
             return
         # The consumer went away meanwhile: the message was never delivered, back it goes.
         self._put_back(queue, entry, redelivered=False)
         self._exempt.pop(id(entry), None)
         if not queue.deleted:
-            queue._drop_expired()
+            queue.drop_expired()
             queue.dispatch()
 
     # -- ack -----------------------------------------------------------------------------------
@@ -898,8 +881,7 @@ class FaultPlan:
             return True
         if action == "redeliver":
             # The ack was lost with the channel that carried it: back in the queue, redelivered.
-            settled = channel._collect(delivery_tag, multiple)
-            channel._settle_negative(settled, True, "fault-requeue")
+            channel.requeue_deliveries(delivery_tag, multiple, "fault-requeue")
         elif action == "close_channel":
             self._close_channel(channel, rule)
         elif action == "close_connection":
@@ -910,7 +892,7 @@ class FaultPlan:
 
     def _release_ack(self, channel: Channel, delivery_tag: int, multiple: bool) -> None:
         if not channel.is_open or delivery_tag not in channel.unacked:
-            self.broker._emit(
+            self.broker.emit(
                 "fault-lost", channel=channel.id, delivery_tag=delivery_tag, reason="stale-ack"
             )
             return
@@ -948,7 +930,7 @@ class FaultPlan:
         )
         if not channel.is_open:
             return
-        self.broker._emit(
+        self.broker.emit(
             "error",
             connection=channel.connection.id,
             channel=channel.id,
@@ -957,11 +939,11 @@ class FaultPlan:
             method=list(err.method),
             scope="channel",
         )
-        channel._teardown(err, notify=True)
+        channel.teardown(err, notify=True)
 
     def _close_connection(self, connection: Connection) -> None:
         # What `rabbitmqctl close_connection` sends: 320 CONNECTION_FORCED.
-        connection._teardown(ConnectionForced(FORCED_CLOSE_TEXT), notify=True)
+        connection.teardown(ConnectionForced(FORCED_CLOSE_TEXT), notify=True)
 
 
 def _item_message(item: tuple[Any, ...]) -> Message:

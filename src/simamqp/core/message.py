@@ -73,7 +73,15 @@ class Message:
 class QueuedMessage:
     """One copy of a message in one queue."""
 
-    __slots__ = ("expires_at", "message", "priority", "redelivered", "seq")
+    __slots__ = (
+        "checkout",
+        "delivery_count",
+        "expires_at",
+        "message",
+        "priority",
+        "redelivered",
+        "seq",
+    )
 
     def __init__(self, message: Message, seq: int, expires_at: float | None, priority: int) -> None:
         self.message = message
@@ -82,6 +90,10 @@ class QueuedMessage:
         self.expires_at = expires_at
         self.priority = priority
         self.redelivered = False
+        #: Returns to the queue so far (quorum queues count them: ``x-delivery-count``).
+        self.delivery_count = 0
+        #: Checkout order while unacknowledged (quorum queues return in this order).
+        self.checkout = 0
 
     def __repr__(self) -> str:
         return f"<QueuedMessage seq={self.seq} {self.message!r}>"

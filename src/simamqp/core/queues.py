@@ -25,10 +25,11 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from .arguments import QueueArgs
+from .arguments import EQUIVALENCE_CHECKED_QUEUE_ARGS, QueueArgs
 from .message import Message, QueuedMessage
+from .queue_type import Queue, register_queue_type
 from .trace import Shape
 
 if TYPE_CHECKING:
@@ -37,10 +38,23 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .scheduler import Timer
 
-__all__ = ["Queue"]
+__all__ = ["ClassicQueue", "ReadyMessages"]
 
 #: Trace shape of the enqueue event (``Trace.record``).
 _ENQUEUE = Shape("enqueue", queue="", vhost="", msg=1)
+
+
+class ReadyMessages(Protocol):
+    """The ready messages of a queue, in delivery order (each queue type has its own)."""
+
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[QueuedMessage]: ...
+    def append(self, entry: QueuedMessage) -> None: ...
+    def head(self) -> QueuedMessage | None: ...
+    def popleft(self) -> QueuedMessage: ...
+    def pop(self) -> QueuedMessage: ...
+    def insert_sorted(self, entry: QueuedMessage) -> None: ...
+    def clear(self) -> list[QueuedMessage]: ...
 
 
 class _Ready:
@@ -140,8 +154,34 @@ class _PriorityReady:
         return out
 
 
-class Queue:
-    kind = "queue"
+@register_queue_type
+class ClassicQueue(Queue):
+    """A classic queue (the default type): the rules in this module's docstring."""
+
+    type_name = "classic"
+    module = "rabbit_classic_queue"
+    #: rabbit_classic_queue:capabilities() in 3.10.8.
+    queue_arguments: ClassVar[tuple[str, ...]] = (
+        "x-expires",
+        "x-message-ttl",
+        "x-dead-letter-exchange",
+        "x-dead-letter-routing-key",
+        "x-max-length",
+        "x-max-length-bytes",
+        "x-max-priority",
+        "x-overflow",
+        "x-queue-mode",
+        "x-queue-version",
+        "x-single-active-consumer",
+        "x-queue-type",
+        "x-queue-master-locator",
+    )
+    consumer_arguments: ClassVar[tuple[str, ...]] = (
+        "x-cancel-on-ha-failover",
+        "x-priority",
+        "x-credit",
+    )
+    equivalence_checked_args: ClassVar[tuple[str, ...]] = EQUIVALENCE_CHECKED_QUEUE_ARGS
 
     def __init__(
         self,
@@ -155,15 +195,18 @@ class Queue:
         arguments: Mapping[str, Any],
         args: QueueArgs,
     ) -> None:
-        self.broker = broker
-        self.vhost = vhost
-        self.name = name
-        self.durable = durable
-        self.exclusive_owner = exclusive_owner
-        self.auto_delete = auto_delete
-        self.arguments: dict[str, Any] = dict(arguments)
-        self.args = args
-        self.ready: _Ready | _PriorityReady = (
+        super().__init__(
+            broker,
+            vhost,
+            name,
+            durable=durable,
+            exclusive_owner=exclusive_owner,
+            auto_delete=auto_delete,
+            arguments=arguments,
+            args=args,
+        )
+        self.args: QueueArgs = args
+        self.ready: ReadyMessages = (
             _PriorityReady(args.max_priority) if args.max_priority else _Ready()
         )
         self.ready_bytes = 0
@@ -171,11 +214,6 @@ class Queue:
         #: Consumers in subscription order (single-active-consumer picks the oldest).
         self.consumer_order: list[Consumer] = []
         self.active_consumer: Consumer | None = None
-        self.unacked = 0
-        self.had_consumer = False
-        self.deleted = False
-        broker._queue_serial += 1
-        self.serial = broker._queue_serial
         self._seq = 0
         self._head_timer: Timer | None = None
         self._head_timer_at: float | None = None
@@ -183,11 +221,19 @@ class Queue:
         self._dispatching = False
         self.touch()
 
-    # -- inspection -------------------------------------------------------------------------
+    @classmethod
+    def parse_arguments(cls, arguments: Mapping[str, Any], name: str, vhost: str) -> QueueArgs:
+        return QueueArgs(arguments, name, vhost)
 
-    @property
-    def exclusive(self) -> bool:
-        return self.exclusive_owner is not None
+    def declared(self, passive: bool) -> None:
+        """A declare-ok named this queue: any declaration restarts the x-expires lease."""
+        self.touch()
+
+    def _dead_letter(self, message: Message, reason: str) -> None:
+        """Dead-letter ``message`` (to the DLX, if the queue has one)."""
+        self.broker.dead_letter(self, message, reason)
+
+    # -- inspection -------------------------------------------------------------------------
 
     @property
     def message_count(self) -> int:
@@ -198,9 +244,18 @@ class Queue:
     def consumer_count(self) -> int:
         return len(self.consumer_order)
 
-    def __repr__(self) -> str:
-        ready, unacked = len(self.ready), self.unacked
-        return f"<Queue {self.name!r} vhost={self.vhost!r} ready={ready} unacked={unacked}>"
+    def ready_entries(self) -> Iterator[QueuedMessage]:
+        return iter(self.ready)
+
+    @property
+    def dispatching(self) -> bool:
+        return self._dispatching
+
+    def message_for(self, entry: QueuedMessage) -> Message:
+        return entry.message
+
+    def message_for_get(self, entry: QueuedMessage) -> Message:
+        return entry.message
 
     # -- publishing -------------------------------------------------------------------------
 
@@ -235,9 +290,9 @@ class Queue:
         if (args.max_length is not None or args.max_length_bytes is not None) and (
             args.overflow != "drop-head" and self.will_overflow(message)
         ):
-            broker._emit("reject-publish", queue=self.name, vhost=self.vhost, msg=message.id)
+            broker.emit("reject-publish", queue=self.name, vhost=self.vhost, msg=message.id)
             if args.overflow == "reject-publish-dlx":
-                broker._dead_letter(self, message, "maxlen")
+                self._dead_letter(message, "maxlen")
             return False
         self._seq += 1
         if args.message_ttl_ms is None and not args.max_priority:
@@ -249,27 +304,27 @@ class Queue:
             entry = QueuedMessage(
                 message, self._seq, self._expiry_for(message, now), self._priority_for(message)
             )
-        if broker._tracing:
+        if broker.tracing:
             broker.trace.record(broker.clock.now(), _ENQUEUE, (self.name, self.vhost, message.id))
         # Try to hand the message straight to a consumer, as rabbit_amqqueue_process's
         # attempt_delivery does, before it counts against length limits or TTL.
         if not len(self.ready) and self.consumers:
             consumer = self._next_consumer()
             if consumer is not None:
-                consumer.channel._deliver(consumer, self, entry)
+                consumer.channel.deliver(consumer, self, entry)
                 return True
         if self.args.message_ttl_ms == 0:
             # A queue TTL of 0 discards what cannot be delivered at once (dead-lettered when
             # the queue has a DLX, like an expiry).
-            broker._emit("expire", queue=self.name, vhost=self.vhost, msg=message.id)
+            broker.emit("expire", queue=self.name, vhost=self.vhost, msg=message.id)
             if self.args.dead_letter_exchange is not None:
-                broker._dead_letter(self, message, "expired")
+                self._dead_letter(message, "expired")
             return True
         self.ready.append(entry)
         self.ready_bytes += len(message.body)
         dropped = self._drop_head_over_limit()
         if dropped or len(self.ready) == 1:
-            self._drop_expired()
+            self.drop_expired()
         self.dispatch()
         return True
 
@@ -287,14 +342,14 @@ class Queue:
         ):
             entry = ready.popleft()
             self.ready_bytes -= len(entry.message.body)
-            self.broker._emit("drop-head", queue=self.name, vhost=self.vhost, msg=entry.message.id)
-            self.broker._dead_letter(self, entry.message, "maxlen")
+            self.broker.emit("drop-head", queue=self.name, vhost=self.vhost, msg=entry.message.id)
+            self._dead_letter(entry.message, "maxlen")
             dropped = True
         return dropped
 
     # -- expiry -----------------------------------------------------------------------------
 
-    def _drop_expired(self) -> None:
+    def drop_expired(self) -> None:
         """Drop (dead-letter) expired messages at the head; arm a timer for the next head."""
         now = self.broker.clock.now()
         ready = self.ready
@@ -308,8 +363,8 @@ class Queue:
                 return
             ready.popleft()
             self.ready_bytes -= len(head.message.body)
-            self.broker._emit("expire", queue=self.name, vhost=self.vhost, msg=head.message.id)
-            self.broker._dead_letter(self, head.message, "expired")
+            self.broker.emit("expire", queue=self.name, vhost=self.vhost, msg=head.message.id)
+            self._dead_letter(head.message, "expired")
 
     def _arm_head_timer(self, when: float | None) -> None:
         if when == self._head_timer_at:
@@ -327,7 +382,7 @@ class Queue:
         self._head_timer = None
         self._head_timer_at = None
         if not self.deleted:
-            self._drop_expired()
+            self.drop_expired()
             self.dispatch()
 
     def touch(self) -> None:
@@ -348,7 +403,7 @@ class Queue:
     def _on_expires_timer(self) -> None:
         self._expires_timer = None
         if not self.deleted and not self.consumer_order:
-            self.broker._delete_queue(self, reason="expired")
+            self.broker.delete_queue(self, reason="expired")
 
     def cancel_timers(self) -> None:
         for timer in (self._head_timer, self._expires_timer):
@@ -381,7 +436,7 @@ class Queue:
             while len(ready):
                 head = ready.head()
                 if head is not None and head.expires_at is not None:
-                    self._drop_expired()
+                    self.drop_expired()
                     if not len(ready):
                         break
                 consumer = self._next_consumer()
@@ -389,25 +444,34 @@ class Queue:
                     break
                 entry = ready.popleft()
                 self.ready_bytes -= len(entry.message.body)
-                consumer.channel._deliver(consumer, self, entry)
+                consumer.channel.deliver(consumer, self, entry)
         finally:
             self._dispatching = False
         if len(self.ready):
-            self._drop_expired()
+            self.drop_expired()
 
-    def fetch(self) -> QueuedMessage | None:
+    def dequeue(self, getter: Channel | None) -> QueuedMessage | None:
         """Take the head for basic.get (expired heads are dropped first)."""
         self.touch()
         head = self.ready.head()
         if head is not None and head.expires_at is not None:
-            self._drop_expired()
+            self.drop_expired()
         if not len(self.ready):
             return None
         entry = self.ready.popleft()
         self.ready_bytes -= len(entry.message.body)
+        if getter is not None:
+            self.unacked += 1
         if len(self.ready):
-            self._drop_expired()
+            self.drop_expired()
         return entry
+
+    def checkout(self, entry: QueuedMessage) -> None:
+        self.unacked += 1
+
+    def put_back(self, entry: QueuedMessage, *, returned: bool) -> None:
+        self.ready.insert_sorted(entry)
+        self.ready_bytes += len(entry.message.body)
 
     def requeue(self, entries: list[QueuedMessage]) -> None:
         """Put unacknowledged messages back at their original positions, redelivered."""
@@ -420,18 +484,55 @@ class Queue:
             self.ready_bytes += len(entry.message.body)
         # requeue_and_run enforces drop-head limits too (rabbit_amqqueue_process).
         self._drop_head_over_limit()
-        self._drop_expired()
+        self.drop_expired()
         self.dispatch()
 
-    def settle(self, count: int = 1) -> None:
-        """``count`` delivered messages were acknowledged (or dropped)."""
-        self.unacked -= count
+    def complete(self, entry: QueuedMessage) -> None:
+        self.unacked -= 1
+
+    def discard(self, entries: list[QueuedMessage], reason: str) -> None:
+        for entry in entries:
+            self.unacked -= 1
+            if not self.deleted:
+                self._dead_letter(entry.message, reason)
 
     def purge(self) -> int:
         entries = self.ready.clear()
         self.ready_bytes = 0
         self._arm_head_timer(None)
         return len(entries)
+
+    def clear(self) -> None:
+        self.ready.clear()
+        self.ready_bytes = 0
+
+    def recover(self) -> None:
+        """Durable classic queues keep their persistent messages across a restart
+        (https://www.rabbitmq.com/queues.html#durability); unacked ones come back too."""
+        kept = [e for e in self.ready.clear() if e.message.persistent]
+        self.ready_bytes = 0
+        for entry in kept:
+            self.ready.append(entry)
+            self.ready_bytes += len(entry.message.body)
+        self.cancel_timers()
+        self.touch()
+        self.drop_expired()
+
+    def overflow(self, message: Message, now: float) -> bool:
+        overflow = self.args.overflow
+        if overflow in ("reject-publish", "reject-publish-dlx"):
+            self.broker.emit("reject-publish", queue=self.name, vhost=self.vhost, msg=message.id)
+            if overflow == "reject-publish-dlx":
+                self._dead_letter(message, "maxlen")
+            return False
+        self.enqueue(message, now)
+        if len(self.ready) and not self.deleted:
+            entry = self.ready.popleft()
+            self.ready_bytes -= len(entry.message.body)
+            self.broker.emit("drop-head", queue=self.name, vhost=self.vhost, msg=entry.message.id)
+            self._dead_letter(entry.message, "maxlen")
+            self.drop_expired()
+        return True
 
     # -- consumers --------------------------------------------------------------------------
 
@@ -455,7 +556,7 @@ class Queue:
         if self.active_consumer is consumer:
             self.active_consumer = self.consumer_order[0] if self.consumer_order else None
             if self.active_consumer is not None:
-                self.broker._emit(
+                self.broker.emit(
                     "single-active-consumer",
                     queue=self.name,
                     vhost=self.vhost,

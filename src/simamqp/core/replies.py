@@ -179,3 +179,53 @@ def direct_reply_consume_ack() -> str:
 
 def direct_reply_not_consuming() -> str:
     return "fast reply consumer does not exist"
+
+
+def arg_not_for_queue_type(arg: str, name: str, vhost: str, module: str) -> str:
+    """An argument another queue type accepts (rabbit_amqqueue:check_arguments_key)."""
+    return f"invalid arg '{arg}' for queue '{name}' {_v(vhost)} of queue type {module}"
+
+
+def invalid_queue_property(prop: str, name: str, vhost: str) -> str:
+    """A lifecycle flag the queue type cannot have (rabbit_queue_type_util:check_*)."""
+    return f"invalid property '{prop}' for queue '{name}' {_v(vhost)}"
+
+
+def server_named_unsupported(module: str) -> str:
+    return f"Cannot declare a server-named queue for type {module}"
+
+
+def global_qos_unsupported(name: str, vhost: str) -> str:
+    return f"queue '{name}' {_v(vhost)} does not support global qos"
+
+
+# -- stream queues (rabbit_stream_queue, 3.10.8) ------------------------------------------------
+
+
+def _rs(name: str, vhost: str) -> str:
+    """rabbit_misc:rs/1 of a queue: ``queue 'NAME' in vhost 'VHOST'``."""
+    return f"queue '{name}' {_v(vhost)}"
+
+
+def stream_get(name: str, vhost: str) -> str:
+    return f"basic.get not supported by stream queues {_rs(name, vhost)}"
+
+
+def stream_purge(name: str, vhost: str) -> str:
+    return f"queue.purge not supported by stream queues {_rs(name, vhost)}"
+
+
+def stream_no_ack(name: str, vhost: str) -> str:
+    return f"automatic acknowledgement not supported by stream queues {_rs(name, vhost)}"
+
+
+def stream_settle(name: str, vhost: str) -> str:
+    return f"basic.nack and basic.reject not supported by stream queues {_rs(name, vhost)}"
+
+
+def stream_prefetch_not_set(name: str, vhost: str) -> str:
+    return f"consumer prefetch count is not set for '{_rs(name, vhost)}'"
+
+
+def stream_segment_size_too_large() -> str:
+    return "Exceeded max value for x-stream-max-segment-size-bytes"

@@ -37,6 +37,9 @@ class Timer:
 class Scheduler:
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Timer]] = []
+        #: The same list, public: truthy while any timer (cancelled ones included) is pending,
+        #: the one-attribute check the hot paths make before ``Broker.tick``.
+        self.pending = self._heap
         self._seq = 0
 
     def call_at(
