@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from amqp.serialization import loads
 
+from .._wire import reply_text
 from ..core import frames as F
 from ..core.channel import Channel as CoreChannel
 from ..core.channel import ChannelClosedError
@@ -155,14 +156,17 @@ class ServerConnection(asyncio.Protocol):
             except C.MalformedFrame as err:
                 self._frame_error(err)
                 return
-            except Exception:
+            except Exception as exc:
                 # A bug here must cost one connection, never the server: close it as
-                # RabbitMQ does when a channel process crashes (541 INTERNAL_ERROR).
-                _log.exception("simamqp server: error handling a frame")
+                # RabbitMQ does when a channel process crashes (541 INTERNAL_ERROR). One
+                # line a frame at most (the traceback at DEBUG): no client can flood the log.
+                _log.error("simamqp server: error handling a frame: %r", exc)
+                _log.debug("simamqp server: traceback", exc_info=True)
                 self._connection_error(error_for_code(541)("INTERNAL_ERROR"))
                 return
         transport = self.transport
-        if len(frames) == FRAMES_PER_TURN and self.state != _CLOSED:
+        more = len(frames) == FRAMES_PER_TURN or self.reader.error_pending
+        if more and self.state != _CLOSED:
             self._process_scheduled = True
             self.loop.call_soon(self._process)
             if transport is not None and self.reader.buffered > MAX_BACKLOG and not self._paused:
@@ -258,7 +262,12 @@ class ServerConnection(asyncio.Protocol):
                         frame.channel_id,
                         (60, 50),
                         "Bsss",
-                        (frame.reply_code, frame.reply_text, frame.exchange, frame.routing_key),
+                        (
+                            frame.reply_code,
+                            reply_text(frame.reply_text),
+                            frame.exchange,
+                            frame.routing_key,
+                        ),
                         message.body,
                         message.properties,
                         frame_max,
@@ -518,11 +527,7 @@ class ServerConnection(asyncio.Protocol):
         channel_id = frame.channel
         if channel_id == 0:
             if frame.type != C.FRAME_METHOD:
-                raise C.MalformedFrame(
-                    505,
-                    f"UNEXPECTED_FRAME - type {frame.type}, all octets = "
-                    f"{C.erlang_binary(frame.payload)}",
-                )
+                raise C.MalformedFrame(505, C.unexpected_frame_text(frame.type, frame.payload))
             sig, args = C.decode_method(frame.payload)
             self._connection_method(sig, args)
             return
@@ -714,9 +719,9 @@ class ServerConnection(asyncio.Protocol):
             self._write_frames(after)
 
 
-def _close_args(error: AMQPError) -> tuple[int, str, int, int]:
+def _close_args(error: AMQPError) -> tuple[int, bytes, int, int]:
     class_id, method_id = error.method
-    return error.reply_code, error.reply_text, class_id, method_id
+    return error.reply_code, reply_text(error.reply_text), class_id, method_id
 
 
 def _credentials(mechanism: str, response: bytes | str) -> tuple[str, str] | None:

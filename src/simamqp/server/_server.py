@@ -9,8 +9,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .._broker import Broker
+from .._wire import SERVER_PROPERTIES
 from ..core.clock import VirtualClock
-from ..transport import SERVER_PROPERTIES
 from ._connection import SERVER_HEARTBEAT, ServerConnection
 
 __all__ = ["Server", "serve"]
