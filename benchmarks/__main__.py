@@ -27,7 +27,14 @@ UNREACHABLE = "skipped: RabbitMQ unreachable"
 
 def _sections() -> list[tuple[int, str, bool, Callable[[bool, bool], list[Row]]]]:
     """(row number, title, needs RabbitMQ for part of it, runner(quick, rabbit))."""
-    from . import bench_celery, bench_core, bench_hypothesis, bench_kombu, bench_server
+    from . import (
+        bench_abuse,
+        bench_celery,
+        bench_core,
+        bench_hypothesis,
+        bench_kombu,
+        bench_server,
+    )
 
     return [
         (1, "kombu round trip", True, bench_kombu.row_round_trip),
@@ -40,6 +47,7 @@ def _sections() -> list[tuple[int, str, bool, Callable[[bool, bool], list[Row]]]
         (8, "Hypothesis", False, lambda q, r: bench_hypothesis.row_hypothesis(q)),
         (9, "Celery worker stop", True, bench_celery.row_worker_stop),
         (10, "socket server", True, bench_server.row_server),
+        (11, "abusive clients", True, bench_abuse.row_abuse),
     ]
 
 

@@ -148,3 +148,162 @@ def test_x_death_count_is_a_64_bit_long_and_keys_are_in_rabbitmqs_order(amqp_url
         ("original-expiration", "S"),
     ]
     assert dict(entry)["count"] == ("l", struct.pack(">q", 1))
+
+
+def _wait_for(predicate: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def test_a_stalled_auto_ack_consumer_holds_no_more_than_rabbitmqs_would(sim_server):
+    """RabbitMQ 3.10, 20,000 x 1 KiB, an auto-ack consumer that never reads: it handed the
+    consumer ~3,700 (credit flow and the TCP window) and kept 16,250 in the queue after the
+    consumer disconnected. The server used to encode the whole queue into the socket's
+    buffer (0 left). Now it stops taking deliveries for a connection whose socket is above
+    its high-water mark."""
+    import amqp
+
+    count, body = 20_000, b"x" * 1024
+    host = sim_server.url.split("@")[1].split("/")[0]
+    with amqp.Connection(host) as conn:
+        ch = conn.channel()
+        queue = ch.queue_declare(f"stalled.{uuid.uuid4().hex}", auto_delete=False).queue
+        for _ in range(count):
+            ch.basic_publish(amqp.Message(body), "", queue)
+        ch.queue_declare(queue, passive=True)  # a round trip: every publish is in
+    broker = sim_server.broker
+    sock = open_connection(sim_server.url)
+    sock.sendall(method(1, (20, 10), "s", ("",)))
+    expect(sock, (20, 11))
+    sock.sendall(method(1, (60, 20), "BssbbbbF", (0, queue, "", False, True, False, False, {})))
+
+    # The consumer reads nothing more: wait until the server stops writing to it.
+    def stalled() -> bool:
+        transports = [c.transport for c in list(sim_server._connections)]
+        return any(t is not None and t.get_write_buffer_size() >= 64 * 1024 for t in transports)
+
+    _wait_for(stalled)  # the socket's buffer passed the high-water mark: the server paused
+    sim_server.settle()
+    held = broker.queue(queue).messages_ready
+    sock.close()
+    _wait_for(lambda: sim_server.connection_count == 0)
+    sim_server.settle()
+    left = broker.queue(queue).messages_ready
+    assert left == held  # the auto-acked deliveries in flight are lost, the rest stays
+    assert left >= 16_250, f"only {left} of {count} left in the queue"
+
+
+def _dropped(sock: Any, timeout: float = 30.0) -> str:
+    """Read until the server drops the socket: "reset" or "eof" (bytes sent are ignored)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return "reset"
+    return "eof"
+
+
+@pytest.mark.parametrize("stage", ["silent", "after connection.start", "half a header"])
+def test_handshake_timeout_drops_the_socket_with_a_reset(stage):
+    """rabbit's handshake_timeout (10 s, measured on RabbitMQ 3.10): a socket that has not
+    opened a connection in time is reset without a word, at any stage of the handshake."""
+    import socket
+
+    from _raw import PROTOCOL_HEADER, address
+
+    import simamqp
+    from simamqp.server import Server
+
+    broker = simamqp.Broker(clock=simamqp.WallClock())
+    with Server(broker, handshake_timeout=0.5) as server:
+        sock = socket.create_connection(address(server.url), timeout=5)
+        if stage == "after connection.start":
+            sock.sendall(PROTOCOL_HEADER)
+            expect(sock, (10, 10))
+        elif stage == "half a header":
+            sock.sendall(PROTOCOL_HEADER[:3])
+        assert _dropped(sock) == "reset"
+        sock.close()
+        _wait_for(lambda: server.connection_count == 0)
+
+
+@pytest.mark.rabbitmq
+def test_rabbitmq_resets_a_silent_socket_after_its_handshake_timeout():
+    """The fact the server follows, re-measured (takes RabbitMQ's 10 s)."""
+    import socket
+
+    from _rabbitmq import RABBITMQ_URL, require_rabbitmq
+    from _raw import address
+
+    require_rabbitmq()
+    sock = socket.create_connection(address(RABBITMQ_URL), timeout=5)
+    start = time.monotonic()
+    assert _dropped(sock) == "reset"
+    assert time.monotonic() - start >= 9  # RabbitMQ's own handshake_timeout, not ours
+    sock.close()
+
+
+def test_idle_sockets_are_dropped_and_a_new_client_connects():
+    """200 silent sockets do not lock anyone out: dropped after the timeout, then a py-amqp
+    client connects (benchmarks row 11 does 1,000 against `simamqp serve`)."""
+    import socket
+
+    import amqp
+    from _raw import address
+
+    import simamqp
+    from simamqp.server import Server
+
+    broker = simamqp.Broker(clock=simamqp.WallClock())
+    with Server(broker, handshake_timeout=1.0) as server:
+        socks = [socket.create_connection(address(server.url), timeout=5) for _ in range(200)]
+        for sock in socks:
+            assert _dropped(sock) == "reset"
+            sock.close()
+        _wait_for(lambda: server.connection_count == 0)
+        host = server.url.split("@")[1].split("/")[0]
+        with amqp.Connection(host) as conn:
+            assert conn.channel().queue_declare("", exclusive=True).queue
+
+
+def test_heartbeat_timers_do_not_pile_up():
+    """One timer handle per kind for the life of a connection: the count of live timer
+    handles is the same after 4 beats and after 10 (it grew by one per beat)."""
+    import asyncio
+    import gc
+    import socket
+
+    from _raw import PROTOCOL_HEADER, address
+
+    import simamqp
+    from simamqp.server import Server
+
+    def handles() -> int:
+        gc.collect()
+        return sum(isinstance(o, asyncio.TimerHandle) for o in gc.get_objects())
+
+    broker = simamqp.Broker(clock=simamqp.WallClock())
+    with Server(broker, heartbeat=1) as server:
+        sock = socket.create_connection(address(server.url), timeout=10)
+        sock.sendall(PROTOCOL_HEADER)
+        expect(sock, (10, 10))
+        sock.sendall(method(0, (10, 11), "FsSs", ({}, "PLAIN", b"\x00guest\x00guest", "en_US")))
+        expect(sock, (10, 30))
+        sock.sendall(method(0, (10, 31), "BlB", (2047, 131072, 1)))
+        sock.sendall(method(0, (10, 40), "ssb", ("/", "", False)))
+        expect(sock, (10, 41))
+        heartbeat = frame(8, 0, b"")
+
+        def beats(n: int) -> None:
+            for _ in range(n):
+                assert _read_frame(sock)[0] == 8
+                sock.sendall(heartbeat)  # keep the server's peer check happy
+
+        beats(4)
+        after_four = handles()
+        beats(6)
+        assert handles() <= after_four
+        sock.close()

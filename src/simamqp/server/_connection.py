@@ -55,6 +55,16 @@ FRAMES_PER_TURN = 300
 MAX_BACKLOG = 8 * 1024 * 1024
 #: How long a server-initiated close waits for close-ok before dropping the socket.
 CLOSE_OK_TIMEOUT = 10.0
+#: rabbit's handshake_timeout: a socket that has not opened a connection (protocol header
+#: through connection.open) this long after it connected is closed.
+HANDSHAKE_TIMEOUT = 10.0
+#: Deliveries (frames, or octets of bodies) queued for a client and not yet handed to its
+#: socket above which the server stops giving the connection's consumers messages, until
+#: the socket drains (RabbitMQ's credit flow between queue, channel and writer).
+OUTBOX_FRAMES_MAX = 128
+OUTBOX_OCTETS_MAX = 256 * 1024
+#: The transport's write buffer high-water mark (asyncio calls pause_writing above it).
+WRITE_HIGH_WATER = 64 * 1024
 
 _HANDSHAKE, _START, _TUNE, _OPEN, _RUNNING, _CLOSING, _CLOSED = range(7)
 
@@ -93,7 +103,14 @@ class ServerConnection(asyncio.Protocol):
         self._received = False
         self._sent = False
         self._missed = 0
-        self._timers: list[asyncio.TimerHandle] = []
+        #: One handle per timer kind ("handshake", "beat", "peer", "close"), replaced when
+        #: rescheduled: a long-lived connection holds a fixed number of handles.
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        #: The socket's write buffer is above its high-water mark (the client is not reading).
+        self._write_paused = False
+        #: Consumers on this connection are given no messages (flow_active off on its channels).
+        self._deliveries_paused = False
+        self._outbox_octets = 0
         self._process_scheduled = False
         self._paused = False
         self._loop_thread = threading.get_ident()
@@ -103,13 +120,75 @@ class ServerConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.server._connections.add(self)
+        self._schedule("handshake", self.server.handshake_timeout, self._handshake_expired)
+
+    def _schedule(self, kind: str, delay: float, callback: Callable[[], None]) -> None:
+        old = self._timers.pop(kind, None)
+        if old is not None:
+            old.cancel()
+        self._timers[kind] = self.loop.call_later(delay, callback)
+
+    def _handshake_expired(self) -> None:
+        """rabbit_reader's handshake_timeout: the socket is closed without a word."""
+        if self.state in (_RUNNING, _CLOSED):
+            return
+        self._abort()
+
+    # -- backpressure towards a client that does not read ---------------------------------
+
+    def pause_writing(self) -> None:
+        """asyncio: the socket's write buffer passed its high-water mark."""
+        self._write_paused = True
+        transport = self.transport
+        if transport is not None and not self._paused:
+            transport.pause_reading()  # a client that does not read gets no more service
+        with self.broker.lock:
+            self._pause_deliveries()
+
+    def resume_writing(self) -> None:
+        """asyncio: the write buffer drained below its low-water mark."""
+        self._write_paused = False
+        transport = self.transport
+        if transport is not None and not self._paused and self.state != _CLOSED:
+            transport.resume_reading()
+        with self.broker.lock:
+            self._on_outbox()  # the flush it schedules resumes deliveries
+
+    def _pause_deliveries(self) -> None:
+        """Under the broker lock: this connection's consumers take no more messages."""
+        if self._deliveries_paused:
+            return
+        self._deliveries_paused = True
+        core = self.core
+        if core is not None:
+            for channel in core.channels.values():
+                channel.flow_active = False
+
+    def _resume_deliveries(self) -> None:
+        """Under the broker lock: consumers take messages again; queues deliver what waits."""
+        if not self._deliveries_paused or self._write_paused or self.state == _CLOSED:
+            return
+        self._deliveries_paused = False
+        core = self.core
+        if core is None or not core.is_open:
+            return
+        channels = list(core.channels.values())
+        for channel in channels:
+            channel.flow_active = True
+        for channel in channels:
+            if self._deliveries_paused:
+                break
+            with contextlib.suppress(ChannelClosedError):
+                channel._dispatch_all()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = _CLOSED
         self.server._connections.discard(self)
-        for timer in self._timers:
+        for timer in self._timers.values():
             timer.cancel()
+        self._timers.clear()
         core = self.core
         if core is not None and core.is_open:
             # The client went away without connection.close: the broker cleans up as for a
@@ -174,7 +253,8 @@ class ServerConnection(asyncio.Protocol):
                 transport.pause_reading()
         elif self._paused and transport is not None:
             self._paused = False
-            transport.resume_reading()
+            if not self._write_paused:
+                transport.resume_reading()
         self.server._after_activity()
 
     # -- writing ----------------------------------------------------------------------------
@@ -192,6 +272,15 @@ class ServerConnection(asyncio.Protocol):
 
     def _on_outbox(self) -> None:
         """The engine queued a frame for this client (called under the broker lock)."""
+        core = self.core
+        if core is not None and not self._deliveries_paused:
+            outbox = core.outbox
+            if outbox:
+                last = outbox[-1]
+                if type(last) is F.BasicDeliver:
+                    self._outbox_octets += len(last.message.body)
+            if len(outbox) >= OUTBOX_FRAMES_MAX or self._outbox_octets >= OUTBOX_OCTETS_MAX:
+                self._pause_deliveries()
         if self._flush_scheduled:
             return
         self._flush_scheduled = True
@@ -202,6 +291,7 @@ class ServerConnection(asyncio.Protocol):
 
     def _take_outbox(self) -> list[F.Frame]:
         core = self.core
+        self._outbox_octets = 0
         if core is None or not core.outbox:
             return []
         frames = list(core.outbox)
@@ -213,6 +303,9 @@ class ServerConnection(asyncio.Protocol):
             self._flush_scheduled = False
             frames = self._take_outbox()
         self._write_frames(frames)
+        if self._deliveries_paused and not self._write_paused:
+            with self.broker.lock:
+                self._resume_deliveries()
         self.server._after_activity()
 
     def _write_frames(self, frames: list[F.Frame]) -> None:
@@ -383,8 +476,8 @@ class ServerConnection(asyncio.Protocol):
         self.state = _OPEN
         if heartbeat:
             self._received = True
-            self._timers.append(self.loop.call_later(heartbeat / 2, self._beat))
-            self._timers.append(self.loop.call_later(heartbeat, self._check_peer))
+            self._schedule("beat", heartbeat / 2, self._beat)
+            self._schedule("peer", heartbeat, self._check_peer)
 
     def _open(self, vhost: str) -> None:
         broker = self.broker
@@ -402,6 +495,9 @@ class ServerConnection(asyncio.Protocol):
             self._start_close(err)
             return
         self.state = _RUNNING
+        handshake = self._timers.pop("handshake", None)
+        if handshake is not None:
+            handshake.cancel()
         self._send_method(0, (10, 41), "s", ("",))
         self._sent = False  # rabbit_heartbeat starts counting after the handshake
         self._write_frames(pending)
@@ -418,7 +514,7 @@ class ServerConnection(asyncio.Protocol):
             else:
                 self._abort()
 
-        self._timers.append(self.loop.call_later(self.server.handshake_error_delay, close))
+        self._schedule("close", self.server.handshake_error_delay, close)
 
     # -- heartbeats -------------------------------------------------------------------------
 
@@ -428,13 +524,15 @@ class ServerConnection(asyncio.Protocol):
         if not self._sent:
             self._write(C.heartbeat_frame())
         self._sent = False
-        self._timers.append(self.loop.call_later(self.heartbeat / 2, self._beat))
+        self._schedule("beat", self.heartbeat / 2, self._beat)
 
     def _check_peer(self) -> None:
         """rabbit_heartbeat: two intervals without a byte from the client close the socket."""
         if self.state == _CLOSED:
             return
-        if self._received:
+        if self._received or self._write_paused:
+            # rabbit_heartbeat pauses its monitor while the reader is blocked: a client the
+            # server stopped reading (it does not read either) is not "silent".
             self._missed = 0
         else:
             self._missed += 1
@@ -442,7 +540,7 @@ class ServerConnection(asyncio.Protocol):
                 self._abort()
                 return
         self._received = False
-        self._timers.append(self.loop.call_later(self.heartbeat, self._check_peer))
+        self._schedule("peer", self.heartbeat, self._check_peer)
 
     # -- closing ----------------------------------------------------------------------------
 
@@ -470,7 +568,7 @@ class ServerConnection(asyncio.Protocol):
             return
         self.state = _CLOSING
         self._send_method(0, (10, 50), "BsBB", _close_args(error))
-        self._timers.append(self.loop.call_later(CLOSE_OK_TIMEOUT, self._close_transport))
+        self._schedule("close", CLOSE_OK_TIMEOUT, self._close_transport)
 
     def _connection_error(self, error: AMQPError) -> None:
         """A hard error found here (not by the engine): tear the engine side down too."""
@@ -661,6 +759,8 @@ class ServerConnection(asyncio.Protocol):
                 )
             )
             return
+        if self._deliveries_paused:
+            channel.flow_active = False
         self.channels[channel_id] = _ChannelState(channel)
         self._send_method(channel_id, (20, 11), "S", ("",))
 
