@@ -106,6 +106,13 @@ def expect(sock: socket.socket, sig: tuple[int, int]) -> bytes:
     return payload
 
 
+def read_frame(sock: socket.socket) -> bytes:
+    """One whole frame, as sent."""
+    header = _read_exact(sock, 7)
+    (size,) = struct.unpack(">I", header[3:])
+    return header + _read_exact(sock, size + 1)
+
+
 def _read_exact(sock: socket.socket, n: int) -> bytes:
     data = b""
     while len(data) < n:

@@ -77,6 +77,21 @@ CASES = {
     "content_type that is not UTF-8": _publish
     + frame(2, 1, struct.pack(">HHQHB", 60, 0, 1, 0x8000, 2) + b"\xff\xfe")
     + frame(3, 1, b"m"),
+    "content body larger than declared": _publish
+    + frame(2, 1, struct.pack(">HHQH", 60, 0, 1, 0))
+    + frame(3, 1, b"hello"),
+    "content body split, the second part overrunning the declared size": _publish
+    + frame(2, 1, struct.pack(">HHQH", 60, 0, 4, 0))
+    + frame(3, 1, b"abc")
+    + frame(3, 1, b"de"),
+    "content body larger than declared, then a method on the channel": _publish
+    + frame(2, 1, struct.pack(">HHQH", 60, 0, 1, 0))
+    + frame(3, 1, b"hello")
+    + method(1, (60, 10), "lBb", (0, 0, False)),
+    "content body larger than declared, then another body frame": _publish
+    + frame(2, 1, struct.pack(">HHQH", 60, 0, 1, 0))
+    + frame(3, 1, b"hello")
+    + frame(3, 1, b"more"),
     "frames before a malformed one in the same write are handled": method(
         1, (50, 10), DECLARE, (0, "", False, False, True, True, False, {})
     )

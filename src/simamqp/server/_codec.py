@@ -127,6 +127,8 @@ class FrameReader:
         self.frame_max = frame_max
         self._buffer = bytearray()
         self._error: MalformedFrame | None = None
+        #: After a frame too large to wait for, the stream cannot be split any more.
+        self._discard = False
 
     def feed(self, data: bytes, max_frames: int = 0) -> list[RawFrame]:
         """Buffer ``data``; return the complete frames buffered (at most ``max_frames``, if set).
@@ -137,6 +139,8 @@ class FrameReader:
             error, self._error = self._error, None
             raise error
         buf = self._buffer
+        if self._discard:
+            return []
         buf += data
         frames: list[RawFrame] = []
         offset = 0
@@ -147,6 +151,9 @@ class FrameReader:
                 if self.frame_max and length > self.frame_max:
                     # rabbit_reader checks the header, before the payload arrives, and allows
                     # ?FRAME_SIZE_FUDGE (8 octets) over the limit it reports, for old clients.
+                    self._discard = True
+                    buf.clear()
+                    offset = size = 0
                     raise MalformedFrame(
                         501,
                         f"FRAME_ERROR - type {type_}, all octets = <<>>: "
@@ -156,12 +163,12 @@ class FrameReader:
                 if size < end + 1:
                     break
                 payload = bytes(buf[offset + 7 : end])
-                if buf[end] != FRAME_END:
+                marker = buf[end]
+                offset = end + 1  # a malformed frame is consumed too: what follows is read
+                if marker != FRAME_END:
                     raise MalformedFrame(
                         501,
-                        frame_error_text(
-                            type_, payload, ["invalid_frame_end_marker", str(buf[end])]
-                        ),
+                        frame_error_text(type_, payload, ["invalid_frame_end_marker", str(marker)]),
                     )
                 if not _well_formed(type_, payload):
                     # rabbit_command_assembler:analyze_frame: an unknown type, a method frame
@@ -169,13 +176,15 @@ class FrameReader:
                     # with a payload.
                     raise MalformedFrame(501, frame_error_text(type_, payload, "unknown_frame"))
                 frames.append(RawFrame(type_, channel, payload))
-                offset = end + 1
                 if len(frames) == max_frames:
                     break
         except MalformedFrame as error:
+            if offset:
+                del buf[:offset]
             if not frames:
                 raise
             self._error = error
+            return frames
         if offset:
             del buf[:offset]
         return frames

@@ -222,10 +222,14 @@ class ServerConnection(asyncio.Protocol):
         try:
             frames = self.reader.feed(data, FRAMES_PER_TURN)
         except C.MalformedFrame as err:
-            if self.state == _CLOSING:
-                self.reader = C.FrameReader(0)  # closing: input is discarded until close-ok
-                return
-            self._frame_error(err)
+            # Closing already: malformed input is discarded until close-ok. Otherwise close;
+            # then the frames after the bad one are read as closing input (a client's
+            # connection.close crossing ours is answered with close-ok).
+            if self.state != _CLOSING:
+                self._frame_error(err)
+            if self.state == _CLOSING and self.reader.buffered:
+                self._process_scheduled = True
+                self.loop.call_soon(self._process)
             return
         for frame in frames:
             if self.state == _CLOSED:
@@ -233,8 +237,9 @@ class ServerConnection(asyncio.Protocol):
             try:
                 self._frame(frame)
             except C.MalformedFrame as err:
-                self._frame_error(err)
-                return
+                if self.state != _CLOSING:
+                    self._frame_error(err)
+                continue
             except Exception as exc:
                 # A bug here must cost one connection, never the server: close it as
                 # RabbitMQ does when a channel process crashes (541 INTERNAL_ERROR). One
@@ -568,7 +573,7 @@ class ServerConnection(asyncio.Protocol):
             return
         self.state = _CLOSING
         self._send_method(0, (10, 50), "BsBB", _close_args(error))
-        self._schedule("close", CLOSE_OK_TIMEOUT, self._close_transport)
+        self._schedule("close", self.server.close_ok_timeout, self._close_transport)
 
     def _connection_error(self, error: AMQPError) -> None:
         """A hard error found here (not by the engine): tear the engine side down too."""
@@ -690,12 +695,14 @@ class ServerConnection(asyncio.Protocol):
                     "UNEXPECTED_FRAME - expected content body, got non content body frame instead",
                     (60, 40),
                 )
-            state.body.append(frame.payload)
             state.received += len(frame.payload)
             if state.received > state.body_size:
-                raise C.MalformedFrame(
-                    505, "UNEXPECTED_FRAME - content body larger than declared", (60, 40)
-                )
+                # rabbit_command_assembler has no such check: the remaining size goes
+                # negative and the publish never completes (the channel takes body frames
+                # until a method frame gets 505; measured). Nothing is kept meanwhile.
+                state.body = []
+                return
+            state.body.append(frame.payload)
         if state.received < state.body_size:
             return
         args = state.publish
