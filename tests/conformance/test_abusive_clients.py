@@ -93,3 +93,33 @@ def test_x_death_keys_are_in_rabbitmqs_order(env):
     (death,) = env.get(ch, dead).headers["x-death"]
     assert list(death) == sorted(death)
     assert death["count"] == 2
+
+
+@pytest.mark.parametrize("where", ["routing_key", "exchange", "content_type", "header key"])
+def test_64_four_octet_characters_are_256_octets_and_refused_in_the_client(env, where):
+    """py-amqp packs a shortstr's length in one octet: 64 characters of 4 UTF-8 octets each
+    (256) are refused before anything is sent (``struct.error``), as short as they look."""
+    ch = env.channel()
+    queue = env.queue(ch)
+    text = "\U0001f600" * 64
+    exchange, routing_key, properties = "", queue, {}
+    if where == "routing_key":
+        routing_key = text
+    elif where == "exchange":
+        exchange = text
+    elif where == "content_type":
+        properties = {"content_type": text}
+    else:
+        properties = {"application_headers": {text: 1}}
+    with pytest.raises(Exception) as info:
+        ch.basic_publish(amqp.Message(b"m", **properties), exchange, routing_key)
+    assert (type(info.value).__name__, str(info.value)) in {
+        ("error", "ubyte format requires 0 <= number <= 255"),
+        ("error", "'B' format requires 0 <= number <= 255"),
+    }
+    # Nothing was sent: the queue is empty and the channel works.
+    env.fence(ch)
+    assert env.get_none(ch, queue) is None
+    # 63 such characters (252 octets) go through.
+    ch.basic_publish(amqp.Message(b"ok", application_headers={"\U0001f600" * 63: 1}), "", queue)
+    assert env.get(ch, queue).body == b"ok"
