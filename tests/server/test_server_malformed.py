@@ -153,10 +153,10 @@ def test_truncated_frame_then_disconnect_frees_the_connection(sim_server):
     assert sim_server.broker.connections == {}
 
 
-def test_frame_max_is_the_negotiated_one(sim_server):
-    sock = open_connection(sim_server.url, frame_max=4096)
+def test_frame_max_is_the_negotiated_one(amqp_url):
+    sock = open_connection(amqp_url, frame_max=4096)
     sock.sendall(frame(1, 1, struct.pack(">HH", 50, 10) + b"\x00" * 5000))
-    reply, _ = read_until_closed(sock, 0.5)
+    reply, _ = read_until_closed(sock, 30)
     sock.close()
     assert frames(reply) == [
         (
@@ -170,11 +170,11 @@ def test_frame_max_is_the_negotiated_one(sim_server):
     ]
 
 
-def test_channel_max_is_enforced(sim_server):
-    sock = open_connection(sim_server.url, channel_max=2)
+def test_channel_max_is_enforced(amqp_url):
+    sock = open_connection(amqp_url, channel_max=2)
     for channel in (1, 2, 3):
         sock.sendall(method(channel, (20, 10), "s", ("",)))
-    reply, _ = read_until_closed(sock, 0.5)
+    reply, _ = read_until_closed(sock, 30)
     sock.close()
     text = "NOT_ALLOWED - number of channels opened (2) has reached the negotiated channel_max (2)"
     assert frames(reply) == [(1, 1, (20, 11)), (1, 2, (20, 11)), ("close", 0, 530, text, 0, 0)]
