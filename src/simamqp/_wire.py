@@ -7,7 +7,8 @@ same way. This module holds what both need:
 - ``SERVER_PROPERTIES`` and the heartbeat RabbitMQ 3.10 offers;
 - ``reply_text``: a close or return reply text as RabbitMQ sends it, truncated to the shortstr
   limit (``rabbit_binary_generator``: 252 octets and ``...`` when longer than 255);
-- ``to_amqp_error``: the py-amqp exception a client raises for an engine error;
+- ``close_args`` and ``to_amqp_error``: an engine error as the close method the server sends
+  and as the py-amqp exception the in-process client raises (the same code, text, method);
 - field tables (``encode_table``/``decode_table``) and basic content properties
   (``encode_properties``/``decode_properties``) with py-amqp's type letters, written without
   recursion: RabbitMQ accepts headers nested as deep as a frame can hold (measured: 18,000
@@ -37,6 +38,7 @@ __all__ = [
     "SERVER_HEARTBEAT",
     "SERVER_PROPERTIES",
     "Long",
+    "close_args",
     "decode_properties",
     "decode_table",
     "encode_properties",
@@ -92,6 +94,12 @@ def reply_text_str(text: str) -> str:
     surrogate escapes, where py-amqp itself would fail to decode the frame)."""
     data = reply_text(text)
     return data.decode("utf-8", "surrogateescape")
+
+
+def close_args(error: AMQPError) -> tuple[int, bytes, int, int]:
+    """channel.close / connection.close arguments for ``error``, as RabbitMQ sends them."""
+    class_id, method_id = error.method
+    return error.reply_code, reply_text(error.reply_text), class_id, method_id
 
 
 def to_amqp_error(err: AMQPError) -> amqp_exc.AMQPError:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from amqp.serialization import loads
 
-from .._wire import reply_text
+from .._wire import close_args, reply_text
 from ..core import frames as F
 from ..core.channel import Channel as CoreChannel
 from ..core.channel import ChannelClosedError
@@ -46,7 +46,6 @@ _ACCEPTED_HEADERS = {PROTOCOL_HEADER, b"AMQP\x01\x01\x00\x09"}
 #: What RabbitMQ 3.10 offers in connection.tune.
 SERVER_CHANNEL_MAX = 2047
 SERVER_FRAME_MAX = 131072
-SERVER_HEARTBEAT = 60
 FRAME_MIN_SIZE = 4096
 #: Frames handled per event-loop turn before other connections get the loop.
 FRAMES_PER_TURN = 300
@@ -381,7 +380,7 @@ class ServerConnection(asyncio.Protocol):
                 if state is not None:
                     state.closing = True
                 out.append(
-                    C.method_frame(frame.channel_id, (20, 40), "BsBB", _close_args(frame.error))
+                    C.method_frame(frame.channel_id, (20, 40), "BsBB", close_args(frame.error))
                 )
             elif isinstance(frame, F.ConnectionClose):
                 if out:
@@ -514,7 +513,7 @@ class ServerConnection(asyncio.Protocol):
         def close() -> None:
             if error is not None:
                 # The client reads the close before the socket goes (a reset could discard it).
-                self._send_method(0, (10, 50), "BsBB", _close_args(error))
+                self._send_method(0, (10, 50), "BsBB", close_args(error))
                 self._close_transport()
             else:
                 self._abort()
@@ -572,7 +571,7 @@ class ServerConnection(asyncio.Protocol):
         if self.state in (_CLOSING, _CLOSED):
             return
         self.state = _CLOSING
-        self._send_method(0, (10, 50), "BsBB", _close_args(error))
+        self._send_method(0, (10, 50), "BsBB", close_args(error))
         self._schedule("close", self.server.close_ok_timeout, self._close_transport)
 
     def _connection_error(self, error: AMQPError) -> None:
@@ -780,7 +779,7 @@ class ServerConnection(asyncio.Protocol):
             state = self.channels.get(channel_id)
             if state is not None:
                 state.closing = True
-            self._send_method(channel_id, (20, 40), "BsBB", _close_args(err))
+            self._send_method(channel_id, (20, 40), "BsBB", close_args(err))
         else:
             core = self.core
             if core is not None:
@@ -824,11 +823,6 @@ class ServerConnection(asyncio.Protocol):
             self._write(reply(channel_id, self.frame_max))
         if after:
             self._write_frames(after)
-
-
-def _close_args(error: AMQPError) -> tuple[int, bytes, int, int]:
-    class_id, method_id = error.method
-    return error.reply_code, reply_text(error.reply_text), class_id, method_id
 
 
 def _credentials(mechanism: str, response: bytes | str) -> tuple[str, str] | None:

@@ -9,9 +9,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .._broker import Broker
-from .._wire import SERVER_PROPERTIES
+from .._wire import SERVER_HEARTBEAT, SERVER_PROPERTIES
 from ..core.clock import VirtualClock
-from ._connection import CLOSE_OK_TIMEOUT, HANDSHAKE_TIMEOUT, SERVER_HEARTBEAT, ServerConnection
+from ._connection import CLOSE_OK_TIMEOUT, HANDSHAKE_TIMEOUT, ServerConnection
 
 __all__ = ["Server", "serve"]
 
