@@ -307,3 +307,26 @@ def test_heartbeat_timers_do_not_pile_up():
         beats(6)
         assert handles() <= after_four
         sock.close()
+
+
+def test_an_internal_error_costs_one_connection_and_one_log_line(sim_server, monkeypatch, caplog):
+    """A bug in a handler closes that connection with 541 (as a crashed RabbitMQ channel
+    does) and logs one line, no traceback: no client can flood the log."""
+    from _raw import frames
+
+    from simamqp.server import _connection
+
+    def broken(ch: Any, args: Any) -> Any:
+        raise RuntimeError("handler bug " + "x" * 50)
+
+    monkeypatch.setitem(_connection._HANDLERS, (60, 10), broken)
+    with caplog.at_level(logging.INFO, logger="simamqp.server"):
+        for _ in range(3):
+            sock, _queue = _channel(sim_server.url)
+            sock.sendall(method(1, (60, 10), "lBb", (0, 0, False)))
+            data, _ = read_until_closed(sock, 30)
+            sock.close()
+            assert frames(data)[-1][:3] == ("close", 0, 541)
+    records = [r for r in caplog.records if r.name == "simamqp.server"]
+    assert len(records) == 3
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in records)

@@ -108,3 +108,13 @@ def test_nowait_methods_get_no_reply(amqp_url):
     sock.sendall(method(1, (40, 20), "Bsbb", (0, x, False, False)))
     expect(sock, (40, 21))
     sock.close()
+
+
+def test_channel_ids_above_2047_open_while_fewer_than_channel_max_are_open(amqp_url):
+    """channel_max is a count: ids 2048 and 65535 open on both brokers (docs/differences.md
+    said the server refused them; it does not)."""
+    sock = open_connection(amqp_url)
+    for channel in (2048, 65535):
+        sock.sendall(method(channel, (20, 10), "s", ("",)))
+        assert frames(read_frame(sock)) == [(1, channel, (20, 11))]
+    sock.close()
