@@ -619,6 +619,20 @@ class SimChannel(base.StdChannel):
         self._confirm_selected = True
         return None if nowait else ()
 
+    # tx class: py-amqp's tx_select/tx_commit/tx_rollback wait for the -ok and return it.
+
+    def tx_select(self) -> tuple[()]:
+        self._call(lambda ch: ch.tx_select())
+        return ()
+
+    def tx_commit(self) -> tuple[()]:
+        self._call(lambda ch: ch.tx_commit())
+        return ()
+
+    def tx_rollback(self) -> tuple[()]:
+        self._call(lambda ch: ch.tx_rollback())
+        return ()
+
     def basic_publish(
         self,
         msg: amqp.Message,

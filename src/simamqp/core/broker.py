@@ -529,6 +529,9 @@ class Broker:
             )
         if self.faults.rules and self.faults.on_publish(channel, message, mandatory, confirm_seq):
             return
+        if channel.tx is not None:  # core/tx.py: checked now, routed at tx.commit
+            channel.tx.defer_publish(exchange, message, mandatory)
+            return
         self._route_and_enqueue(channel, exchange, message, mandatory, confirm_seq)
 
     def _route_and_enqueue(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import methods as M
 from . import replies
+from . import tx as _tx
 from .arguments import (
     EQUIVALENCE_CHECKED_EXCHANGE_ARGS,
     EQUIVALENCE_CHECKED_QUEUE_ARGS,
@@ -48,6 +49,7 @@ from .trace import Shape
 if TYPE_CHECKING:
     from .broker import Broker, VHost
     from .connection import Connection
+    from .tx import Transaction
 
 __all__ = ["DIRECT_REPLY_TO", "Channel", "ChannelClosedError", "Consumer"]
 
@@ -175,6 +177,8 @@ class Channel:
         self.last_queue: str | None = None
         #: Direct reply-to: (consumer tag, reply address) while a reply consumer exists.
         self.reply_consumer: tuple[str, str] | None = None
+        #: The open transaction after tx.select (core/tx.py), else None.
+        self.tx: Transaction | None = None
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"
@@ -258,6 +262,8 @@ class Channel:
         self.is_open = False
         self.close_reason = reason
         self.reply_consumer = None
+        if self.tx is not None:
+            self.tx.restore(self)  # an open transaction is discarded: its acks never happened
         # rabbit_amqqueue_process handle_ch_down: consumers go, unacked messages are requeued,
         # and only then may an auto-delete queue go away (with what was requeued).
         by_queue: dict[int, tuple[Queue, list[QueuedMessage]]] = {}
@@ -794,19 +800,26 @@ class Channel:
             broker = self.broker
             if broker.faults.rules and broker.faults.on_ack(self, delivery_tag, multiple):
                 return
-            settled = self._collect(delivery_tag, multiple)
-            for item in settled:
-                item.queue.settle()
-                if broker._tracing:
-                    broker.trace.record(
-                        broker.clock.now(),
-                        _ACK,
-                        (self.connection.id, self.id, item.queue.name, item.entry.message.id),
-                    )
-            for queue in self._release(settled):
-                queue.dispatch()
+            if self.tx is not None:
+                self.tx.defer_settle(self, "ack", delivery_tag, multiple, False)
+                return
+            self._ack_settled(self._collect(delivery_tag, multiple))
 
         self._async(M.BASIC_ACK, run)
+
+    def _ack_settled(self, settled: list[_Unacked]) -> None:
+        """Settle acknowledged deliveries (at the ack, or at tx.commit)."""
+        broker = self.broker
+        for item in settled:
+            item.queue.settle()
+            if broker._tracing:
+                broker.trace.record(
+                    broker.clock.now(),
+                    _ACK,
+                    (self.connection.id, self.id, item.queue.name, item.entry.message.id),
+                )
+        for queue in self._release(settled):
+            queue.dispatch()
 
     def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
         self._async(M.BASIC_REJECT, lambda: self._negative(delivery_tag, False, requeue, "reject"))
@@ -815,6 +828,9 @@ class Channel:
         self._async(M.BASIC_NACK, lambda: self._negative(delivery_tag, multiple, requeue, "nack"))
 
     def _negative(self, delivery_tag: int, multiple: bool, requeue: bool, kind: str) -> None:
+        if self.tx is not None:
+            self.tx.defer_settle(self, kind, delivery_tag, multiple, requeue)
+            return
         settled = self._collect(delivery_tag, multiple)
         self._settle_negative(settled, requeue, kind)
 
@@ -873,9 +889,22 @@ class Channel:
 
     def confirm_select(self) -> None:
         def run() -> None:
+            if self.tx is not None:
+                raise PreconditionFailed("cannot switch from tx to confirm mode")
             self.confirm = True
 
         self._sync(M.CONFIRM_SELECT, run)
+
+    # -- tx class (core/tx.py) --------------------------------------------------------------
+
+    def tx_select(self) -> None:
+        _tx.select(self)
+
+    def tx_commit(self) -> None:
+        _tx.commit(self)
+
+    def tx_rollback(self) -> None:
+        _tx.rollback(self)
 
     def flow(self, active: bool) -> None:
         def run() -> None:

@@ -819,6 +819,11 @@ class ServerConnection(asyncio.Protocol):
             self._write_frames(before)
         if sig == (20, 40):
             del self.channels[channel_id]
+        if sig == (90, 20) and after:
+            # tx.commit: the committed publishes' returns come before commit-ok (RabbitMQ
+            # sends commit-ok once the queues have the messages).
+            self._write_frames(after)
+            after = []
         if reply is not None:
             self._write(reply(channel_id, self.frame_max))
         if after:
@@ -970,6 +975,21 @@ def _confirm_select(ch: CoreChannel, a: list[Any]) -> Reply:
     return _unless_nowait(a[0], (85, 11))
 
 
+def _tx_select(ch: CoreChannel, a: list[Any]) -> Reply:
+    ch.tx_select()
+    return _ok((90, 11))
+
+
+def _tx_commit(ch: CoreChannel, a: list[Any]) -> Reply:
+    ch.tx_commit()
+    return _ok((90, 21))
+
+
+def _tx_rollback(ch: CoreChannel, a: list[Any]) -> Reply:
+    ch.tx_rollback()
+    return _ok((90, 31))
+
+
 def _channel_flow(ch: CoreChannel, a: list[Any]) -> Reply:
     ch.flow(a[0])
     return _ok((20, 21), "b", (a[0],))
@@ -1007,6 +1027,9 @@ _HANDLERS: dict[tuple[int, int], Callable[[CoreChannel, list[Any]], Reply]] = {
     (60, 110): _basic_recover,
     (60, 120): _basic_nack,
     (85, 10): _confirm_select,
+    (90, 10): _tx_select,
+    (90, 20): _tx_commit,
+    (90, 30): _tx_rollback,
 }
 
-_NAMES = {(90, 10): "tx.select", (90, 20): "tx.commit", (90, 30): "tx.rollback"}
+_NAMES: dict[tuple[int, int], str] = {}
