@@ -1099,6 +1099,14 @@ class SimConnection:
         if isinstance(frame, F.ConnectionClose):
             self._collect(frame.error)
             raise _to_amqp_error(frame.error)
+        if isinstance(frame, F.ConnectionBlocked | F.ConnectionUnblocked):
+            # py-amqp's _on_blocked/_on_unblocked: its callback gets a fixed reason text.
+            if isinstance(frame, F.ConnectionBlocked):
+                if self.on_blocked is not None:
+                    self.on_blocked("connection blocked, see broker logs")
+            elif self.on_unblocked is not None:
+                self.on_unblocked()
+            return
         channel = self.channels.get(frame.channel_id)
         if channel is None:
             return

@@ -150,6 +150,8 @@ class Broker:
         self.user = user
         self.vhosts: dict[str, VHost] = {"/": VHost("/")}
         self.connections: dict[int, Connection] = {}
+        #: Resource alarms in effect ("memory", "disk"), oldest first (core/alarm.py).
+        self.alarms: list[str] = []
         self.faults = FaultPlan(self)
         self._next_connection_id = 1
         self._next_message_id = 1

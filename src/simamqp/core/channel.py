@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import alarm as _alarm
 from . import methods as M
 from . import replies
 from . import tx as _tx
@@ -931,12 +932,17 @@ class Channel:
             if self.confirm:
                 self._publish_seq += 1
                 seq[0] = self._publish_seq
-            self.broker._publish(
-                self, body, exchange, routing_key, mandatory, properties or {}, seq[0]
-            )
+            args = (body, exchange, routing_key, mandatory, properties or {}, seq[0])
+            if self.broker.alarms and _alarm.hold_publish(self, args):
+                return  # a resource alarm blocked the connection: handled when it clears
+            self.broker._publish(self, *args)
 
         self._async(M.BASIC_PUBLISH, run)
         return seq[0]
+
+    def _publish_now(self, *args: Any) -> None:
+        """A publish held by a resource alarm, handled now (core/alarm.py)."""
+        self._async(M.BASIC_PUBLISH, lambda: self.broker._publish(self, *args))
 
     def _dispatch_all(self) -> None:
         seen: dict[int, Queue] = {}

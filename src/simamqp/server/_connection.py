@@ -110,6 +110,9 @@ class ServerConnection(asyncio.Protocol):
         #: Consumers on this connection are given no messages (flow_active off on its channels).
         self._deliveries_paused = False
         self._outbox_octets = 0
+        #: A resource alarm blocked this (publishing) connection: its socket is not read.
+        self._alarm_blocked = False
+        self._reading_paused = False
         self._process_scheduled = False
         self._paused = False
         self._loop_thread = threading.get_ident()
@@ -140,20 +143,29 @@ class ServerConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         """asyncio: the socket's write buffer passed its high-water mark."""
         self._write_paused = True
-        transport = self.transport
-        if transport is not None and not self._paused:
-            transport.pause_reading()  # a client that does not read gets no more service
+        self._update_reading()  # a client that does not read gets no more service
         with self.broker.lock:
             self._pause_deliveries()
 
     def resume_writing(self) -> None:
         """asyncio: the write buffer drained below its low-water mark."""
         self._write_paused = False
-        transport = self.transport
-        if transport is not None and not self._paused and self.state != _CLOSED:
-            transport.resume_reading()
+        self._update_reading()
         with self.broker.lock:
             self._on_outbox()  # the flush it schedules resumes deliveries
+
+    def _update_reading(self) -> None:
+        """Read the socket unless the backlog, a client that does not read, or a resource
+        alarm that blocked this connection says stop."""
+        transport = self.transport
+        stop = self._paused or self._write_paused or self._alarm_blocked
+        if transport is None or stop == self._reading_paused or self.state == _CLOSED:
+            return
+        self._reading_paused = stop
+        if stop:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     def _pause_deliveries(self) -> None:
         """Under the broker lock: this connection's consumers take no more messages."""
@@ -254,11 +266,10 @@ class ServerConnection(asyncio.Protocol):
             self.loop.call_soon(self._process)
             if transport is not None and self.reader.buffered > MAX_BACKLOG and not self._paused:
                 self._paused = True
-                transport.pause_reading()
+                self._update_reading()
         elif self._paused and transport is not None:
             self._paused = False
-            if not self._write_paused:
-                transport.resume_reading()
+            self._update_reading()
         self.server._after_activity()
 
     # -- writing ----------------------------------------------------------------------------
@@ -382,6 +393,16 @@ class ServerConnection(asyncio.Protocol):
                 out.append(
                     C.method_frame(frame.channel_id, (20, 40), "BsBB", close_args(frame.error))
                 )
+            elif isinstance(frame, F.ConnectionBlocked | F.ConnectionUnblocked):
+                blocked = isinstance(frame, F.ConnectionBlocked)
+                capabilities = self.client_properties.get("capabilities") or {}
+                if capabilities.get("connection.blocked"):
+                    if isinstance(frame, F.ConnectionBlocked):
+                        out.append(C.method_frame(0, (10, 60), "s", (frame.reason,)))
+                    else:
+                        out.append(C.method_frame(0, (10, 61)))
+                self._alarm_blocked = blocked
+                self._update_reading()
             elif isinstance(frame, F.ConnectionClose):
                 if out:
                     self._write(b"".join(out))
@@ -534,7 +555,7 @@ class ServerConnection(asyncio.Protocol):
         """rabbit_heartbeat: two intervals without a byte from the client close the socket."""
         if self.state == _CLOSED:
             return
-        if self._received or self._write_paused:
+        if self._received or self._write_paused or self._alarm_blocked:
             # rabbit_heartbeat pauses its monitor while the reader is blocked: a client the
             # server stopped reading (it does not read either) is not "silent".
             self._missed = 0
