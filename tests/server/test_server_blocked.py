@@ -148,3 +148,34 @@ def test_the_in_process_transport_sees_blocked_and_unblocked():
 def test_an_unknown_resource_is_a_value_error():
     with pytest.raises(ValueError, match="resource must be one of"):
         simamqp.Broker().set_memory_alarm(True, resource="cpu")
+
+
+def test_pika_sees_blocked_and_unblocked():
+    import pika
+
+    broker = simamqp.Broker(clock=simamqp.WallClock())
+    events: list[str] = []
+    with Server(broker) as server:
+        connection = pika.BlockingConnection(pika.URLParameters(server.url))
+        connection.add_on_connection_blocked_callback(
+            lambda _conn, frame: events.append(frame.method.reason)
+        )
+        connection.add_on_connection_unblocked_callback(
+            lambda _conn, _frame: events.append("unblocked")
+        )
+        channel = connection.channel()
+        channel.queue_declare("q")
+        broker.set_memory_alarm(True)
+        channel.basic_publish("", "q", b"held")
+        deadline = time.monotonic() + 30
+        while not events:
+            assert time.monotonic() < deadline
+            connection.process_data_events(time_limit=0.05)
+        assert events == ["low on memory"]
+        assert broker.queue("q").messages_ready == 0
+        broker.set_memory_alarm(False)
+        while "unblocked" not in events:
+            assert time.monotonic() < deadline
+            connection.process_data_events(time_limit=0.05)
+        _wait_for(lambda: broker.queue("q").messages_ready == 1)
+        connection.close()
