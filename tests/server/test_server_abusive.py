@@ -330,3 +330,29 @@ def test_an_internal_error_costs_one_connection_and_one_log_line(sim_server, mon
     records = [r for r in caplog.records if r.name == "simamqp.server"]
     assert len(records) == 3
     assert all(r.exc_info is None and "\n" not in r.getMessage() for r in records)
+
+
+def test_a_message_above_the_max_size_is_refused_once_received_and_not_kept(amqp_url):
+    """RabbitMQ 3.10 (max_message_size 128 MiB): the whole body is read, then the channel is
+    closed with 406 (measured). The server counts the octets instead of keeping them."""
+    from _raw import frames as decode
+
+    size = 128 * 1024 * 1024 + 1
+    sock, _queue = _channel(amqp_url)
+    sock.sendall(
+        method(1, (60, 40), "Bssbb", (0, "", "nowhere", False, False))
+        + frame(2, 1, struct.pack(">HHQH", 60, 0, size, 0))
+    )
+    chunk = frame(3, 1, b"x" * 131_064)
+    sent = 0
+    while sent + 131_064 <= size:
+        sock.sendall(chunk)
+        sent += 131_064
+    sock.sendall(frame(3, 1, b"x" * (size - sent)))
+    sock.sendall(method(0, (10, 50), "BsBB", (200, "fence", 0, 0)))
+    data, _state = read_until_closed(sock, 60, fence=(1, 0, (10, 51)))
+    sock.close()
+    text = (
+        "PRECONDITION_FAILED - message size 134217729 is larger than configured max size 134217728"
+    )
+    assert decode(data)[0] == ("channel.close", 1, 406, text, 60, 40)

@@ -30,7 +30,7 @@ from ..core import frames as F
 from ..core.channel import Channel as CoreChannel
 from ..core.channel import ChannelClosedError
 from ..core.connection import Connection as CoreConnection
-from ..core.errors import AMQPError, error_for_code
+from ..core.errors import AMQPError, PreconditionFailed, error_for_code
 from . import _codec as C
 
 if TYPE_CHECKING:
@@ -62,6 +62,9 @@ HANDSHAKE_TIMEOUT = 10.0
 #: the socket drains (RabbitMQ's credit flow between queue, channel and writer).
 OUTBOX_FRAMES_MAX = 128
 OUTBOX_OCTETS_MAX = 256 * 1024
+#: RabbitMQ 3.10's default max_message_size: a bigger body is refused (406) once received,
+#: and the server does not keep it meanwhile.
+MAX_MESSAGE_SIZE = 128 * 1024 * 1024
 #: The transport's write buffer high-water mark (asyncio calls pause_writing above it).
 WRITE_HIGH_WATER = 64 * 1024
 
@@ -722,7 +725,8 @@ class ServerConnection(asyncio.Protocol):
                 # until a method frame gets 505; measured). Nothing is kept meanwhile.
                 state.body = []
                 return
-            state.body.append(frame.payload)
+            if state.body_size <= MAX_MESSAGE_SIZE:
+                state.body.append(frame.payload)
         if state.received < state.body_size:
             return
         args = state.publish
@@ -735,6 +739,20 @@ class ServerConnection(asyncio.Protocol):
         properties = state.properties
         core = state.core
         broker = self.broker
+        if state.body_size > MAX_MESSAGE_SIZE:
+            # rabbit_channel:check_msg_size, once the whole body arrived (measured); the
+            # server never kept it.
+            text = (
+                f"message size {state.body_size} is larger than configured max size "
+                f"{MAX_MESSAGE_SIZE}"
+            )
+
+            def refuse() -> None:
+                raise PreconditionFailed(text)
+
+            with broker.lock, contextlib.suppress(ChannelClosedError):
+                core._async((60, 40), refuse)
+            return
         # A ChannelClosedError means the broker closed the channel: its close is in the outbox.
         with broker.lock, contextlib.suppress(ChannelClosedError):
             core.basic_publish(body, exchange, routing_key, mandatory, immediate, properties)
@@ -742,11 +760,14 @@ class ServerConnection(asyncio.Protocol):
     def _connection_method(self, sig: tuple[int, int], args: list[Any]) -> None:
         if sig == (10, 50):
             core = self.core
+            pending: list[F.Frame] = []
             if core is not None:
                 with self.broker.lock:
+                    pending = self._take_outbox()  # sent before close-ok, as RabbitMQ does
                     core.listener = None
                     core.close()
                     self.broker._wake_all()
+            self._write_frames(pending)
             self._send_method(0, (10, 51))
             self._close_transport()
         elif sig == (10, 51):
