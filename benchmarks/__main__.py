@@ -28,6 +28,7 @@ UNREACHABLE = "skipped: RabbitMQ unreachable"
 def _sections() -> list[tuple[int, str, bool, Callable[[bool, bool], list[Row]]]]:
     """(row number, title, needs RabbitMQ for part of it, runner(quick, rabbit))."""
     from . import (
+        bench_abuse,
         bench_analysis,
         bench_celery,
         bench_core,
@@ -47,7 +48,8 @@ def _sections() -> list[tuple[int, str, bool, Callable[[bool, bool], list[Row]]]
         (8, "Hypothesis", False, lambda q, r: bench_hypothesis.row_hypothesis(q)),
         (9, "Celery worker stop", True, bench_celery.row_worker_stop),
         (10, "socket server", True, bench_server.row_server),
-        (11, "history checkers", False, lambda q, r: bench_analysis.row_analysis(q)),
+        (11, "abusive clients", True, bench_abuse.row_abuse),
+        (12, "history checkers", False, lambda q, r: bench_analysis.row_analysis(q)),
     ]
 
 

@@ -137,7 +137,12 @@ def heartbeat(client_heartbeat: Any, server_heartbeat: int) -> int:
 _CODEC: Any = object()
 
 
-def _field(value: Any) -> Any:
+#: Nesting the fast path copies; deeper tables go through py-amqp's own (recursive) encoder,
+#: which then fails exactly where a real py-amqp client fails (RecursionError near 490 levels).
+_FAST_DEPTH = 32
+
+
+def _field(value: Any, depth: int = 0) -> Any:
     """A table or array item, copied, if the codec's round trip is the identity; else _CODEC."""
     kind = type(value)
     if kind is str or kind is bool or kind is float or value is None:
@@ -145,12 +150,14 @@ def _field(value: Any) -> Any:
         return value
     if kind is int:
         return value if -_I64 <= value < _I64 else _CODEC
+    if depth > _FAST_DEPTH:
+        return _CODEC
     if kind is dict:
-        return _table(value)
+        return _table(value, depth + 1)
     if kind is list:
         items = []
         for item in value:
-            item = _field(item)
+            item = _field(item, depth + 1)
             if item is _CODEC:
                 return _CODEC
             items.append(item)
@@ -158,12 +165,12 @@ def _field(value: Any) -> Any:
     return _CODEC  # tuples become lists, datetimes lose precision, Decimal, bytes...
 
 
-def _table(value: dict[Any, Any]) -> Any:
+def _table(value: dict[Any, Any], depth: int = 0) -> Any:
     table = {}
     for key, item in value.items():
         if type(key) is not str or len(key) > _SAFE_SHORTSTR_CHARS:
             return _CODEC
-        item = _field(item)
+        item = _field(item, depth)
         if item is _CODEC:
             return _CODEC
         table[key] = item

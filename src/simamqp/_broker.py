@@ -21,6 +21,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _waiting
+from .core import alarm as _alarm
 from .core import broker as _core
 from .core.clock import Clock
 from .core.connection import Connection as CoreConnection
@@ -135,6 +136,15 @@ class Broker(_core.Broker):
             fired = super().advance(seconds)
             self._wake_all()
             return fired
+
+    def set_memory_alarm(self, on: bool = True, resource: str = "memory") -> None:
+        """Raise (``on``) or clear a resource alarm (``"memory"`` or ``"disk"``), as RabbitMQ
+        does when it is low on memory or disk: a connection that publishes meanwhile is sent
+        ``connection.blocked`` and its publishes wait until every alarm is clear
+        (``simamqp.core.alarm``)."""
+        with self.lock:
+            _alarm.set_alarm(self, resource, on)
+            self._wake_all()
 
     def restart(self) -> None:
         with self.lock:

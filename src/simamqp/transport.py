@@ -37,7 +37,7 @@ from amqp.serialization import decode_properties_basic
 from kombu.transport import base
 from kombu.transport import pyamqp as kombu_pyamqp
 
-from . import __version__, _boundary, _waiting
+from . import __version__, _boundary, _waiting, _wire
 from ._broker import Broker, get_broker
 from .core import frames as F
 from .core.channel import Channel as CoreChannel
@@ -50,28 +50,8 @@ __all__ = ["Channel", "Connection", "SimChannel", "SimConnection", "SimSocket", 
 
 T = TypeVar("T")
 
-SERVER_PROPERTIES: dict[str, Any] = {
-    # kombu and Celery adapt QoS handling to the product and version; simamqp implements
-    # RabbitMQ 3.10's semantics, so it presents itself as that (docs/differences.md).
-    "product": "RabbitMQ",
-    "version": "3.10.8",
-    "platform": f"simamqp {__version__} (in-memory simulator)",
-    "capabilities": {
-        "publisher_confirms": True,
-        "exchange_exchange_bindings": True,
-        "basic.nack": True,
-        "consumer_cancel_notify": True,
-        "connection.blocked": True,
-        "consumer_priorities": True,
-        "authentication_failure_close": True,
-        "per_consumer_qos": True,
-        "direct_reply_to": True,
-    },
-    "cluster_name": "simamqp",
-}
-
-#: RabbitMQ's default heartbeat timeout (s), offered in connection.tune.
-SERVER_HEARTBEAT = 60
+SERVER_PROPERTIES = _wire.SERVER_PROPERTIES
+SERVER_HEARTBEAT = _wire.SERVER_HEARTBEAT
 _U64 = 2**64
 
 _FLAT = (str, int, float, bool, type(None))
@@ -88,8 +68,9 @@ def _is_flat(properties: Mapping[str, Any]) -> bool:
 
 
 def _wire_properties(properties: Mapping[str, Any]) -> dict[str, Any]:
-    """Properties as a peer decodes them after py-amqp encoded them."""
-    encoded = amqp.Message(b"", **properties)._serialize_properties()
+    """Properties as a py-amqp consumer decodes them off the wire, encoded as the server
+    encodes them (``simamqp._wire``, without recursion whatever the headers' nesting)."""
+    encoded = _wire.encode_properties(properties)
     decoded: dict[str, Any] = decode_properties_basic(encoded, 0)[0]
     return decoded
 
@@ -149,12 +130,7 @@ def _notifier(connection: SimConnection, condition: threading.Condition) -> Call
     return notify
 
 
-def _to_amqp_error(err: AMQPError) -> amqp_exc.AMQPError:
-    default = amqp_exc.ChannelError if err.soft else amqp_exc.ConnectionError
-    error: amqp_exc.AMQPError = amqp_exc.error_for_code(
-        err.reply_code, err.reply_text, err.method, default
-    )
-    return error
+_to_amqp_error = _wire.to_amqp_error
 
 
 class SimChannel(base.StdChannel):
@@ -643,6 +619,20 @@ class SimChannel(base.StdChannel):
         self._confirm_selected = True
         return None if nowait else ()
 
+    # tx class: py-amqp's tx_select/tx_commit/tx_rollback wait for the -ok and return it.
+
+    def tx_select(self) -> tuple[()]:
+        self._call(lambda ch: ch.tx_select())
+        return ()
+
+    def tx_commit(self) -> tuple[()]:
+        self._call(lambda ch: ch.tx_commit())
+        return ()
+
+    def tx_rollback(self) -> tuple[()]:
+        self._call(lambda ch: ch.tx_rollback())
+        return ()
+
     def basic_publish(
         self,
         msg: amqp.Message,
@@ -737,7 +727,10 @@ class SimChannel(base.StdChannel):
 
     def _on_basic_return(self, frame: F.BasicReturn) -> None:
         exc = amqp_exc.error_for_code(
-            frame.reply_code, frame.reply_text, (60, 50), amqp_exc.ChannelError
+            frame.reply_code,
+            _wire.reply_text_str(frame.reply_text),
+            (60, 50),
+            amqp_exc.ChannelError,
         )
         handlers = self.events.get("basic_return")
         msg = _inbound(self, frame.message)
@@ -1108,6 +1101,14 @@ class SimConnection:
         if isinstance(frame, F.ConnectionClose):
             self._collect(frame.error)
             raise _to_amqp_error(frame.error)
+        if isinstance(frame, F.ConnectionBlocked | F.ConnectionUnblocked):
+            # py-amqp's _on_blocked/_on_unblocked: its callback gets a fixed reason text.
+            if isinstance(frame, F.ConnectionBlocked):
+                if self.on_blocked is not None:
+                    self.on_blocked("connection blocked, see broker logs")
+            elif self.on_unblocked is not None:
+                self.on_unblocked()
+            return
         channel = self.channels.get(frame.channel_id)
         if channel is None:
             return

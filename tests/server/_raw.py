@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import time
 from typing import Any
 from urllib.parse import urlparse
 
-from amqp.serialization import dumps, loads
+from amqp.serialization import dumps
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 
@@ -26,9 +27,12 @@ def address(url: str) -> tuple[str, int]:
     return parsed.hostname or "127.0.0.1", parsed.port or 5672
 
 
-def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, str]:
+def read_until_closed(
+    sock: socket.socket, timeout: float, fence: tuple[Any, ...] | None = None
+) -> tuple[bytes, str]:
     """What the server sends until connection.close ("close sent"), it drops the socket
-    ("closed"), or ``timeout`` passes ("open")."""
+    ("closed"), the ``fence`` frame arrives ("open": everything sent before it was answered),
+    or ``timeout`` passes ("open")."""
     sock.settimeout(timeout)
     data = b""
     deadline = time.monotonic() + timeout
@@ -38,8 +42,11 @@ def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, str]:
             if not chunk:
                 return data, "closed"
             data += chunk
-            if any(f[0] == "close" for f in frames(data)):
+            got = frames(data)
+            if any(f[0] == "close" for f in got):
                 return data, "close sent"  # the server now waits for close-ok
+            if fence is not None and fence in got:
+                return data, "open"
     except TimeoutError:
         return data, "open"
     except ConnectionResetError:
@@ -57,7 +64,10 @@ def frames(data: bytes) -> list[tuple[Any, ...]]:
         if type_ == 1:
             sig = struct.unpack(">HH", payload[:4])
             if sig in ((10, 50), (20, 40)):
-                code, text, class_id, method_id = loads("BsBB", payload, 4)[0]
+                # The text as octets (RabbitMQ sends Latin-1 octets in an Erlang dump).
+                code, length = struct.unpack_from(">HB", payload, 4)
+                text = payload[7 : 7 + length].decode("utf-8", "surrogateescape")
+                class_id, method_id = struct.unpack_from(">HH", payload, 7 + length)
                 kind = "close" if sig == (10, 50) else "channel.close"
                 out.append((kind, channel, code, text, class_id, method_id))
             else:
@@ -65,6 +75,12 @@ def frames(data: bytes) -> list[tuple[Any, ...]]:
         else:
             out.append((type_, channel))
     return out
+
+
+def send(sock: socket.socket, data: bytes) -> None:
+    """sendall, ignoring a socket the server already dropped (its answer is read next)."""
+    with contextlib.suppress(OSError):
+        sock.sendall(data)
 
 
 def open_connection(url: str, channel_max: int = 2047, frame_max: int = 131072) -> socket.socket:
@@ -88,6 +104,13 @@ def expect(sock: socket.socket, sig: tuple[int, int]) -> bytes:
     got = struct.unpack(">HH", payload[:4]) if type_ == 1 else (type_,)
     assert got == sig, f"expected {sig}, got {got}"
     return payload
+
+
+def read_frame(sock: socket.socket) -> bytes:
+    """One whole frame, as sent."""
+    header = _read_exact(sock, 7)
+    (size,) = struct.unpack(">I", header[3:])
+    return header + _read_exact(sock, size + 1)
 
 
 def _read_exact(sock: socket.socket, n: int) -> bytes:

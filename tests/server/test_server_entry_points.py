@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import amqp
 import kombu
@@ -103,24 +102,25 @@ def test_cli_serve_port_in_use_is_one_line():
     )
 
 
-def test_missed_heartbeats_drop_the_client():
-    """rabbit_heartbeat: a client silent for two heartbeat intervals is disconnected."""
+def test_missed_heartbeats_drop_the_client(amqp_url):
+    """rabbit_heartbeat, heartbeat 1 s: a heartbeat every 0.5 s, and a client silent for two
+    intervals after the first check is reset. Counted in heartbeats sent before the reset (5
+    on RabbitMQ 3.10 and on the server, measured; 3 missed intervals would be 7, one 3), not
+    in seconds, so a loaded machine does not change the answer."""
+    import socket
+
     from _raw import PROTOCOL_HEADER, address, expect, method, read_until_closed
 
-    with serve(simamqp.Broker()) as url:
-        import socket
-
-        sock = socket.create_connection(address(url), timeout=5)
-        sock.sendall(PROTOCOL_HEADER)
-        expect(sock, (10, 10))
-        sock.sendall(method(0, (10, 11), "FsSs", ({}, "PLAIN", b"\x00guest\x00guest", "en_US")))
-        expect(sock, (10, 30))
-        sock.sendall(method(0, (10, 31), "BlB", (2047, 131072, 1)))
-        sock.sendall(method(0, (10, 40), "ssb", ("/", "", False)))
-        expect(sock, (10, 41))
-        started = time.monotonic()
-        data, state = read_until_closed(sock, 6)
-        elapsed = time.monotonic() - started
+    sock = socket.create_connection(address(amqp_url), timeout=5)
+    sock.sendall(PROTOCOL_HEADER)
+    expect(sock, (10, 10))
+    sock.sendall(method(0, (10, 11), "FsSs", ({}, "PLAIN", b"\x00guest\x00guest", "en_US")))
+    expect(sock, (10, 30))
+    sock.sendall(method(0, (10, 31), "BlB", (2047, 131072, 1)))
+    sock.sendall(method(0, (10, 40), "ssb", ("/", "", False)))
+    expect(sock, (10, 41))
+    data, state = read_until_closed(sock, 60)
+    sock.close()
     assert state == "closed"
-    assert data.count(b"\x08\x00\x00\x00\x00\x00\x00\xce") >= 3  # heartbeats every 0.5 s
-    assert 2.5 < elapsed < 4.5
+    beats = data.count(b"\x08\x00\x00\x00\x00\x00\x00\xce")
+    assert 4 <= beats <= 6

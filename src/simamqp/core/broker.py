@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import replies
-from .arguments import MAX_EXPIRY_MS, amqp_type, has_non_finite
+from .arguments import MAX_EXPIRY_MS, Long, amqp_type, has_non_finite
 from .channel import _DELIVER, _REPLY_PREFIX, DIRECT_REPLY_TO, Channel, internal_error
 from .clock import Clock, VirtualClock
 from .connection import Connection
@@ -159,6 +159,8 @@ class Broker:
         self.user = user
         self.vhosts: dict[str, VHost] = {"/": VHost("/")}
         self.connections: dict[int, Connection] = {}
+        #: Resource alarms in effect ("memory", "disk"), oldest first (core/alarm.py).
+        self.alarms: list[str] = []
         self.faults = FaultPlan(self)
         self._next_connection_id = 1
         self._next_message_id = 1
@@ -562,6 +564,9 @@ class Broker:
             )
         if self.faults.rules and self.faults.on_publish(channel, message, mandatory, confirm_seq):
             return
+        if channel.tx is not None:  # core/tx.py: checked now, routed at tx.commit
+            channel.tx.defer_publish(exchange, message, mandatory)
+            return
         self.route_and_enqueue(channel, exchange, message, mandatory, confirm_seq)
 
     def route_and_enqueue(
@@ -904,23 +909,26 @@ def _x_death(
     """Headers with the ``x-death`` entry RabbitMQ 3.10 adds (rabbit_dead_letter:make_msg).
 
     Entries are most recent first; a repeat of the same queue and reason increments ``count``
-    and moves that entry to the front; ``x-first-death-*`` are set once. Table keys are sorted,
-    as rabbit_misc:sort_field_table leaves them.
+    and moves that entry to the front; ``x-first-death-*`` are set once. ``count`` is a
+    64-bit ``long`` on the wire (``Long``). A new entry's keys are in RabbitMQ's order
+    (count, reason, queue, time, exchange, routing-keys, original-expiration) when it is the
+    first; once the header holds entries, the new front entry has its keys sorted, as
+    rabbit_misc:sort_field_table leaves it (both measured on RabbitMQ 3.10, raw socket).
     """
     out = dict(headers or {})
     info: dict[str, Any] = {
-        "count": 1,
-        "exchange": exchange,
-        "queue": queue,
+        "count": Long(1),
         "reason": reason,
-        "routing-keys": list(routing_keys),
+        "queue": queue,
         "time": time,
+        "exchange": exchange,
+        "routing-keys": list(routing_keys),
     }
     if original_expiration is not None:
         info["original-expiration"] = original_expiration
     deaths = out.get("x-death")
     if not isinstance(deaths, list) or not deaths:
-        out["x-death"] = [dict(sorted(info.items()))]
+        out["x-death"] = [info]
         out.setdefault("x-first-death-exchange", exchange)
         out.setdefault("x-first-death-queue", queue)
         out.setdefault("x-first-death-reason", reason)
@@ -938,7 +946,7 @@ def _x_death(
         rest = list(deaths)
     else:
         newest = dict(deaths[match_index])
-        newest["count"] = int(newest.get("count", 0)) + 1
+        newest["count"] = Long(int(newest.get("count", 0)) + 1)
         rest = [d for i, d in enumerate(deaths) if i != match_index]
     out["x-death"] = [dict(sorted(newest.items())), *rest]
     return out

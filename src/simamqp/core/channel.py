@@ -17,8 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import alarm as _alarm
 from . import methods as M
 from . import replies
+from . import tx as _tx
 from .arguments import (
     EQUIVALENCE_CHECKED_EXCHANGE_ARGS,
     check_consumer_args,
@@ -56,6 +58,7 @@ from .trace import Shape
 if TYPE_CHECKING:
     from .broker import Broker, VHost
     from .connection import Connection
+    from .tx import Transaction
 
 __all__ = ["DIRECT_REPLY_TO", "Channel", "ChannelClosedError", "Consumer"]
 
@@ -185,6 +188,8 @@ class Channel:
         self.last_queue: str | None = None
         #: Direct reply-to: (consumer tag, reply address) while a reply consumer exists.
         self.reply_consumer: tuple[str, str] | None = None
+        #: The open transaction after tx.select (core/tx.py), else None.
+        self.tx: Transaction | None = None
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"
@@ -277,6 +282,8 @@ class Channel:
         self.is_open = False
         self.close_reason = reason
         self.reply_consumer = None
+        if self.tx is not None:
+            self.tx.restore(self)  # an open transaction is discarded: its acks never happened
         # rabbit_amqqueue_process handle_ch_down: consumers go, unacked messages are requeued,
         # and only then may an auto-delete queue go away (with what was requeued).
         by_queue: dict[int, tuple[Queue, list[QueuedMessage]]] = {}
@@ -784,7 +791,7 @@ class Channel:
 
     # -- basic class: settling --------------------------------------------------------------
 
-    def _collect(self, delivery_tag: int, multiple: bool) -> list[_Unacked]:
+    def collect_unacked(self, delivery_tag: int, multiple: bool) -> list[_Unacked]:
         """The deliveries an ack/nack/reject refers to (rabbit_channel:collect_acks)."""
         unacked = self.unacked
         if multiple:
@@ -831,19 +838,26 @@ class Channel:
             broker = self.broker
             if broker.faults.rules and broker.faults.on_ack(self, delivery_tag, multiple):
                 return
-            settled = self._collect(delivery_tag, multiple)
-            for item in settled:
-                item.queue.complete(item.entry)
-                if broker.tracing:
-                    broker.trace.record(
-                        broker.clock.now(),
-                        _ACK,
-                        (self.connection.id, self.id, item.queue.name, item.entry.message.id),
-                    )
-            for queue in self._release(settled):
-                queue.dispatch()
+            if self.tx is not None:
+                self.tx.defer_settle(self, "ack", delivery_tag, multiple, False)
+                return
+            self.ack_settled(self.collect_unacked(delivery_tag, multiple))
 
         self._async(M.BASIC_ACK, run)
+
+    def ack_settled(self, settled: list[_Unacked]) -> None:
+        """Settle acknowledged deliveries (at the ack, or at tx.commit)."""
+        broker = self.broker
+        for item in settled:
+            item.queue.complete(item.entry)
+            if broker.tracing:
+                broker.trace.record(
+                    broker.clock.now(),
+                    _ACK,
+                    (self.connection.id, self.id, item.queue.name, item.entry.message.id),
+                )
+        for queue in self._release(settled):
+            queue.dispatch()
 
     def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
         self._async(M.BASIC_REJECT, lambda: self._negative(delivery_tag, False, requeue, "reject"))
@@ -854,13 +868,16 @@ class Channel:
     def requeue_deliveries(self, delivery_tag: int, multiple: bool, kind: str) -> None:
         """Requeue deliveries as a basic.nack with requeue would, traced as ``kind`` (the
         ``redeliver`` fault: an ack lost with its channel)."""
-        self._settle_negative(self._collect(delivery_tag, multiple), True, kind, lost=True)
+        self.settle_negative(self.collect_unacked(delivery_tag, multiple), True, kind, lost=True)
 
     def _negative(self, delivery_tag: int, multiple: bool, requeue: bool, kind: str) -> None:
-        settled = self._collect(delivery_tag, multiple)
-        self._settle_negative(settled, requeue, kind)
+        if self.tx is not None:
+            self.tx.defer_settle(self, kind, delivery_tag, multiple, requeue)
+            return
+        settled = self.collect_unacked(delivery_tag, multiple)
+        self.settle_negative(settled, requeue, kind)
 
-    def _settle_negative(
+    def settle_negative(
         self,
         settled: list[_Unacked],
         requeue: bool,
@@ -918,7 +935,7 @@ class Channel:
             settled = list(self.unacked.values())
             self.unacked.clear()
             self.broker.emit("recover", connection=self.connection.id, channel=self.id)
-            self._settle_negative(settled, True, "recover-requeue", recovering=True)
+            self.settle_negative(settled, True, "recover-requeue", recovering=True)
 
         self._sync(M.BASIC_RECOVER, run)
 
@@ -926,9 +943,22 @@ class Channel:
 
     def confirm_select(self) -> None:
         def run() -> None:
+            if self.tx is not None:
+                raise PreconditionFailed("cannot switch from tx to confirm mode")
             self.confirm = True
 
         self._sync(M.CONFIRM_SELECT, run)
+
+    # -- tx class (core/tx.py) --------------------------------------------------------------
+
+    def tx_select(self) -> None:
+        self._sync(M.TX_SELECT, lambda: _tx.select(self))
+
+    def tx_commit(self) -> None:
+        self._sync(M.TX_COMMIT, lambda: _tx.commit(self))
+
+    def tx_rollback(self) -> None:
+        self._sync(M.TX_ROLLBACK, lambda: _tx.rollback(self))
 
     def flow(self, active: bool) -> None:
         def run() -> None:
@@ -955,12 +985,17 @@ class Channel:
             if self.confirm:
                 self._publish_seq += 1
                 seq[0] = self._publish_seq
-            self.broker.publish(
-                self, body, exchange, routing_key, mandatory, properties or {}, seq[0]
-            )
+            args = (body, exchange, routing_key, mandatory, properties or {}, seq[0])
+            if self.broker.alarms and _alarm.hold_publish(self, args):
+                return  # a resource alarm blocked the connection: handled when it clears
+            self.broker.publish(self, *args)
 
         self._async(M.BASIC_PUBLISH, run)
         return seq[0]
+
+    def publish_now(self, *args: Any) -> None:
+        """A publish held by a resource alarm, handled now (core/alarm.py)."""
+        self._async(M.BASIC_PUBLISH, lambda: self.broker.publish(self, *args))
 
     def _dispatch_all(self) -> None:
         seen: dict[int, Queue] = {}

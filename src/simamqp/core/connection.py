@@ -45,6 +45,9 @@ class Connection:
         self.close_reason: AMQPError | None = None
         #: Called after a frame is appended to the outbox (the transport wakes its waiters).
         self.listener: Callable[[], None] | None = None
+        #: Blocked by a resource alarm, and the publishes held meanwhile (core/alarm.py).
+        self.blocked = False
+        self.held_publishes: list[tuple[Channel, tuple[Any, ...]]] = []
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"

@@ -84,8 +84,31 @@ class ConnectionClose:
     error: AMQPError
 
 
+@dataclass(slots=True)
+class ConnectionBlocked:
+    """A resource alarm blocked this publishing connection (core/alarm.py)."""
+
+    reason: str
+    channel_id: int = 0
+
+
+@dataclass(slots=True)
+class ConnectionUnblocked:
+    """The resource alarms cleared: the connection is served again."""
+
+    channel_id: int = 0
+
+
 Frame = (
-    BasicDeliver | BasicReturn | BasicAck | BasicNack | BasicCancel | ChannelClose | ConnectionClose
+    BasicDeliver
+    | BasicReturn
+    | BasicAck
+    | BasicNack
+    | BasicCancel
+    | ChannelClose
+    | ConnectionClose
+    | ConnectionBlocked
+    | ConnectionUnblocked
 )
 
 

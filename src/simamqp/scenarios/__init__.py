@@ -9,6 +9,7 @@ definitions the loader checks (it also ships as ``simamqp/scenario.schema.json``
 
 from __future__ import annotations
 
+import decimal
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,6 +32,7 @@ from ._model import (
 from ._record import Recorder, plain
 from ._runner import Result, Run, run_scenario, trace_diff
 from ._yaml import (
+    DECIMAL_TAG,
     MAX_DEPTH,
     MAX_FILE_BYTES,
     MAX_NODES,
@@ -111,6 +113,13 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 
 _Dumper.add_representer(str, _str)
+
+
+def _decimal(dumper: yaml.SafeDumper, value: decimal.Decimal) -> yaml.ScalarNode:
+    return dumper.represent_scalar(DECIMAL_TAG, str(value))
+
+
+_Dumper.add_representer(decimal.Decimal, _decimal)
 
 
 def dump(data: dict[str, Any]) -> str:

@@ -11,12 +11,20 @@ import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from ..core.connection import CHANNEL_MAX
+from ..core.errors import AMQPError, error_for_code
 from ..core.message import PROPERTY_NAMES
 from ..core.trace import parse_digest
 from ._yaml import Mark, MarkedDict, MarkedList, ScenarioError
+
+#: The reply codes an error in a run can carry (what ``expect.errors`` may name), and
+#: "closed" (a step on a channel the broker had closed).
+_REPLY_CODES: frozenset[int | str] = frozenset(
+    code for code in range(200, 600) if error_for_code(code) is not AMQPError
+) | {"closed"}
 
 __all__ = [
     "EXPECT_FIELDS",
@@ -524,7 +532,9 @@ def _check_field_value(value: Any, mark: Mark, what: str) -> None:
     elif isinstance(value, int) and not isinstance(value, bool):
         if not _INT64[0] <= value <= _INT64[1]:
             raise ScenarioError(mark, f"{what}: {value} does not fit a signed 64-bit integer")
-    elif not (value is None or isinstance(value, str | bytes | bool | float | _dt.datetime)):
+    elif not (
+        value is None or isinstance(value, str | bytes | bool | float | _dt.datetime | Decimal)
+    ):
         raise ScenarioError(
             mark, f"{what}: {_describe(value)} is not an AMQP field value (write it as a string)"
         )
@@ -728,13 +738,25 @@ def _check_expect(expect: MarkedDict) -> None:
     errors = expect.get("errors")
     if isinstance(errors, MarkedList):
         for i, item in enumerate(errors):
+            code: Any = item
+            mark = errors.mark_of(i)
             if isinstance(item, MarkedDict):
                 _check_keys(item, "errors", f"expect.errors[{i + 1}]")
+                if "code" not in item:
+                    continue
+                code, mark = item["code"], item.mark_of("code")
             elif not (isinstance(item, int) and not isinstance(item, bool)):
                 raise ScenarioError(
-                    errors.mark_of(i),
+                    mark,
                     f"expect.errors[{i + 1}] must be a reply code or a mapping of "
                     f"client, channel, code, text, step; got {_describe(item)}",
+                )
+            if isinstance(code, bool) or code not in _REPLY_CODES:
+                # An expectation no run can meet is a mistake in the file: say so at once.
+                raise ScenarioError(
+                    mark,
+                    f"expect.errors[{i + 1}]: {code!r} is not an AMQP error reply code "
+                    f"(one of {', '.join(sorted(map(str, _REPLY_CODES)))})",
                 )
     events = expect.get("events")
     if isinstance(events, MarkedDict):

@@ -60,7 +60,7 @@ def plain(value: Any) -> Any:
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
     if isinstance(value, decimal.Decimal):
-        return str(value)  # lossy: YAML has no decimal type
+        return value  # written as !decimal "1.50" (scenarios.dump), read back as Decimal
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -14,6 +14,7 @@ expanding it). Files larger than ``MAX_FILE_BYTES`` and anything but regular fil
 
 from __future__ import annotations
 
+import decimal
 import os
 import stat
 from collections.abc import Iterator
@@ -49,9 +50,27 @@ MAX_INT_BITS = 128
 _CORE = "tag:yaml.org,2002:"
 #: Explicit tags allowed: the scalar tags of the YAML core schema, read as ``safe_load`` does
 #: (record mode writes ``!!binary`` for binary header values).
+#: ``!decimal``: an AMQP decimal header value (record mode writes it), read as ``Decimal``.
+DECIMAL_TAG = "!decimal"
 _SCALAR_TAGS = frozenset(
     _CORE + name for name in ("str", "int", "float", "bool", "null", "binary", "timestamp")
-)
+) | {DECIMAL_TAG}
+
+
+class _Constructor(yaml.constructor.SafeConstructor):
+    """``safe_load``'s constructor, plus ``!decimal``."""
+
+    def construct_decimal(self, node: yaml.ScalarNode) -> decimal.Decimal:
+        text = self.construct_scalar(node)
+        try:
+            return decimal.Decimal(str(text))
+        except decimal.InvalidOperation:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"!decimal needs a decimal number, got {text!r}", node.start_mark
+            ) from None
+
+
+_Constructor.add_constructor(DECIMAL_TAG, _Constructor.construct_decimal)  # type: ignore[type-var]
 _MERGE = _CORE + "merge"
 
 
@@ -335,7 +354,7 @@ class _Builder:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.constructor = yaml.constructor.SafeConstructor()
+        self.constructor = _Constructor()
         self.scalars: dict[int, Any] = {}  # immutable values, built once per node
 
     def build(self, node: yaml.Node) -> Any:

@@ -15,8 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import amqp
-from amqp.serialization import decode_properties_basic, dumps, loads
+from amqp.serialization import dumps, loads
+
+from .._wire import decode_properties
+from .._wire import encode_properties as _encode_properties
 
 __all__ = [
     "CLIENT_METHODS",
@@ -115,55 +117,74 @@ class MalformedFrame(Exception):
 
 
 class FrameReader:
-    """Split a byte stream into frames; a frame arrives whole or not at all."""
+    """Split a byte stream into frames; a frame arrives whole or not at all.
+
+    A malformed frame does not cost the frames before it: ``feed`` returns those, and the
+    error is raised by the next ``feed`` (RabbitMQ's reader handles frames one by one).
+    """
 
     def __init__(self, frame_max: int) -> None:
         self.frame_max = frame_max
         self._buffer = bytearray()
+        self._error: MalformedFrame | None = None
+        #: After a frame too large to wait for, the stream cannot be split any more.
+        self._discard = False
 
     def feed(self, data: bytes, max_frames: int = 0) -> list[RawFrame]:
         """Buffer ``data``; return the complete frames buffered (at most ``max_frames``, if set).
 
         Raises ``MalformedFrame`` at the first frame RabbitMQ would refuse.
         """
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
         buf = self._buffer
+        if self._discard:
+            return []
         buf += data
         frames: list[RawFrame] = []
         offset = 0
         size = len(buf)
-        while size - offset >= 7:
-            type_, channel, length = _FRAME_HEADER.unpack_from(buf, offset)
-            if self.frame_max and length > self.frame_max:
-                # rabbit_reader checks the header, before the payload arrives, and allows
-                # ?FRAME_SIZE_FUDGE (8 octets) over the limit it reports, for old clients.
-                raise MalformedFrame(
-                    501,
-                    f"FRAME_ERROR - type {type_}, all octets = <<>>: "
-                    f"{{frame_too_large,{length},{self.frame_max - 8}}}",
-                )
-            end = offset + 7 + length
-            if size < end + 1:
-                break
-            payload = bytes(buf[offset + 7 : end])
-            if buf[end] != FRAME_END:
-                raise MalformedFrame(
-                    501,
-                    "FRAME_ERROR - "
-                    + erlang_tail(
-                        f"type {type_}, all octets = {erlang_binary(payload)}: ",
-                        ["invalid_frame_end_marker", str(buf[end])],
-                    ),
-                )
-            if type_ not in (FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT):
-                raise MalformedFrame(
-                    501,
-                    f"FRAME_ERROR - type {type_}, all octets = {erlang_binary(payload)}: "
-                    "unknown_frame",
-                )
-            frames.append(RawFrame(type_, channel, payload))
-            offset = end + 1
-            if len(frames) == max_frames:
-                break
+        try:
+            while size - offset >= 7:
+                type_, channel, length = _FRAME_HEADER.unpack_from(buf, offset)
+                if self.frame_max and length > self.frame_max:
+                    # rabbit_reader checks the header, before the payload arrives, and allows
+                    # ?FRAME_SIZE_FUDGE (8 octets) over the limit it reports, for old clients.
+                    self._discard = True
+                    buf.clear()
+                    offset = size = 0
+                    raise MalformedFrame(
+                        501,
+                        f"FRAME_ERROR - type {type_}, all octets = <<>>: "
+                        f"{{frame_too_large,{length},{self.frame_max - 8}}}",
+                    )
+                end = offset + 7 + length
+                if size < end + 1:
+                    break
+                payload = bytes(buf[offset + 7 : end])
+                marker = buf[end]
+                offset = end + 1  # a malformed frame is consumed too: what follows is read
+                if marker != FRAME_END:
+                    raise MalformedFrame(
+                        501,
+                        frame_error_text(type_, payload, ["invalid_frame_end_marker", str(marker)]),
+                    )
+                if not _well_formed(type_, payload):
+                    # rabbit_command_assembler:analyze_frame: an unknown type, a method frame
+                    # without its ids, a content header shorter than 12 octets, a heartbeat
+                    # with a payload.
+                    raise MalformedFrame(501, frame_error_text(type_, payload, "unknown_frame"))
+                frames.append(RawFrame(type_, channel, payload))
+                if len(frames) == max_frames:
+                    break
+        except MalformedFrame as error:
+            if offset:
+                del buf[:offset]
+            if not frames:
+                raise
+            self._error = error
+            return frames
         if offset:
             del buf[:offset]
         return frames
@@ -173,15 +194,51 @@ class FrameReader:
         self._buffer += data
 
     @property
+    def error_pending(self) -> bool:
+        """A malformed frame follows the frames ``feed`` returned; the next ``feed`` raises."""
+        return self._error is not None
+
+    @property
     def buffered(self) -> int:
         """Octets received and not yet returned as frames."""
         return len(self._buffer)
 
 
+def _well_formed(type_: int, payload: bytes) -> bool:
+    if type_ == FRAME_METHOD:
+        return len(payload) >= 4
+    if type_ == FRAME_HEADER:
+        return len(payload) >= 12
+    if type_ == FRAME_BODY:
+        return True
+    if type_ == FRAME_HEARTBEAT:
+        return not payload
+    return False
+
+
+def frame_error_text(type_: int, payload: bytes, error: str | list[str]) -> str:
+    """rabbit_reader's frame error: ``"type ~p, ~s octets = ~p: ~p"`` with the payload's first
+    16 octets (all of them when there are no more), as io_lib formats it."""
+    prefix = f"type {type_}, {'all' if len(payload) <= 16 else 'first 16'} octets = "
+    text = prefix + erlang_binary(payload[:16], len(prefix)) + ": "
+    column = len(text) - text.rfind("\n") - 1 if "\n" in text else len(text)
+    if isinstance(error, str):
+        return "FRAME_ERROR - " + text + error
+    return (
+        "FRAME_ERROR - "
+        + text[: len(text) - column]
+        + erlang_tail(text[len(text) - column :], error)
+    )
+
+
+def unexpected_frame_text(type_: int, payload: bytes) -> str:
+    """rabbit_reader's unexpected_frame: ``"type ~p, ~s octets = ~p"``."""
+    prefix = f"type {type_}, {'all' if len(payload) <= 16 else 'first 16'} octets = "
+    return "UNEXPECTED_FRAME - " + prefix + erlang_binary(payload[:16], len(prefix))
+
+
 def decode_method(payload: bytes) -> tuple[tuple[int, int], list[Any]]:
-    """(class id, method id) and the decoded arguments of a method frame."""
-    if len(payload) < 4:
-        raise MalformedFrame(501, f"FRAME_ERROR - cannot decode {erlang_binary(payload)}")
+    """(class id, method id) and the decoded arguments of a method frame (>= 4 octets)."""
     sig: tuple[int, int] = _SIG.unpack_from(payload, 0)
     fmt = CLIENT_METHODS.get(sig)
     if fmt is None:
@@ -194,15 +251,23 @@ def decode_method(payload: bytes) -> tuple[tuple[int, int], list[Any]]:
         raise MalformedFrame(501, "FRAME_ERROR - Malformed UTF-8 in shortstr") from None
     except Exception:
         raise MalformedFrame(
-            501, f"FRAME_ERROR - cannot decode {erlang_binary(payload[4:])}", sig
+            501, f"FRAME_ERROR - cannot decode {erlang_binary(payload[4:], 26)}", sig
         ) from None
     return sig, args
 
 
 def decode_content_header(payload: bytes) -> tuple[int, int, dict[str, Any]]:
-    """(class id, body size, properties) of a content header frame."""
+    """(class id, body size, properties) of a content header frame (>= 12 octets).
+
+    Properties RabbitMQ cannot parse (truncated, an unknown field type) close the connection
+    with 541 INTERNAL_ERROR, as RabbitMQ's channel does (measured); a shortstr property that is
+    not UTF-8 is accepted and delivered as it came (measured).
+    """
     class_id, _weight, body_size = _CONTENT_HEADER.unpack_from(payload, 0)
-    properties, _ = decode_properties_basic(payload, 12)
+    try:
+        properties, _ = decode_properties(payload, 12)
+    except Exception:
+        raise MalformedFrame(541, "INTERNAL_ERROR") from None
     return class_id, body_size, properties
 
 
@@ -217,9 +282,7 @@ def heartbeat_frame() -> bytes:
 
 def encode_properties(properties: Mapping[str, Any]) -> bytes:
     """The ``basic`` content properties as py-amqp encodes them (None means absent)."""
-    present = {k: v for k, v in properties.items() if v is not None}
-    encoded: bytes = amqp.Message(b"", **present)._serialize_properties()
-    return encoded
+    return _encode_properties(properties)
 
 
 def content_frames(
@@ -244,17 +307,34 @@ def content_frames(
 
 # -- Erlang term formatting (RabbitMQ's reply texts embed io_lib:format("~p") output) ----------
 
-_PRINTABLE = frozenset(range(32, 127)) | {9, 10, 13}
+#: io_lib:printable_latin1_list: what ``~p`` prints as a string, and the escapes it uses.
+_ESCAPES = {8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r", 27: "\\e"}
+_ESCAPES |= {34: '\\"', 92: "\\\\"}
+_PRINTABLE = frozenset(range(32, 127)) | frozenset(range(160, 256)) | frozenset(_ESCAPES)
 
 
-def erlang_binary(data: bytes) -> str:
-    """A binary as Erlang's ``~p`` prints it: ``<<"text">>`` when printable, else bytes."""
+def erlang_binary(data: bytes, column: int = 0) -> str:
+    """A binary as Erlang's ``~p`` prints it starting at ``column``: ``<<"text">>`` when it is
+    printable Latin-1 (octets above 127 as surrogate escapes, sent as the raw octets), else
+    its octets, wrapped at column 80 with continuation lines under the first octet (fitted to
+    RabbitMQ 3.10's answers for random payloads)."""
     if data and all(b in _PRINTABLE for b in data):
-        text = data.decode("latin-1")
-        text = text.replace("\\", "\\\\").replace('"', '\\"')
-        text = text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-        return f'<<"{text}">>'
-    return "<<" + ",".join(str(b) for b in data) + ">>"
+        chars = [_ESCAPES.get(b) or (chr(b) if b < 128 else chr(0xDC00 + b)) for b in data]
+        return '<<"' + "".join(chars) + '">>'
+    items = [str(b) for b in data]
+    flat = "<<" + ",".join(items) + ">>"
+    if column + len(flat) <= 80:
+        return flat
+    out = "<<"
+    start = col = column + 2
+    for index, item in enumerate(items):
+        piece = item + (">>" if index == len(items) - 1 else ",")
+        if col + len(piece) > 79 and col != start:
+            out += "\n" + " " * start
+            col = start
+        out += piece
+        col += len(piece)
+    return out
 
 
 def erlang_tail(prefix: str, elements: list[str]) -> str:

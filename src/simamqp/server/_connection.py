@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from amqp.serialization import loads
 
+from .._wire import close_args, reply_text
 from ..core import frames as F
 from ..core.channel import Channel as CoreChannel
 from ..core.channel import ChannelClosedError
 from ..core.connection import Connection as CoreConnection
-from ..core.errors import AMQPError, error_for_code
+from ..core.errors import AMQPError, PreconditionFailed, error_for_code
 from . import _codec as C
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ _ACCEPTED_HEADERS = {PROTOCOL_HEADER, b"AMQP\x01\x01\x00\x09"}
 #: What RabbitMQ 3.10 offers in connection.tune.
 SERVER_CHANNEL_MAX = 2047
 SERVER_FRAME_MAX = 131072
-SERVER_HEARTBEAT = 60
 FRAME_MIN_SIZE = 4096
 #: Frames handled per event-loop turn before other connections get the loop.
 FRAMES_PER_TURN = 300
@@ -54,6 +54,19 @@ FRAMES_PER_TURN = 300
 MAX_BACKLOG = 8 * 1024 * 1024
 #: How long a server-initiated close waits for close-ok before dropping the socket.
 CLOSE_OK_TIMEOUT = 10.0
+#: rabbit's handshake_timeout: a socket that has not opened a connection (protocol header
+#: through connection.open) this long after it connected is closed.
+HANDSHAKE_TIMEOUT = 10.0
+#: Deliveries (frames, or octets of bodies) queued for a client and not yet handed to its
+#: socket above which the server stops giving the connection's consumers messages, until
+#: the socket drains (RabbitMQ's credit flow between queue, channel and writer).
+OUTBOX_FRAMES_MAX = 128
+OUTBOX_OCTETS_MAX = 256 * 1024
+#: RabbitMQ 3.10's default max_message_size: a bigger body is refused (406) once received,
+#: and the server does not keep it meanwhile.
+MAX_MESSAGE_SIZE = 128 * 1024 * 1024
+#: The transport's write buffer high-water mark (asyncio calls pause_writing above it).
+WRITE_HIGH_WATER = 64 * 1024
 
 _HANDSHAKE, _START, _TUNE, _OPEN, _RUNNING, _CLOSING, _CLOSED = range(7)
 
@@ -92,7 +105,17 @@ class ServerConnection(asyncio.Protocol):
         self._received = False
         self._sent = False
         self._missed = 0
-        self._timers: list[asyncio.TimerHandle] = []
+        #: One handle per timer kind ("handshake", "beat", "peer", "close"), replaced when
+        #: rescheduled: a long-lived connection holds a fixed number of handles.
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        #: The socket's write buffer is above its high-water mark (the client is not reading).
+        self._write_paused = False
+        #: Consumers on this connection are given no messages (flow_active off on its channels).
+        self._deliveries_paused = False
+        self._outbox_octets = 0
+        #: A resource alarm blocked this (publishing) connection: its socket is not read.
+        self._alarm_blocked = False
+        self._reading_paused = False
         self._process_scheduled = False
         self._paused = False
         self._loop_thread = threading.get_ident()
@@ -102,13 +125,84 @@ class ServerConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.server._connections.add(self)
+        self._schedule("handshake", self.server.handshake_timeout, self._handshake_expired)
+
+    def _schedule(self, kind: str, delay: float, callback: Callable[[], None]) -> None:
+        old = self._timers.pop(kind, None)
+        if old is not None:
+            old.cancel()
+        self._timers[kind] = self.loop.call_later(delay, callback)
+
+    def _handshake_expired(self) -> None:
+        """rabbit_reader's handshake_timeout: the socket is closed without a word."""
+        if self.state in (_RUNNING, _CLOSED):
+            return
+        self._abort()
+
+    # -- backpressure towards a client that does not read ---------------------------------
+
+    def pause_writing(self) -> None:
+        """asyncio: the socket's write buffer passed its high-water mark."""
+        self._write_paused = True
+        self._update_reading()  # a client that does not read gets no more service
+        with self.broker.lock:
+            self._pause_deliveries()
+
+    def resume_writing(self) -> None:
+        """asyncio: the write buffer drained below its low-water mark."""
+        self._write_paused = False
+        self._update_reading()
+        with self.broker.lock:
+            self._on_outbox()  # the flush it schedules resumes deliveries
+
+    def _update_reading(self) -> None:
+        """Read the socket unless the backlog, a client that does not read, or a resource
+        alarm that blocked this connection says stop."""
+        transport = self.transport
+        stop = self._paused or self._write_paused or self._alarm_blocked
+        if transport is None or stop == self._reading_paused or self.state == _CLOSED:
+            return
+        self._reading_paused = stop
+        if stop:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
+    def _pause_deliveries(self) -> None:
+        """Under the broker lock: this connection's consumers take no more messages."""
+        if self._deliveries_paused:
+            return
+        self._deliveries_paused = True
+        core = self.core
+        if core is not None:
+            for channel in core.channels.values():
+                channel.flow_active = False
+
+    def _resume_deliveries(self) -> None:
+        """Under the broker lock: consumers take messages again; queues deliver what waits."""
+        if not self._deliveries_paused or self._write_paused or self.state == _CLOSED:
+            return
+        self._deliveries_paused = False
+        core = self.core
+        if core is None or not core.is_open:
+            return
+        channels = list(core.channels.values())
+        for channel in channels:
+            channel.flow_active = True
+        for channel in channels:
+            if self._deliveries_paused:
+                break
+            with contextlib.suppress(ChannelClosedError):
+                channel._dispatch_all()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = _CLOSED
         self.server._connections.discard(self)
-        for timer in self._timers:
+        for timer in self._timers.values():
             timer.cancel()
+        self._timers.clear()
         core = self.core
         if core is not None and core.is_open:
             # The client went away without connection.close: the broker cleans up as for a
@@ -142,10 +236,14 @@ class ServerConnection(asyncio.Protocol):
         try:
             frames = self.reader.feed(data, FRAMES_PER_TURN)
         except C.MalformedFrame as err:
-            if self.state == _CLOSING:
-                self.reader = C.FrameReader(0)  # closing: input is discarded until close-ok
-                return
-            self._frame_error(err)
+            # Closing already: malformed input is discarded until close-ok. Otherwise close;
+            # then the frames after the bad one are read as closing input (a client's
+            # connection.close crossing ours is answered with close-ok).
+            if self.state != _CLOSING:
+                self._frame_error(err)
+            if self.state == _CLOSING and self.reader.buffered:
+                self._process_scheduled = True
+                self.loop.call_soon(self._process)
             return
         for frame in frames:
             if self.state == _CLOSED:
@@ -153,24 +251,28 @@ class ServerConnection(asyncio.Protocol):
             try:
                 self._frame(frame)
             except C.MalformedFrame as err:
-                self._frame_error(err)
-                return
-            except Exception:
+                if self.state != _CLOSING:
+                    self._frame_error(err)
+                continue
+            except Exception as exc:
                 # A bug here must cost one connection, never the server: close it as
-                # RabbitMQ does when a channel process crashes (541 INTERNAL_ERROR).
-                _log.exception("simamqp server: error handling a frame")
+                # RabbitMQ does when a channel process crashes (541 INTERNAL_ERROR). One
+                # line a frame at most (the traceback at DEBUG): no client can flood the log.
+                _log.error("simamqp server: error handling a frame: %r", exc)
+                _log.debug("simamqp server: traceback", exc_info=True)
                 self._connection_error(error_for_code(541)("INTERNAL_ERROR"))
                 return
         transport = self.transport
-        if len(frames) == FRAMES_PER_TURN and self.state != _CLOSED:
+        more = len(frames) == FRAMES_PER_TURN or self.reader.error_pending
+        if more and self.state != _CLOSED:
             self._process_scheduled = True
             self.loop.call_soon(self._process)
             if transport is not None and self.reader.buffered > MAX_BACKLOG and not self._paused:
                 self._paused = True
-                transport.pause_reading()
+                self._update_reading()
         elif self._paused and transport is not None:
             self._paused = False
-            transport.resume_reading()
+            self._update_reading()
         self.server._after_activity()
 
     # -- writing ----------------------------------------------------------------------------
@@ -188,6 +290,15 @@ class ServerConnection(asyncio.Protocol):
 
     def _on_outbox(self) -> None:
         """The engine queued a frame for this client (called under the broker lock)."""
+        core = self.core
+        if core is not None and not self._deliveries_paused:
+            outbox = core.outbox
+            if outbox:
+                last = outbox[-1]
+                if type(last) is F.BasicDeliver:
+                    self._outbox_octets += len(last.message.body)
+            if len(outbox) >= OUTBOX_FRAMES_MAX or self._outbox_octets >= OUTBOX_OCTETS_MAX:
+                self._pause_deliveries()
         if self._flush_scheduled:
             return
         self._flush_scheduled = True
@@ -198,6 +309,7 @@ class ServerConnection(asyncio.Protocol):
 
     def _take_outbox(self) -> list[F.Frame]:
         core = self.core
+        self._outbox_octets = 0
         if core is None or not core.outbox:
             return []
         frames = list(core.outbox)
@@ -209,6 +321,9 @@ class ServerConnection(asyncio.Protocol):
             self._flush_scheduled = False
             frames = self._take_outbox()
         self._write_frames(frames)
+        if self._deliveries_paused and not self._write_paused:
+            with self.broker.lock:
+                self._resume_deliveries()
         self.server._after_activity()
 
     def _write_frames(self, frames: list[F.Frame]) -> None:
@@ -258,7 +373,12 @@ class ServerConnection(asyncio.Protocol):
                         frame.channel_id,
                         (60, 50),
                         "Bsss",
-                        (frame.reply_code, frame.reply_text, frame.exchange, frame.routing_key),
+                        (
+                            frame.reply_code,
+                            reply_text(frame.reply_text),
+                            frame.exchange,
+                            frame.routing_key,
+                        ),
                         message.body,
                         message.properties,
                         frame_max,
@@ -274,8 +394,18 @@ class ServerConnection(asyncio.Protocol):
                 if state is not None:
                     state.closing = True
                 out.append(
-                    C.method_frame(frame.channel_id, (20, 40), "BsBB", _close_args(frame.error))
+                    C.method_frame(frame.channel_id, (20, 40), "BsBB", close_args(frame.error))
                 )
+            elif isinstance(frame, F.ConnectionBlocked | F.ConnectionUnblocked):
+                blocked = isinstance(frame, F.ConnectionBlocked)
+                capabilities = self.client_properties.get("capabilities") or {}
+                if capabilities.get("connection.blocked"):
+                    if isinstance(frame, F.ConnectionBlocked):
+                        out.append(C.method_frame(0, (10, 60), "s", (frame.reason,)))
+                    else:
+                        out.append(C.method_frame(0, (10, 61)))
+                self._alarm_blocked = blocked
+                self._update_reading()
             elif isinstance(frame, F.ConnectionClose):
                 if out:
                     self._write(b"".join(out))
@@ -374,8 +504,8 @@ class ServerConnection(asyncio.Protocol):
         self.state = _OPEN
         if heartbeat:
             self._received = True
-            self._timers.append(self.loop.call_later(heartbeat / 2, self._beat))
-            self._timers.append(self.loop.call_later(heartbeat, self._check_peer))
+            self._schedule("beat", heartbeat / 2, self._beat)
+            self._schedule("peer", heartbeat, self._check_peer)
 
     def _open(self, vhost: str) -> None:
         broker = self.broker
@@ -393,6 +523,9 @@ class ServerConnection(asyncio.Protocol):
             self._start_close(err)
             return
         self.state = _RUNNING
+        handshake = self._timers.pop("handshake", None)
+        if handshake is not None:
+            handshake.cancel()
         self._send_method(0, (10, 41), "s", ("",))
         self._sent = False  # rabbit_heartbeat starts counting after the handshake
         self._write_frames(pending)
@@ -404,12 +537,12 @@ class ServerConnection(asyncio.Protocol):
         def close() -> None:
             if error is not None:
                 # The client reads the close before the socket goes (a reset could discard it).
-                self._send_method(0, (10, 50), "BsBB", _close_args(error))
+                self._send_method(0, (10, 50), "BsBB", close_args(error))
                 self._close_transport()
             else:
                 self._abort()
 
-        self._timers.append(self.loop.call_later(self.server.handshake_error_delay, close))
+        self._schedule("close", self.server.handshake_error_delay, close)
 
     # -- heartbeats -------------------------------------------------------------------------
 
@@ -419,13 +552,15 @@ class ServerConnection(asyncio.Protocol):
         if not self._sent:
             self._write(C.heartbeat_frame())
         self._sent = False
-        self._timers.append(self.loop.call_later(self.heartbeat / 2, self._beat))
+        self._schedule("beat", self.heartbeat / 2, self._beat)
 
     def _check_peer(self) -> None:
         """rabbit_heartbeat: two intervals without a byte from the client close the socket."""
         if self.state == _CLOSED:
             return
-        if self._received:
+        if self._received or self._write_paused or self._alarm_blocked:
+            # rabbit_heartbeat pauses its monitor while the reader is blocked: a client the
+            # server stopped reading (it does not read either) is not "silent".
             self._missed = 0
         else:
             self._missed += 1
@@ -433,7 +568,7 @@ class ServerConnection(asyncio.Protocol):
                 self._abort()
                 return
         self._received = False
-        self._timers.append(self.loop.call_later(self.heartbeat, self._check_peer))
+        self._schedule("peer", self.heartbeat, self._check_peer)
 
     # -- closing ----------------------------------------------------------------------------
 
@@ -460,8 +595,8 @@ class ServerConnection(asyncio.Protocol):
         if self.state in (_CLOSING, _CLOSED):
             return
         self.state = _CLOSING
-        self._send_method(0, (10, 50), "BsBB", _close_args(error))
-        self._timers.append(self.loop.call_later(CLOSE_OK_TIMEOUT, self._close_transport))
+        self._send_method(0, (10, 50), "BsBB", close_args(error))
+        self._schedule("close", self.server.close_ok_timeout, self._close_transport)
 
     def _connection_error(self, error: AMQPError) -> None:
         """A hard error found here (not by the engine): tear the engine side down too."""
@@ -518,11 +653,7 @@ class ServerConnection(asyncio.Protocol):
         channel_id = frame.channel
         if channel_id == 0:
             if frame.type != C.FRAME_METHOD:
-                raise C.MalformedFrame(
-                    505,
-                    f"UNEXPECTED_FRAME - type {frame.type}, all octets = "
-                    f"{C.erlang_binary(frame.payload)}",
-                )
+                raise C.MalformedFrame(505, C.unexpected_frame_text(frame.type, frame.payload))
             sig, args = C.decode_method(frame.payload)
             self._connection_method(sig, args)
             return
@@ -587,12 +718,15 @@ class ServerConnection(asyncio.Protocol):
                     "UNEXPECTED_FRAME - expected content body, got non content body frame instead",
                     (60, 40),
                 )
-            state.body.append(frame.payload)
             state.received += len(frame.payload)
             if state.received > state.body_size:
-                raise C.MalformedFrame(
-                    505, "UNEXPECTED_FRAME - content body larger than declared", (60, 40)
-                )
+                # rabbit_command_assembler has no such check: the remaining size goes
+                # negative and the publish never completes (the channel takes body frames
+                # until a method frame gets 505; measured). Nothing is kept meanwhile.
+                state.body = []
+                return
+            if state.body_size <= MAX_MESSAGE_SIZE:
+                state.body.append(frame.payload)
         if state.received < state.body_size:
             return
         args = state.publish
@@ -605,6 +739,20 @@ class ServerConnection(asyncio.Protocol):
         properties = state.properties
         core = state.core
         broker = self.broker
+        if state.body_size > MAX_MESSAGE_SIZE:
+            # rabbit_channel:check_msg_size, once the whole body arrived (measured); the
+            # server never kept it.
+            text = (
+                f"message size {state.body_size} is larger than configured max size "
+                f"{MAX_MESSAGE_SIZE}"
+            )
+
+            def refuse() -> None:
+                raise PreconditionFailed(text)
+
+            with broker.lock, contextlib.suppress(ChannelClosedError):
+                core._async((60, 40), refuse)
+            return
         # A ChannelClosedError means the broker closed the channel: its close is in the outbox.
         with broker.lock, contextlib.suppress(ChannelClosedError):
             core.basic_publish(body, exchange, routing_key, mandatory, immediate, properties)
@@ -612,11 +760,14 @@ class ServerConnection(asyncio.Protocol):
     def _connection_method(self, sig: tuple[int, int], args: list[Any]) -> None:
         if sig == (10, 50):
             core = self.core
+            pending: list[F.Frame] = []
             if core is not None:
                 with self.broker.lock:
+                    pending = self._take_outbox()  # sent before close-ok, as RabbitMQ does
                     core.listener = None
                     core.close()
                     self.broker._wake_all()
+            self._write_frames(pending)
             self._send_method(0, (10, 51))
             self._close_transport()
         elif sig == (10, 51):
@@ -656,6 +807,8 @@ class ServerConnection(asyncio.Protocol):
                 )
             )
             return
+        if self._deliveries_paused:
+            channel.flow_active = False
         self.channels[channel_id] = _ChannelState(channel)
         self._send_method(channel_id, (20, 11), "S", ("",))
 
@@ -668,7 +821,7 @@ class ServerConnection(asyncio.Protocol):
             state = self.channels.get(channel_id)
             if state is not None:
                 state.closing = True
-            self._send_method(channel_id, (20, 40), "BsBB", _close_args(err))
+            self._send_method(channel_id, (20, 40), "BsBB", close_args(err))
         else:
             core = self.core
             if core is not None:
@@ -708,15 +861,15 @@ class ServerConnection(asyncio.Protocol):
             self._write_frames(before)
         if sig == (20, 40):
             del self.channels[channel_id]
+        if sig == (90, 20) and after:
+            # tx.commit: the committed publishes' returns come before commit-ok (RabbitMQ
+            # sends commit-ok once the queues have the messages).
+            self._write_frames(after)
+            after = []
         if reply is not None:
             self._write(reply(channel_id, self.frame_max))
         if after:
             self._write_frames(after)
-
-
-def _close_args(error: AMQPError) -> tuple[int, str, int, int]:
-    class_id, method_id = error.method
-    return error.reply_code, error.reply_text, class_id, method_id
 
 
 def _credentials(mechanism: str, response: bytes | str) -> tuple[str, str] | None:
@@ -864,6 +1017,21 @@ def _confirm_select(ch: CoreChannel, a: list[Any]) -> Reply:
     return _unless_nowait(a[0], (85, 11))
 
 
+def _tx_select(ch: CoreChannel, a: list[Any]) -> Reply:
+    ch.tx_select()
+    return _ok((90, 11))
+
+
+def _tx_commit(ch: CoreChannel, a: list[Any]) -> Reply:
+    ch.tx_commit()
+    return _ok((90, 21))
+
+
+def _tx_rollback(ch: CoreChannel, a: list[Any]) -> Reply:
+    ch.tx_rollback()
+    return _ok((90, 31))
+
+
 def _channel_flow(ch: CoreChannel, a: list[Any]) -> Reply:
     ch.flow(a[0])
     return _ok((20, 21), "b", (a[0],))
@@ -901,6 +1069,9 @@ _HANDLERS: dict[tuple[int, int], Callable[[CoreChannel, list[Any]], Reply]] = {
     (60, 110): _basic_recover,
     (60, 120): _basic_nack,
     (85, 10): _confirm_select,
+    (90, 10): _tx_select,
+    (90, 20): _tx_commit,
+    (90, 30): _tx_rollback,
 }
 
-_NAMES = {(90, 10): "tx.select", (90, 20): "tx.commit", (90, 30): "tx.rollback"}
+_NAMES: dict[tuple[int, int], str] = {}

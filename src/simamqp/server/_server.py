@@ -9,9 +9,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .._broker import Broker
+from .._wire import SERVER_HEARTBEAT, SERVER_PROPERTIES
 from ..core.clock import VirtualClock
-from ..transport import SERVER_PROPERTIES
-from ._connection import SERVER_HEARTBEAT, ServerConnection
+from ._connection import CLOSE_OK_TIMEOUT, HANDSHAKE_TIMEOUT, ServerConnection
 
 __all__ = ["Server", "serve"]
 
@@ -36,6 +36,8 @@ class Server:
         users: Mapping[str, str] | None = None,
         heartbeat: int = SERVER_HEARTBEAT,
         handshake_error_delay: float = HANDSHAKE_ERROR_DELAY,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        close_ok_timeout: float = CLOSE_OK_TIMEOUT,
     ) -> None:
         if not isinstance(broker, Broker):
             raise TypeError(f"Server needs a simamqp.Broker, got {type(broker).__name__}")
@@ -45,6 +47,8 @@ class Server:
         self.users = dict(users) if users is not None else {broker.user: "guest"}
         self.heartbeat = heartbeat
         self.handshake_error_delay = handshake_error_delay
+        self.handshake_timeout = handshake_timeout
+        self.close_ok_timeout = close_ok_timeout
         self.server_properties: dict[str, Any] = SERVER_PROPERTIES
         self.loop = asyncio.new_event_loop()
         self._connections: set[ServerConnection] = set()
