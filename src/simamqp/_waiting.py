@@ -218,10 +218,30 @@ class ReadyPipe:
             self._set = True
 
     def clear(self) -> None:
-        if self._set and not self.closed:
+        if self._set and not self.closed and not self.at_eof:
             with contextlib.suppress(BlockingIOError):
                 os.read(self._read_fd, 64)
             self._set = False
+
+    @property
+    def at_eof(self) -> bool:
+        return self._write_fd < 0
+
+    def eof(self) -> None:
+        """Readable from now on, as a socket whose peer closed it is (end of file).
+
+        The connection is gone but an event loop may still poll this descriptor: it must wake
+        and call its reader, which learns that the connection is closed and reconnects. The
+        read end stays open until ``close()`` (the client closes its connection object).
+        """
+        if self.closed or self.at_eof:
+            return
+        write_fd, self._write_fd = self._write_fd, -1
+        self._set = True
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _close_fds, self._read_fd)
+        with contextlib.suppress(OSError):
+            os.close(write_fd)
 
     def close(self) -> None:
         if not self.closed:

@@ -944,10 +944,17 @@ class SimConnection:
             core.drop()
             if condition is not None:
                 condition.notify_all()  # a thread blocked in drain_events reads the cut now
+            ready = self._ready
+            if ready is not None:
+                ready.set()  # a socket shut down is readable: an event loop reads the cut
 
     def _socket_error(self, *, write: bool) -> OSError:
         """What py-amqp raises using a cut socket; from then on the client knows it is gone."""
         self._closed = True
+        ready = self._ready
+        if ready is not None:
+            with self.broker.lock:
+                ready.eof()
         if self._cut_by == "closed":
             return OSError(errno.EBADF, os.strerror(errno.EBADF))
         if write:
@@ -1040,7 +1047,14 @@ class SimConnection:
     def collect(self) -> None:
         self._collect(None)
 
-    def _collect(self, reason: AMQPError | None) -> None:
+    def _collect(self, reason: AMQPError | None, *, eof: bool = False) -> None:
+        """The connection is closed for the client; ``eof``: it read the close (not its own).
+
+        Then its descriptor stays open and readable, as a socket at end of file: an event loop
+        polling it wakes and learns the connection is gone even when the close itself was read
+        by a call that swallowed the error (Celery's ``_quick_drain`` at loop start). Closing
+        the connection object (``close()``, ``collect()``) closes the descriptor.
+        """
         self._closed = True
         finalizer = self._finalizer
         if finalizer is not None:
@@ -1055,8 +1069,13 @@ class SimConnection:
                 # A thread blocked in drain_events on this connection must see it closed now,
                 # as a socket read returns when the socket is closed.
                 condition.notify_all()
-                ready, self._ready = self._ready, None
-                if ready is not None:
+        with self.broker.lock:
+            ready = self._ready
+            if ready is not None:
+                if eof:
+                    ready.eof()
+                else:
+                    self._ready = None
                     ready.close()  # as py-amqp closes its socket: no descriptor outlives us
 
     def send_heartbeat(self) -> None:
@@ -1104,7 +1123,7 @@ class SimConnection:
                 deliver_to._on_basic_deliver(frame)
             return
         if isinstance(frame, F.ConnectionClose):
-            self._collect(frame.error)
+            self._collect(frame.error, eof=True)
             raise _to_amqp_error(frame.error)
         channel = self.channels.get(frame.channel_id)
         if channel is None:
