@@ -28,7 +28,7 @@ import time
 import weakref
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import amqp
 import amqp.exceptions as amqp_exc
@@ -45,6 +45,9 @@ from .core.channel import ChannelClosedError
 from .core.connection import Connection as CoreConnection
 from .core.errors import AMQPError
 from .core.message import Message as CoreMessage
+
+if TYPE_CHECKING:
+    from ._celery_timer import BrokerTimer
 
 __all__ = ["Channel", "Connection", "SimChannel", "SimConnection", "SimSocket", "Transport"]
 
@@ -145,6 +148,9 @@ def _notifier(connection: SimConnection, condition: threading.Condition) -> Call
             ready = client._ready
             if ready is not None:
                 ready.set()
+            timer = client._loop_timer
+            if timer is not None and timer.idle_ident is not None:
+                _waiting.loop_busy(client.broker, timer)  # it has a frame to read now
 
     return notify
 
@@ -865,6 +871,8 @@ class SimConnection:
         self._default_channel: SimChannel | None = None
         #: The file descriptor event loops poll (created on first use, closed with us).
         self._ready: _waiting.ReadyPipe | None = None
+        #: The timer of the event loop polling us (Celery's ETAs on the broker's clock).
+        self._loop_timer: BrokerTimer | None = None
         self._finalizer: (
             weakref.finalize[[Broker, CoreConnection, threading.Condition], SimConnection] | None
         ) = None
@@ -947,6 +955,9 @@ class SimConnection:
             ready = self._ready
             if ready is not None:
                 ready.set()  # a socket shut down is readable: an event loop reads the cut
+            timer = self._loop_timer
+            if timer is not None:
+                _waiting.loop_busy(self.broker, timer)
 
     def _socket_error(self, *, write: bool) -> OSError:
         """What py-amqp raises using a cut socket; from then on the client knows it is gone."""
@@ -1282,8 +1293,11 @@ class Transport(kombu_pyamqp.Transport):
         worker loop notices a stop request (Celery's in-thread test worker only checks its
         state between polls) within that time instead of at its next timer.
         """
+        from ._celery_timer import adopt
+
         loop.add_reader(connection.fileno(), self.on_readable, connection, loop)
         loop.call_repeatedly(EVENT_LOOP_TICK, self._on_loop_tick, connection)
+        adopt(loop, connection)
 
     def _on_loop_tick(self, connection: SimConnection) -> None:
         if connection.connected:
