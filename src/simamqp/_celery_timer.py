@@ -25,12 +25,14 @@ Celery's ETA callbacks, all stable from Celery 5.3 (kombu 5.3) on. A timer of an
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
+import math
 import threading
 import time
 import weakref
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from kombu.asynchronous.timer import Entry
@@ -77,6 +79,20 @@ def _is_eta(entry: Entry) -> bool:
     return getattr(entry.fun, "__name__", None) in ETA_CALLBACKS
 
 
+def _seconds_until(when: datetime) -> float:
+    """Real seconds from now until ``when`` (naive: UTC, as kombu's ``to_timestamp``)."""
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return (aware - datetime.now(UTC)).total_seconds()
+
+
+def _expire(request: Any) -> None:
+    """Make Celery's own check (``Request.maybe_expire``) find ``request`` expired now."""
+    expires = request.expires
+    past = datetime.now(UTC if expires.tzinfo is not None else None) - timedelta(seconds=1)
+    with contextlib.suppress(AttributeError):  # no setter: it expires on real time only
+        request.expires = past.astimezone(expires.tzinfo) if expires.tzinfo else past
+
+
 def _is_repeating(entry: Entry) -> bool:
     """An entry of kombu's ``Timer.call_repeatedly`` (entered before we adopted the timer)."""
     code = getattr(entry.fun, "__code__", None)
@@ -91,6 +107,8 @@ class BrokerTimer(KombuTimer):
     _virtual: list[tuple[float, int, Entry]]
     _seq: Iterator[int]
     _periodic: weakref.WeakSet[Entry]
+    #: ETA entry -> when its task expires on the broker's clock (``expires=``).
+    _expiry: weakref.WeakKeyDictionary[Entry, float]
     _connections: weakref.WeakSet[SimConnection]
     #: The loop's thread while it waits in its poll (counted as blocked in the broker).
     idle_ident: int | None
@@ -102,6 +120,7 @@ class BrokerTimer(KombuTimer):
         self._virtual = []
         self._seq = itertools.count()
         self._periodic = weakref.WeakSet()
+        self._expiry = weakref.WeakKeyDictionary()
         self._connections = weakref.WeakSet()
         self.idle_ident = None
         self.thread = None
@@ -122,14 +141,19 @@ class BrokerTimer(KombuTimer):
             result: Entry = super().enter_at(entry, eta, priority, time)
             return result
         if isinstance(eta, datetime):
-            aware = eta if eta.tzinfo is not None else eta.replace(tzinfo=UTC)
-            delay = (aware - datetime.now(UTC)).total_seconds()
+            delay = _seconds_until(eta)
         else:
             delay = float(eta) - time()
         broker = self._broker
         with broker.lock:
-            due = broker.clock.now() + max(delay, 0.0)
+            now = broker.clock.now()
+            due = now + max(delay, 0.0)
             heapq.heappush(self._virtual, (due, next(self._seq), entry))
+            expires = getattr(entry.args[0], "expires", None) if entry.args else None
+            if isinstance(expires, datetime):
+                # Celery compares ``expires`` with the real time when the task is due; on the
+                # broker's clock it is the same distance from now as the ETA is.
+                self._expiry[entry] = now + _seconds_until(expires)
         return entry
 
     def clear(self) -> None:
@@ -171,7 +195,10 @@ class BrokerTimer(KombuTimer):
                     due = self.next_virtual()
                     ready = due is not None and due <= clock.now()
                     entry = heapq.heappop(virtual)[2] if ready else None
+                    expired = entry is not None and self._expiry.pop(entry, math.inf) < clock.now()
                 if entry is not None:
+                    if expired:
+                        _expire(entry.args[0])
                     yield None, entry
                     continue
             wait: float | None = None

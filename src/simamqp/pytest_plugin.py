@@ -49,6 +49,8 @@ class _State:
 
 
 _STATE = pytest.StashKey[_State]()
+#: The test's ``sim_celery_worker`` (its workers' errors go into the failure report).
+_WORKERS = pytest.StashKey[Any]()
 #: The test item running now (for the session-scoped factory), on the config's stash.
 _CURRENT = pytest.StashKey[pytest.Item]()
 
@@ -237,6 +239,24 @@ def sim_celery_config(sim_broker: Broker) -> dict[str, Any]:
     }
 
 
+@pytest.fixture
+def sim_celery_worker(request: pytest.FixtureRequest, sim_broker: Broker) -> Iterator[Any]:
+    """Start in-thread Celery workers for this test: ``sim_celery_worker(app, pool="solo")``.
+
+    Returns the running worker; every worker is stopped when the test ends. What a worker logs
+    at ERROR or above goes into the test's failure report, not into a passing run's output.
+    See ``simamqp._celery_worker.CeleryWorkers`` and docs/pytest-plugin.md.
+    """
+    from ._celery_worker import CeleryWorkers
+
+    workers = CeleryWorkers()
+    request.node.stash[_WORKERS] = workers
+    try:
+        yield workers
+    finally:
+        workers.close()
+
+
 def _reproduction(item: pytest.Item, state: _State, threads: int, path: Path | None) -> list[str]:
     """What reproduces this run, honestly: the seed only pins a single-threaded run."""
     replay = f"the replay scenario reproduces the broker side: simamqp run {path}"
@@ -266,6 +286,11 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
+    workers = item.stash.get(_WORKERS, None)
+    if workers is not None and report.failed:
+        said = workers.report()
+        if said:
+            report.sections.append(("simamqp: Celery worker errors", said))
     state = item.stash.get(_STATE, None)
     if state is None or not report.failed or report.when == "teardown":
         return report
