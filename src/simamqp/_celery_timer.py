@@ -69,10 +69,19 @@ def adopt(loop: Any, connection: SimConnection) -> None:
         loop.__dict__.pop("scheduler", None)
     elif not isinstance(timer, BrokerTimer) or timer._broker is not broker:
         return  # an unknown timer, or one already bound to another broker
+    for old in list(timer._connections):
+        if old._closed:
+            timer._connections.discard(old)  # the client knows it is gone: nothing to read
     timer._connections.add(connection)
     connection._loop_timer = timer
+    # Called in the loop's thread (Celery's asynloop registers before it polls): until it is
+    # first idle, advance() waits for it (it may be about to read what was just published).
+    timer.thread = threading.current_thread()
+    from . import _waiting
+
     with broker.lock:
         broker._loop_timers.add(timer)
+        _waiting.loop_busy(broker, timer)  # it is running: registering, not polling
 
 
 def _is_eta(entry: Entry) -> bool:
@@ -236,6 +245,8 @@ class BrokerTimer(KombuTimer):
         with broker.lock:
             for connection in self._connections:
                 core = connection._core
-                if core is not None and (core.outbox or not core.is_open):
+                if connection._closed or core is None:
+                    continue
+                if core.outbox or not core.is_open:
                     return  # it has frames to read: its descriptor wakes it at once
             _waiting.loop_idle(broker, self)

@@ -8,8 +8,9 @@ to stop it, and keeps what the worker logged at ERROR or above for the test's fa
 instead of printing it. Celery is imported only when a worker is started.
 
 Celery APIs used: ``celery.contrib.testing.worker.TestWorkController`` (and its
-``on_consumer_ready``), ``celery.worker.state.should_terminate`` (how ``start_worker`` stops
-its worker), ``celery.result._set_task_join_will_block`` (as ``start_worker`` calls it),
+``on_consumer_ready``), ``celery.worker.state.should_stop`` (a warm shutdown: ``start_worker``
+sets ``should_terminate``, which leaves a threads pool's threads running),
+``celery.result._set_task_join_will_block`` (as ``start_worker`` calls it),
 ``Consumer.connection``, ``app.finalize()``/``set_current()``/``set_default()``.
 """
 
@@ -137,7 +138,7 @@ class CeleryWorkers:
         from celery.worker import state
 
         running, self._running = self._running, []
-        state.should_terminate = 0  # what start_worker does: every loop checks it
+        state.should_stop = 0  # a warm shutdown (start_worker terminates: a threads pool would stay)
         try:
             for worker, _, _ in running:
                 _wake(worker)
@@ -148,7 +149,7 @@ class CeleryWorkers:
                 if thread.is_alive():
                     stuck.append(worker.hostname)
         finally:
-            state.should_terminate = None
+            state.should_stop = None
         if stuck:
             raise WorkerError(
                 f"Celery worker(s) {stuck} did not stop within {STOP_TIMEOUT} s "

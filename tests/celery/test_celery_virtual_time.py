@@ -197,6 +197,24 @@ def test_worker_reconnects_after_a_broker_side_close(
     assert celery_app.tasks["t.stamp"].delay("after").get(timeout=TIMEOUT) >= 0
 
 
+def test_threads_pool_countdown_and_reconnect(
+    sim_celery_config: dict[str, Any], sim_celery_worker: Any, sim_broker: simamqp.Broker
+) -> None:
+    """``pool="threads"``: ETAs count the broker's clock with ``advance`` (its idle task
+    threads hold virtual time still, so nothing jumps on its own), and it reconnects."""
+    app = make_app({**sim_celery_config, "result_backend": BACKENDS[1]})
+    try:
+        sim_celery_worker(app, pool="threads", concurrency=2)
+        sim_broker.close_connections()
+        result = app.tasks["t.stamp"].apply_async(("t",), countdown=30)
+        sim_broker.advance(29)
+        assert tags(app, "t") == []
+        sim_broker.advance(2)
+        assert result.get(timeout=TIMEOUT) >= 29.5
+    finally:
+        app.close()
+
+
 def test_worker_fixture_stops_its_thread(sim_celery_config: dict[str, Any], sim_broker: Any) -> None:
     from simamqp._celery_worker import CeleryWorkers
 
