@@ -139,7 +139,9 @@ class BrokerTimer(KombuTimer):
     def call_repeatedly(
         self, secs: float, fun: Any, args: Any = (), kwargs: Any = None, priority: int = 0
     ) -> Entry:
-        entry: Entry = super().call_repeatedly(secs, fun, args, kwargs, priority)
+        entry: Entry = super().call_repeatedly(  # type: ignore[no-untyped-call]
+            secs, fun, args, kwargs, priority
+        )
         self._periodic.add(entry)  # housekeeping: it never makes the loop busy by itself
         return entry
 
@@ -147,12 +149,11 @@ class BrokerTimer(KombuTimer):
         self, entry: Entry, eta: Any = None, priority: int = 0, time: Any = time.monotonic
     ) -> Entry:
         if eta is None or not _is_eta(entry):
-            result: Entry = super().enter_at(entry, eta, priority, time)
+            result: Entry = super().enter_at(  # type: ignore[no-untyped-call]
+                entry, eta, priority, time
+            )
             return result
-        if isinstance(eta, datetime):
-            delay = _seconds_until(eta)
-        else:
-            delay = float(eta) - time()
+        delay = _seconds_until(eta) if isinstance(eta, datetime) else float(eta) - time()
         broker = self._broker
         with broker.lock:
             now = broker.clock.now()
@@ -166,7 +167,7 @@ class BrokerTimer(KombuTimer):
         return entry
 
     def clear(self) -> None:
-        super().clear()
+        super().clear()  # type: ignore[no-untyped-call]
         self._virtual[:] = []
 
     def __len__(self) -> int:

@@ -81,7 +81,7 @@ class CeleryWorkers:
 
         app.finalize()
         app.set_current()
-        app.set_default()  # the worker thread finds the app as current_app (start_worker does it too)
+        app.set_default()  # the worker thread finds it as current_app (as with start_worker)
         options.setdefault("hostname", f"simamqp-worker-{len(self._running) + 1}@localhost")
         worker = Worker(
             app=app,
@@ -138,7 +138,7 @@ class CeleryWorkers:
         from celery.worker import state
 
         running, self._running = self._running, []
-        state.should_stop = 0  # a warm shutdown (start_worker terminates: a threads pool would stay)
+        state.should_stop = 0  # warm shutdown (terminating leaves a threads pool's threads)
         try:
             for worker, _, _ in running:
                 _wake(worker)

@@ -215,7 +215,9 @@ def test_threads_pool_countdown_and_reconnect(
         app.close()
 
 
-def test_worker_fixture_stops_its_thread(sim_celery_config: dict[str, Any], sim_broker: Any) -> None:
+def test_worker_fixture_stops_its_thread(
+    sim_celery_config: dict[str, Any], sim_broker: Any
+) -> None:
     from simamqp._celery_worker import CeleryWorkers
 
     app = make_app({**sim_celery_config, "result_backend": BACKENDS[1]})
