@@ -262,15 +262,42 @@ def _reproduction(item: pytest.Item, state: _State, threads: int, path: Path | N
     replay = f"the replay scenario reproduces the broker side: simamqp run {path}"
     if path is None:
         replay = "record it (drop --simamqp-no-record) to get a replay scenario"
+    examples = _hypothesis_note(item)
     if threads <= 1:
         return [
             f"reproduce: pytest '{item.nodeid}' --simamqp-seed={state.base_seed} "
-            "(one thread used the broker: same seed and calls give the same trace); " + replay
+            "(one thread used the broker: same seed and calls give the same trace"
+            + examples
+            + "); "
+            + replay
         ]
     return [
         f"reproduce: {threads} threads used the broker, so their interleaving (not the seed) "
-        "decided the order of calls and a re-run may differ; " + replay
+        "decided the order of calls and a re-run may differ" + examples + "; " + replay
     ]
+
+
+def _hypothesis_note(item: pytest.Item) -> str:
+    """For a Hypothesis test: what makes a re-run reach the same example (not the seed)."""
+    test = getattr(item, "obj", None)
+    if not getattr(test, "is_hypothesis_test", False):
+        return ""
+    import hypothesis
+
+    chosen = getattr(test, "_hypothesis_internal_use_settings", None)
+    database = getattr(chosen or hypothesis.settings.default, "database", None)
+    if database is None:
+        return (
+            "; Hypothesis chooses the examples and its example database is off "
+            "(database=None): the failing example is replayed with the @reproduce_failure "
+            "decorator Hypothesis prints under settings(print_blob=True)"
+        )
+    where = getattr(database, "path", None)
+    place = f" ({where})" if where is not None else f" ({database!r})"
+    return (
+        "; Hypothesis chooses the examples: a re-run replays the failing one from its "
+        f"example database{place}, so keep that database"
+    )
 
 
 def _scenario_path(config: pytest.Config, node_id: str) -> Path:
