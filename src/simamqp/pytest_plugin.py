@@ -7,7 +7,8 @@
 - ``sim_broker_factory``: session-scoped, so Hypothesis accepts it in ``@given`` tests;
   ``with sim_broker_factory() as broker:`` gives a fresh broker per example, seeded and
   recorded like ``sim_broker``.
-- ``sim_celery_config``: ``broker_url``/``result_backend`` settings for a Celery app under test.
+- ``sim_celery_config``: ``broker_url``/``result_backend`` settings for a Celery app under test;
+  ``sim_celery_worker(app)``: an in-thread worker for it, stopped at the end of the test.
 - When a test using ``sim_broker`` (or the factory) fails, its report gets a ``simamqp``
   section: the seed, the last trace events, the path of a scenario file that replays the test
   (``simamqp run PATH``), written under ``<rootdir>/.simamqp/``, and what reproduces the run
@@ -225,11 +226,10 @@ def sim_celery_config(sim_broker: Broker) -> dict[str, Any]:
     """Celery settings pointing an app under test at ``sim_broker``.
 
     ``result_backend`` is ``rpcbackend.RPCBackend`` (Celery's ``rpc://`` protocol); with
-    ``task_always_eager`` off, run a worker thread (``celery.contrib.testing.worker``) against it.
-    The default virtual clock works with a worker thread: the worker runs Celery's event loop
-    on the connection's file descriptor, and virtual time never jumps while it is alive and
-    not blocked in the broker (docs/threads.md). Use ``@pytest.mark.simamqp(clock="wall")``
-    only to line broker time (TTLs, x-expires) up with Celery's own real-time timers.
+    ``task_always_eager`` off, run a worker thread (``sim_celery_worker``, or
+    ``celery.contrib.testing.worker``) against it. On the default virtual clock the worker's
+    countdowns, ETAs and retries run on the broker's clock (``advance`` makes them due; a test
+    that waits gets them at once), see docs/threads.md.
     """
     return {
         "broker_url": sim_broker.url,
