@@ -60,6 +60,8 @@ def adopt(loop: Any, connection: SimConnection) -> None:
     broker = connection.broker
     if not isinstance(broker.clock, VirtualClock):
         return  # a wall clock already is real time
+    from . import _waiting
+
     timer = getattr(loop, "timer", None)
     if type(timer) is KombuTimer:
         timer.__class__ = BrokerTimer
@@ -67,8 +69,17 @@ def adopt(loop: Any, connection: SimConnection) -> None:
         timer._adopted(broker, loop)
         # Hub.fire_timers iterates ``hub.scheduler`` (a cached ``iter(timer)``): start over.
         loop.__dict__.pop("scheduler", None)
-    elif not isinstance(timer, BrokerTimer) or timer._broker is not broker:
-        return  # an unknown timer, or one already bound to another broker
+    elif not isinstance(timer, BrokerTimer):
+        return  # an unknown timer (eventlet's, gevent's): its ETAs stay on real time
+    elif timer._broker is not broker:
+        # kombu keeps one hub per thread (``get_event_loop``) and older Celery workers reuse
+        # it: a new worker on another broker. What the old one scheduled goes with it.
+        old = timer._broker
+        with old.lock:
+            _waiting.loop_busy(old, timer)
+            old._loop_timers.discard(timer)
+        timer._adopted(broker, loop)
+        loop.__dict__.pop("scheduler", None)
     for old in list(timer._connections):
         if old._closed:
             timer._connections.discard(old)  # the client knows it is gone: nothing to read
@@ -77,8 +88,6 @@ def adopt(loop: Any, connection: SimConnection) -> None:
     # Called in the loop's thread (Celery's asynloop registers before it polls): until it is
     # first idle, advance() waits for it (it may be about to read what was just published).
     timer.thread = threading.current_thread()
-    from . import _waiting
-
     with broker.lock:
         broker._loop_timers.add(timer)
         _waiting.loop_busy(broker, timer)  # it is running: registering, not polling

@@ -11,7 +11,8 @@ Celery APIs used: ``celery.contrib.testing.worker.TestWorkController`` (and its
 ``on_consumer_ready``), ``celery.worker.state.should_stop`` (a warm shutdown: ``start_worker``
 sets ``should_terminate``, which leaves a threads pool's threads running),
 ``celery.result._set_task_join_will_block`` (as ``start_worker`` calls it),
-``Consumer.connection``, ``app.finalize()``/``set_current()``/``set_default()``.
+``Consumer.connection``, ``app.finalize()``/``set_current()``/``set_default()``, and
+kombu's ``set_event_loop``.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ class CeleryWorkers:
                 super().on_consumer_ready(consumer)
                 started.set()
 
+        # kombu keeps one event loop per process (get_event_loop) and Celery < 5.4 workers reuse
+        # it with a new timer of their own, which then never fires: countdowns never run in a
+        # second worker. Every worker gets a fresh loop.
+        from kombu.asynchronous import set_event_loop
+
+        set_event_loop(None)
         app.finalize()
         app.set_current()
         app.set_default()  # the worker thread finds it as current_app (as with start_worker)
