@@ -72,17 +72,17 @@ def adopt(loop: Any, connection: SimConnection) -> None:
     elif not isinstance(timer, BrokerTimer):
         return  # an unknown timer (eventlet's, gevent's): its ETAs stay on real time
     elif timer._broker is not broker:
-        # kombu keeps one hub per thread (``get_event_loop``) and older Celery workers reuse
+        # kombu keeps one hub per process (``get_event_loop``) and Celery < 5.4 workers reuse
         # it: a new worker on another broker. What the old one scheduled goes with it.
-        old = timer._broker
-        with old.lock:
-            _waiting.loop_busy(old, timer)
-            old._loop_timers.discard(timer)
+        previous = timer._broker
+        with previous.lock:
+            _waiting.loop_busy(previous, timer)
+            previous._loop_timers.discard(timer)
         timer._adopted(broker, loop)
         loop.__dict__.pop("scheduler", None)
-    for old in list(timer._connections):
-        if old._closed:
-            timer._connections.discard(old)  # the client knows it is gone: nothing to read
+    for gone in list(timer._connections):
+        if gone._closed:
+            timer._connections.discard(gone)  # the client knows it is gone: nothing to read
     timer._connections.add(connection)
     connection._loop_timer = timer
     # Called in the loop's thread (Celery's asynloop registers before it polls): until it is
