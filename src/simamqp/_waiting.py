@@ -115,7 +115,7 @@ def _enter(broker: Broker, ident: int, deadline: float | None) -> None:
     broker._waiting[ident] = deadline
     broker._all_blocked_since = None
     mark = broker._timed_out.pop(ident, None)
-    if mark is not None and mark == _activity(broker):
+    if mark is not None and mark >= 0 and mark == _activity(broker):
         broker._pollers.add(ident)
     else:
         broker._pollers.discard(ident)
@@ -145,6 +145,8 @@ def _everyone_blocked(broker: Broker) -> bool:
         if not thread.is_alive():
             del threads[ident]
             waiting.pop(ident, None)
+            broker._timed_out.pop(ident, None)
+            broker._pollers.discard(ident)
             broker._threads_gone += 1
     return bool(threads) and all(ident in waiting for ident in threads)
 
