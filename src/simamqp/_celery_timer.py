@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from ._broker import Broker
     from .transport import SimConnection
 
-__all__ = ["BrokerTimer", "adopt"]
+__all__ = ["BrokerTimer", "adopt", "release"]
 
 #: Celery's callbacks for a task whose ETA has come (strategy.py hands them to ``call_at``).
 ETA_CALLBACKS = frozenset({"apply_eta_task", "_limit_post_eta"})
@@ -72,7 +72,7 @@ def adopt(loop: Any, connection: SimConnection) -> None:
     elif not isinstance(timer, BrokerTimer):
         return  # an unknown timer (eventlet's, gevent's): its ETAs stay on real time
     elif timer._broker is not broker:
-        # kombu keeps one hub per process (``get_event_loop``) and Celery < 5.4 workers reuse
+        # kombu keeps one hub per process (``get_event_loop``) and some Celery versions reuse
         # it: a new worker on another broker. What the old one scheduled goes with it.
         previous = timer._broker
         with previous.lock:
@@ -91,6 +91,22 @@ def adopt(loop: Any, connection: SimConnection) -> None:
     with broker.lock:
         broker._loop_timers.add(timer)
         _waiting.loop_busy(broker, timer)  # it is running: registering, not polling
+
+
+def release(connection: SimConnection) -> None:
+    """The client closed a connection an event loop polled: let the next worker have a fresh
+    loop. kombu keeps one loop per process (``get_event_loop``) and some Celery versions
+    (5.3, 5.5) hand it to the next worker, whose own new timer the loop never fires: that
+    worker's countdowns would never run. The running worker keeps its loop (``worker.hub``).
+    """
+    timer = connection._loop_timer
+    loop = timer._loop() if timer is not None else None
+    if loop is None:
+        return
+    from kombu.asynchronous import get_event_loop, set_event_loop
+
+    if get_event_loop() is loop:
+        set_event_loop(None)
 
 
 def _is_eta(entry: Entry) -> bool:

@@ -80,9 +80,9 @@ class CeleryWorkers:
                 super().on_consumer_ready(consumer)
                 started.set()
 
-        # kombu keeps one event loop per process (get_event_loop) and Celery < 5.4 workers reuse
-        # it with a new timer of their own, which then never fires: countdowns never run in a
-        # second worker. Every worker gets a fresh loop.
+        # kombu keeps one event loop per process (get_event_loop) and some Celery versions
+        # (5.3, 5.5) reuse it with a new timer of their own, which then never fires: countdowns
+        # never run in a second worker. Every worker gets a fresh loop.
         from kombu.asynchronous import set_event_loop
 
         set_event_loop(None)

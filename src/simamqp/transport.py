@@ -1088,6 +1088,10 @@ class SimConnection:
                 else:
                     self._ready = None
                     ready.close()  # as py-amqp closes its socket: no descriptor outlives us
+        if not eof and self._loop_timer is not None:
+            from ._celery_timer import release
+
+            release(self)
 
     def send_heartbeat(self) -> None:
         pass
@@ -1291,7 +1295,8 @@ class Transport(kombu_pyamqp.Transport):
         The loop is also woken every ``EVENT_LOOP_TICK`` seconds: a wall clock's timers (TTL,
         x-expires, delayed faults) fire when due with nobody blocked in ``drain_events``, and a
         worker loop notices a stop request (Celery's in-thread test worker only checks its
-        state between polls) within that time instead of at its next timer.
+        state between polls) within that time instead of at its next timer. On a virtual clock
+        the loop's timer then counts Celery's ETAs on the broker's clock (``_celery_timer``).
         """
         from ._celery_timer import adopt
 

@@ -193,7 +193,7 @@ def test_worker_reconnects_after_a_broker_side_close(
     how: str, sim_celery_config: dict[str, Any], sim_celery_worker: Any, sim_broker: Any
 ) -> None:
     """Every connection is closed, the test's own result consumer's too: rpcbackend reconnects
-    it (Celery's rpc:// before 5.4 raises ConnectionForced to the caller, as on RabbitMQ)."""
+    it (Celery 5.3's rpc:// raises ConnectionForced to the caller instead)."""
     app = make_app({**sim_celery_config, "result_backend": "rpcbackend.RPCBackend"})
     try:
         sim_celery_worker(app)
