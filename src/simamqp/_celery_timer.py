@@ -57,6 +57,7 @@ VIRTUAL_POLL = 0.05
 
 def adopt(loop: Any, connection: SimConnection) -> None:
     """Make ``loop``'s timer count Celery's ETAs on ``connection``'s broker clock."""
+    connection._event_loop = weakref.ref(loop)
     broker = connection.broker
     if not isinstance(broker.clock, VirtualClock):
         return  # a wall clock already is real time
@@ -99,8 +100,8 @@ def release(connection: SimConnection) -> None:
     (5.3, 5.5) hand it to the next worker, whose own new timer the loop never fires: that
     worker's countdowns would never run. The running worker keeps its loop (``worker.hub``).
     """
-    timer = connection._loop_timer
-    loop = timer._loop() if timer is not None else None
+    ref = connection._event_loop
+    loop = ref() if ref is not None else None
     if loop is None:
         return
     from kombu.asynchronous import get_event_loop, set_event_loop

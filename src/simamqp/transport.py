@@ -873,6 +873,8 @@ class SimConnection:
         self._ready: _waiting.ReadyPipe | None = None
         #: The timer of the event loop polling us (Celery's ETAs on the broker's clock).
         self._loop_timer: BrokerTimer | None = None
+        #: The event loop (kombu's hub) polling us, if one does.
+        self._event_loop: weakref.ref[Any] | None = None
         self._finalizer: (
             weakref.finalize[[Broker, CoreConnection, threading.Condition], SimConnection] | None
         ) = None
@@ -1088,7 +1090,7 @@ class SimConnection:
                 else:
                     self._ready = None
                     ready.close()  # as py-amqp closes its socket: no descriptor outlives us
-        if not eof and self._loop_timer is not None:
+        if not eof and self._event_loop is not None:
             from ._celery_timer import release
 
             release(self)
