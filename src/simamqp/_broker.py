@@ -30,6 +30,11 @@ from .core.trace import TraceMode
 if TYPE_CHECKING:
     from kombu.connection import Connection as KombuConnection
 
+    from ._celery_timer import BrokerTimer
+
+#: Real seconds ``advance()`` waits at most for busy event loops (Celery workers) to settle.
+LOOP_SETTLE_TIMEOUT = 1.0
+
 __all__ = ["Broker", "get_broker", "register", "registered", "unregister"]
 
 T = TypeVar("T")
@@ -76,9 +81,17 @@ class Broker(_core.Broker):
         self._waiting: dict[int, float | None] = {}
         #: When (time.monotonic) every known thread was last seen blocked, or None.
         self._all_blocked_since: float | None = None
+        #: thread ident -> activity (trace length) when its wait last timed out.
+        self._timed_out: dict[int, int] = {}
+        #: Threads that re-blocked right after a timeout with nothing done in between.
+        self._pollers: set[int] = set()
         #: Blocked threads that can never be woken: their calls raise DeadlockError.
         self._deadlocked: set[int] = set()
         self._conditions: list[threading.Condition] = []
+        #: Event-loop timers (Celery workers) counting ETAs on our clock (_celery_timer).
+        self._loop_timers: weakref.WeakSet[BrokerTimer] = weakref.WeakSet()
+        #: Notified when an event loop goes idle (``advance`` waits for them to settle).
+        self._loops_changed = threading.Condition(self.lock)
         #: Engine connections whose client object was collected without close() (transport).
         self._abandoned: list[tuple[CoreConnection, threading.Condition]] = []
         if name is not None:
@@ -130,11 +143,20 @@ class Broker(_core.Broker):
             return fired
 
     def advance(self, seconds: float) -> int:
+        """Move the clock ``seconds`` on, firing what comes due (broker timers, workers' ETAs).
+
+        A Celery worker's event loop still busy with what it was sent gets up to
+        ``LOOP_SETTLE_TIMEOUT`` real seconds to finish first, as it would while real time
+        passed: a task published just before ``advance`` has its ETA counted from before it.
+        """
+        if self._loop_timers:
+            _waiting.settle_loops(self, LOOP_SETTLE_TIMEOUT)
         with self.lock:
             if self._abandoned:
                 self._close_abandoned()
             fired = super().advance(seconds)
             self._wake_all()
+            _waiting.wake_due_loops(self)
             return fired
 
     def set_memory_alarm(self, on: bool = True, resource: str = "memory") -> None:

@@ -36,6 +36,7 @@ from .core.clock import VirtualClock
 
 if TYPE_CHECKING:
     from ._broker import Broker
+    from ._celery_timer import BrokerTimer
 
 __all__ = ["DEFAULT_AUTOJUMP_THRESHOLD", "DeadlockError", "ReadyPipe", "WaitOutcome", "wait"]
 
@@ -83,6 +84,9 @@ def wait(
         waits.append(beat - now_real)
     if isinstance(clock, VirtualClock):
         if deadline is not None and clock.now() >= deadline:
+            # Remembered to recognise a poll loop: a thread that blocks again at once, with
+            # nothing done to the broker in between (``result.get()`` draining in slices).
+            broker._timed_out[ident] = _activity(broker)
             return WaitOutcome.TIMEOUT
         if ident in broker._deadlocked:
             broker._deadlocked.discard(ident)
@@ -110,6 +114,16 @@ _ABSENT = object()
 def _enter(broker: Broker, ident: int, deadline: float | None) -> None:
     broker._waiting[ident] = deadline
     broker._all_blocked_since = None
+    mark = broker._timed_out.pop(ident, None)
+    if mark is not None and mark >= 0 and mark == _activity(broker):
+        broker._pollers.add(ident)
+    else:
+        broker._pollers.discard(ident)
+
+
+def _activity(broker: Broker) -> int:
+    """Events so far (-1 when the trace is off: then no thread counts as a poller)."""
+    return len(broker.trace) if broker.trace.enabled else -1
 
 
 def leave(broker: Broker) -> None:
@@ -131,6 +145,8 @@ def _everyone_blocked(broker: Broker) -> bool:
         if not thread.is_alive():
             del threads[ident]
             waiting.pop(ident, None)
+            broker._timed_out.pop(ident, None)
+            broker._pollers.discard(ident)
             broker._threads_gone += 1
     return bool(threads) and all(ident in waiting for ident in threads)
 
@@ -174,11 +190,105 @@ def _autojump(broker: Broker, now_real: float) -> float:
         broker._all_blocked_since = None
         broker._wake_all()
         return 0.0
-    clock.jump_to(max(min(candidates), now))
+    target = min(candidates)
+    eta = _skip_polls_to(broker, next_timer)
+    if eta is not None and eta > target:
+        target = eta
+    clock.jump_to(max(target, now))
     broker._tick()
     broker._all_blocked_since = None
     broker._wake_all()
+    wake_due_loops(broker)
     return 0.0
+
+
+def _skip_polls_to(broker: Broker, next_timer: float | None) -> float | None:
+    """Where to jump past poll loops' deadlines, when an idle event loop waits for an ETA.
+
+    A thread that re-blocks right after its timeout without touching the broker (Celery's
+    ``result.get()``, which drains in one-second slices) would otherwise make time crawl to a
+    far ETA one slice per jump. The jump goes to the earliest other deadline (the ETA, a broker
+    timer, a thread that is not polling); a poller's current wait returns what arrives then,
+    or times out then. It cannot tell: it measures its own timeout in real time.
+    """
+    idle = {timer.idle_ident for timer in broker._loop_timers if timer.idle_ident is not None}
+    etas = [d for i in idle if (d := broker._waiting.get(i)) is not None]
+    if not etas:
+        return None
+    events = etas
+    if next_timer is not None:
+        events.append(next_timer)
+    for ident, deadline in broker._waiting.items():
+        if deadline is not None and ident not in idle and ident not in broker._pollers:
+            events.append(deadline)
+    return min(events)
+
+
+# -- event loops (kombu's hub running a Celery worker; see _celery_timer) -----------------------
+
+
+def loop_idle(broker: Broker, timer: BrokerTimer) -> None:
+    """The loop's thread is about to poll with nothing to do (under the lock): blocked in the
+    broker, its deadline the loop's next ETA on the broker's clock."""
+    ident = threading.get_ident()
+    broker._threads.setdefault(ident, threading.current_thread())
+    timer.idle_ident = ident
+    broker._waiting[ident] = timer.next_virtual()
+    broker._all_blocked_since = None
+    broker._loops_changed.notify_all()
+    if _everyone_blocked(broker):
+        broker._wake_all()  # the waiting threads start the threshold now
+
+
+def loop_busy(broker: Broker, timer: BrokerTimer) -> None:
+    """The loop woke up, or was given something to do (under the lock)."""
+    ident = timer.idle_ident
+    if ident is None:
+        return
+    timer.idle_ident = None
+    broker._waiting.pop(ident, None)
+    broker._all_blocked_since = None
+
+
+def wake_due_loops(broker: Broker) -> None:
+    """Wake the idle loops whose next ETA has come (after time moved, under the lock)."""
+    now = broker.clock.now()
+    for timer in list(broker._loop_timers):
+        if timer.idle_ident is None:
+            continue
+        due = timer.next_virtual()
+        if due is None or due > now:
+            continue
+        loop_busy(broker, timer)
+        for connection in list(timer._connections):
+            ready = connection._ready
+            if ready is not None and not ready.closed:
+                ready.set()
+                break
+
+
+def settle_loops(broker: Broker, timeout: float) -> None:
+    """Wait (real time, at most ``timeout``) until every other live event loop is idle.
+
+    ``advance()`` calls it first, so what was published before it has reached the worker
+    (and its ETA is counted from before the advance), as it would have in real time.
+    """
+    me = threading.current_thread()
+    limit = time.monotonic() + timeout
+    with broker.lock:
+        while True:
+            busy = [
+                timer
+                for timer in broker._loop_timers
+                if timer.thread is not None
+                and timer.thread is not me
+                and timer.thread.is_alive()
+                and timer.idle_ident is None
+            ]
+            left = limit - time.monotonic()
+            if not busy or left <= 0:
+                return
+            broker._loops_changed.wait(min(left, 0.05))
 
 
 def _deadlock_message(broker: Broker) -> str:
@@ -218,10 +328,30 @@ class ReadyPipe:
             self._set = True
 
     def clear(self) -> None:
-        if self._set and not self.closed:
+        if self._set and not self.closed and not self.at_eof:
             with contextlib.suppress(BlockingIOError):
                 os.read(self._read_fd, 64)
             self._set = False
+
+    @property
+    def at_eof(self) -> bool:
+        return self._write_fd < 0
+
+    def eof(self) -> None:
+        """Readable from now on, as a socket whose peer closed it is (end of file).
+
+        The connection is gone but an event loop may still poll this descriptor: it must wake
+        and call its reader, which learns that the connection is closed and reconnects. The
+        read end stays open until ``close()`` (the client closes its connection object).
+        """
+        if self.closed or self.at_eof:
+            return
+        write_fd, self._write_fd = self._write_fd, -1
+        self._set = True
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _close_fds, self._read_fd)
+        with contextlib.suppress(OSError):
+            os.close(write_fd)
 
     def close(self) -> None:
         if not self.closed:

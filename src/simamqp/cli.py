@@ -227,8 +227,18 @@ def _cmd_record(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for failure in result.failures:
             print(f"error: {failure}", file=err)
         return EXIT_FAILED
+    inline = [s for s in original["steps"] if _is_expect_step(s)]
     original["steps"] = [s for s in original["steps"] if not _is_expect_step(s)]
-    original["expect"] = observed(result, trace=not args.no_trace)
+    recorded = observed(result, trace=not args.no_trace)
+    for note in _keep_hand_written(result, original.get("expect") or {}, recorded):
+        print(f"record: {note}", file=err)
+    if inline:
+        print(
+            f"record: dropped {len(inline)} inline expect step(s); the expect section "
+            "describes the end of the run",
+            file=err,
+        )
+    original["expect"] = recorded
     if args.seed is not None and "brokers" not in original:
         original["seed"] = args.seed
     text = dump(original)
@@ -241,6 +251,25 @@ def _cmd_record(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         out.write(text)
     return EXIT_OK
+
+
+def _keep_hand_written(
+    result: Result, written: dict[str, Any], recorded: dict[str, Any]
+) -> list[str]:
+    """Keep the scenario's own expectations that ``observed`` does not produce (``confirms``,
+    ``errors: []``, ``events``, ...) when the new run satisfies them; notes for the others."""
+    from .scenarios._expect import check_expectations
+
+    notes = []
+    for key, value in written.items():
+        if key in recorded:
+            continue
+        problems = check_expectations(result.run, {key: value})
+        if problems:
+            notes.append(f"dropped expect.{key}: the run does not match it ({problems[0]})")
+        else:
+            recorded[key] = value
+    return notes
 
 
 def _is_expect_step(step: Any) -> bool:

@@ -7,7 +7,8 @@
 - ``sim_broker_factory``: session-scoped, so Hypothesis accepts it in ``@given`` tests;
   ``with sim_broker_factory() as broker:`` gives a fresh broker per example, seeded and
   recorded like ``sim_broker``.
-- ``sim_celery_config``: ``broker_url``/``result_backend`` settings for a Celery app under test.
+- ``sim_celery_config``: ``broker_url``/``result_backend`` settings for a Celery app under test;
+  ``sim_celery_worker(app)``: an in-thread worker for it, stopped at the end of the test.
 - When a test using ``sim_broker`` (or the factory) fails, its report gets a ``simamqp``
   section: the seed, the last trace events, the path of a scenario file that replays the test
   (``simamqp run PATH``), written under ``<rootdir>/.simamqp/``, and what reproduces the run
@@ -52,6 +53,8 @@ class _State:
 
 
 _STATE = pytest.StashKey[_State]()
+#: The test's ``sim_celery_worker`` (its workers' errors go into the failure report).
+_WORKERS = pytest.StashKey[Any]()
 #: The test item running now (for the session-scoped factory), on the config's stash.
 _CURRENT = pytest.StashKey[pytest.Item]()
 
@@ -226,11 +229,10 @@ def sim_celery_config(sim_broker: Broker) -> dict[str, Any]:
     """Celery settings pointing an app under test at ``sim_broker``.
 
     ``result_backend`` is ``rpcbackend.RPCBackend`` (Celery's ``rpc://`` protocol); with
-    ``task_always_eager`` off, run a worker thread (``celery.contrib.testing.worker``) against it.
-    The default virtual clock works with a worker thread: the worker runs Celery's event loop
-    on the connection's file descriptor, and virtual time never jumps while it is alive and
-    not blocked in the broker (docs/threads.md). Use ``@pytest.mark.simamqp(clock="wall")``
-    only to line broker time (TTLs, x-expires) up with Celery's own real-time timers.
+    ``task_always_eager`` off, run a worker thread (``sim_celery_worker``, or
+    ``celery.contrib.testing.worker``) against it. On the default virtual clock the worker's
+    countdowns, ETAs and retries run on the broker's clock (``advance`` makes them due; a test
+    that waits gets them at once), see docs/threads.md.
     """
     return {
         "broker_url": sim_broker.url,
@@ -240,20 +242,65 @@ def sim_celery_config(sim_broker: Broker) -> dict[str, Any]:
     }
 
 
+@pytest.fixture
+def sim_celery_worker(request: pytest.FixtureRequest, sim_broker: Broker) -> Iterator[Any]:
+    """Start in-thread Celery workers for this test: ``sim_celery_worker(app, pool="solo")``.
+
+    Returns the running worker; every worker is stopped when the test ends. What a worker logs
+    at ERROR or above goes into the test's failure report, not into a passing run's output.
+    See ``simamqp._celery_worker.CeleryWorkers`` and docs/pytest-plugin.md.
+    """
+    from ._celery_worker import CeleryWorkers
+
+    workers = CeleryWorkers()
+    request.node.stash[_WORKERS] = workers
+    try:
+        yield workers
+    finally:
+        workers.close()
+
+
 def _reproduction(item: pytest.Item, state: _State, threads: int, path: Path | None) -> list[str]:
     """What reproduces this run, honestly: the seed only pins a single-threaded run."""
     replay = f"the replay scenario reproduces the broker side: simamqp run {path}"
     if path is None:
         replay = "record it (drop --simamqp-no-record) to get a replay scenario"
+    examples = _hypothesis_note(item)
     if threads <= 1:
         return [
             f"reproduce: pytest '{item.nodeid}' --simamqp-seed={state.base_seed} "
-            "(one thread used the broker: same seed and calls give the same trace); " + replay
+            "(one thread used the broker: same seed and calls give the same trace"
+            + examples
+            + "); "
+            + replay
         ]
     return [
         f"reproduce: {threads} threads used the broker, so their interleaving (not the seed) "
-        "decided the order of calls and a re-run may differ; " + replay
+        "decided the order of calls and a re-run may differ" + examples + "; " + replay
     ]
+
+
+def _hypothesis_note(item: pytest.Item) -> str:
+    """For a Hypothesis test: what makes a re-run reach the same example (not the seed)."""
+    test = getattr(item, "obj", None)
+    if not getattr(test, "is_hypothesis_test", False):
+        return ""
+    import hypothesis
+
+    chosen = getattr(test, "_hypothesis_internal_use_settings", None)
+    database = getattr(chosen or hypothesis.settings.default, "database", None)
+    if database is None:
+        return (
+            "; Hypothesis chooses the examples and its example database is off "
+            "(database=None): the failing example is replayed with the @reproduce_failure "
+            "decorator Hypothesis prints under settings(print_blob=True)"
+        )
+    where = getattr(database, "path", None)
+    place = f" ({where})" if where is not None else f" ({database!r})"
+    return (
+        "; Hypothesis chooses the examples: a re-run replays the failing one from its "
+        f"example database{place}, so keep that database"
+    )
 
 
 def _scenario_path(config: pytest.Config, node_id: str) -> Path:
@@ -269,6 +316,11 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
+    workers = item.stash.get(_WORKERS, None)
+    if workers is not None and report.failed:
+        said = workers.report()
+        if said:
+            report.sections.append(("simamqp: Celery worker errors", said))
     state = item.stash.get(_STATE, None)
     if state is None or not report.failed or report.when == "teardown":
         return report

@@ -28,7 +28,7 @@ import time
 import weakref
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import amqp
 import amqp.exceptions as amqp_exc
@@ -45,6 +45,9 @@ from .core.channel import ChannelClosedError
 from .core.connection import Connection as CoreConnection
 from .core.errors import AMQPError
 from .core.message import Message as CoreMessage
+
+if TYPE_CHECKING:
+    from ._celery_timer import BrokerTimer
 
 __all__ = ["Channel", "Connection", "SimChannel", "SimConnection", "SimSocket", "Transport"]
 
@@ -126,6 +129,9 @@ def _notifier(connection: SimConnection, condition: threading.Condition) -> Call
             ready = client._ready
             if ready is not None:
                 ready.set()
+            timer = client._loop_timer
+            if timer is not None and timer.idle_ident is not None:
+                _waiting.loop_busy(client.broker, timer)  # it has a frame to read now
 
     return notify
 
@@ -860,6 +866,10 @@ class SimConnection:
         self._default_channel: SimChannel | None = None
         #: The file descriptor event loops poll (created on first use, closed with us).
         self._ready: _waiting.ReadyPipe | None = None
+        #: The timer of the event loop polling us (Celery's ETAs on the broker's clock).
+        self._loop_timer: BrokerTimer | None = None
+        #: The event loop (kombu's hub) polling us, if one does.
+        self._event_loop: weakref.ref[Any] | None = None
         self._finalizer: (
             weakref.finalize[[Broker, CoreConnection, threading.Condition], SimConnection] | None
         ) = None
@@ -939,10 +949,20 @@ class SimConnection:
             core.drop()
             if condition is not None:
                 condition.notify_all()  # a thread blocked in drain_events reads the cut now
+            ready = self._ready
+            if ready is not None:
+                ready.set()  # a socket shut down is readable: an event loop reads the cut
+            timer = self._loop_timer
+            if timer is not None:
+                _waiting.loop_busy(self.broker, timer)
 
     def _socket_error(self, *, write: bool) -> OSError:
         """What py-amqp raises using a cut socket; from then on the client knows it is gone."""
         self._closed = True
+        ready = self._ready
+        if ready is not None:
+            with self.broker.lock:
+                ready.eof()
         if self._cut_by == "closed":
             return OSError(errno.EBADF, os.strerror(errno.EBADF))
         if write:
@@ -1035,7 +1055,14 @@ class SimConnection:
     def collect(self) -> None:
         self._collect(None)
 
-    def _collect(self, reason: AMQPError | None) -> None:
+    def _collect(self, reason: AMQPError | None, *, eof: bool = False) -> None:
+        """The connection is closed for the client; ``eof``: it read the close (not its own).
+
+        Then its descriptor stays open and readable, as a socket at end of file: an event loop
+        polling it wakes and learns the connection is gone even when the close itself was read
+        by a call that swallowed the error (Celery's ``_quick_drain`` at loop start). Closing
+        the connection object (``close()``, ``collect()``) closes the descriptor.
+        """
         self._closed = True
         finalizer = self._finalizer
         if finalizer is not None:
@@ -1050,9 +1077,18 @@ class SimConnection:
                 # A thread blocked in drain_events on this connection must see it closed now,
                 # as a socket read returns when the socket is closed.
                 condition.notify_all()
-                ready, self._ready = self._ready, None
-                if ready is not None:
+        with self.broker.lock:
+            ready = self._ready
+            if ready is not None:
+                if eof:
+                    ready.eof()
+                else:
+                    self._ready = None
                     ready.close()  # as py-amqp closes its socket: no descriptor outlives us
+        if not eof and self._event_loop is not None:
+            from ._celery_timer import release
+
+            release(self)
 
     def send_heartbeat(self) -> None:
         pass
@@ -1099,7 +1135,7 @@ class SimConnection:
                 deliver_to._on_basic_deliver(frame)
             return
         if isinstance(frame, F.ConnectionClose):
-            self._collect(frame.error)
+            self._collect(frame.error, eof=True)
             raise _to_amqp_error(frame.error)
         if isinstance(frame, F.ConnectionBlocked | F.ConnectionUnblocked):
             # py-amqp's _on_blocked/_on_unblocked: its callback gets a fixed reason text.
@@ -1270,10 +1306,14 @@ class Transport(kombu_pyamqp.Transport):
         The loop is also woken every ``EVENT_LOOP_TICK`` seconds: a wall clock's timers (TTL,
         x-expires, delayed faults) fire when due with nobody blocked in ``drain_events``, and a
         worker loop notices a stop request (Celery's in-thread test worker only checks its
-        state between polls) within that time instead of at its next timer.
+        state between polls) within that time instead of at its next timer. On a virtual clock
+        the loop's timer then counts Celery's ETAs on the broker's clock (``_celery_timer``).
         """
+        from ._celery_timer import adopt
+
         loop.add_reader(connection.fileno(), self.on_readable, connection, loop)
         loop.call_repeatedly(EVENT_LOOP_TICK, self._on_loop_tick, connection)
+        adopt(loop, connection)
 
     def _on_loop_tick(self, connection: SimConnection) -> None:
         if connection.connected:

@@ -127,3 +127,40 @@ def test_report_says_only_the_replay_file_reproduces_a_threaded_run(
     path = re.search(r"replay scenario: (\S+)", out)
     assert path
     assert run_scenario(load(path.group(1))).passed
+
+
+HYPOTHESIS_FAILING = """
+from hypothesis import given, settings, strategies as st
+
+@settings(max_examples=50, deadline=None{database})
+@given(n=st.integers(min_value=0, max_value=10))
+def test_small(sim_broker_factory, n):
+    with sim_broker_factory() as broker:
+        with broker.connection() as conn:
+            queue = conn.SimpleQueue("q")
+            for i in range(n):
+                queue.put(i)
+        assert broker.queue("q").messages < 3
+"""
+
+
+def test_hypothesis_report_names_the_example_database(pytester: pytest.Pytester) -> None:
+    """The seed does not choose Hypothesis' examples: a re-run replays the failing one from
+    Hypothesis' example database, and the reproduce line says so (and where it is)."""
+    pytester.makepyfile(test_hyp=HYPOTHESIS_FAILING.format(database=""))
+    result = pytester.runpytest("--simamqp-seed=5")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["reproduce: pytest *--simamqp-seed=5 *Hypothesis*example database*.hypothesis*"]
+    )
+
+
+def test_hypothesis_report_without_a_database_says_what_replays(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_hyp=HYPOTHESIS_FAILING.format(database=", database=None"))
+    result = pytester.runpytest("--simamqp-seed=5")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["reproduce: *Hypothesis*example database is off*@reproduce_failure*"]
+    )

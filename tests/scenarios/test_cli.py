@@ -110,3 +110,51 @@ def test_console_script_runs_the_library() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     last = proc.stdout.splitlines()[-1]
     assert last.endswith(" passed, 0 failed")
+
+
+HAND_WRITTEN = """\
+version: 1
+name: hand-written expectations
+steps:
+  - queue_declare: {queue: q}
+  - confirm_select: {client: p}
+  - publish: {client: p, routing_key: q, body: ok}
+  - expect: {queues: {q: {messages_ready: 1}}}
+expect:
+  confirms:
+    p: [ack]
+  errors: []
+  time: 99
+"""
+
+
+def test_record_keeps_hand_written_expectations_that_still_hold(tmp_path: Path, cli: CLI) -> None:
+    """``confirms`` and ``errors: []`` are not what record observes; it keeps them when the
+    run still satisfies them, and says which ones it drops (a wrong ``time``, inline steps)."""
+    source = tmp_path / "hand.yaml"
+    source.write_text(HAND_WRITTEN)
+    target = tmp_path / "rec.yaml"
+    status, _out, err = cli("record", source, "-o", target)
+    assert status == 0
+    expect = load(target).expect
+    assert expect["confirms"] == {"p": ["ack"]}
+    assert expect["errors"] == []
+    assert "time" not in expect
+    assert "dropped expect.time" in err
+    assert "1 inline expect step" in err
+    assert cli("run", target)[0] == 0
+
+
+def test_serve_help_does_not_promise_a_moving_clock(cli: CLI) -> None:
+    """``serve`` runs no scenario steps: nothing it runs moves a virtual clock."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "simamqp.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert "unless a scenario moves it" not in text
+    assert "serve runs no scenario steps" in text

@@ -32,12 +32,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         choices=("wall", "virtual"),
         default="wall",
         help="wall: timers (TTL, expiry) fire in real time (default); virtual: time stands "
-        "still unless a scenario moves it",
+        "still (serve runs no scenario steps, so timers never fire)",
     )
     serve.add_argument(
         "--scenario",
         metavar="FILE",
-        help="set the broker up from a scenario file: its vhosts, declarations and faults",
+        help="set the broker up from a scenario file: its vhosts, declarations and faults "
+        "(not its steps)",
     )
 
 
