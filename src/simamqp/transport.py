@@ -1007,13 +1007,20 @@ class SimConnection:
         # channel.open waits for open-ok: what was queued before it is read first.
         with self.broker.lock:
             earlier = self._take_all()
+            closed = False
             try:
                 channel = SimChannel(self, channel_id)
             except AMQPError as err:
                 error: AMQPError | None = err
+            except ChannelClosedError:
+                # The broker closed the connection before channel.open: py-amqp reads that
+                # connection.close while it waits for open-ok (raised by the dispatch below).
+                error, closed = None, True
             else:
                 error = None
         self._dispatch_frames(earlier)
+        if closed:
+            raise amqp_exc.RecoverableConnectionError("connection already closed")
         if error is not None:
             self._collect(error)
             raise _to_amqp_error(error) from None

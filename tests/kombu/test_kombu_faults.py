@@ -91,3 +91,17 @@ def test_changing_or_reading_the_fault_plan_holds_the_broker_lock(broker: simamq
     assert counting.entered == 3
     broker.faults.clear()
     assert counting.entered == 4
+
+def test_a_connection_closed_at_connect_fails_its_first_channel_as_py_amqp_would(
+    broker: simamqp.Broker,
+) -> None:
+    """A ``connection``-point close comes before the client opens a channel: py-amqp reads the
+    connection.close while it waits for channel.open-ok (ConnectionForced, 320); later uses of
+    the closed connection are RecoverableConnectionError. Never an engine exception."""
+    broker.faults.add(point="connection", action="close_connection", name="cut")
+    with broker.connection() as conn:
+        with pytest.raises(amqp.exceptions.ConnectionForced) as info:
+            conn.channel()
+        assert info.value.reply_code == 320
+        with pytest.raises(amqp.exceptions.RecoverableConnectionError):
+            conn.connection.channel()
