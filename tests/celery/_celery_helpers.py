@@ -32,6 +32,18 @@ class CeleryEnv:
             return int(conn.default_channel.queue_declare(queue, passive=True)[1])
 
 
+def fresh_event_loop_for_old_celery() -> None:
+    """Before Celery 5.7, a worker started after another in the same process never fires its
+    countdown, ETA and retry timers (measured on RabbitMQ and on simamqp alike, Celery 5.3.6 and
+    5.5.3): it takes over kombu's process-wide event loop, which the first worker left set.
+    Unset it, so each worker makes its own (Celery 5.7 workers need no help)."""
+    import celery
+    from kombu.asynchronous import set_event_loop
+
+    if tuple(celery.VERSION[:2]) < (5, 7):
+        set_event_loop(None)
+
+
 @contextlib.contextmanager
 def start_named_worker(app: Any, hostname: str, **kwargs: Any) -> Iterator[Any]:
     """``celery.contrib.testing.worker.start_worker`` with the node name ``hostname``.
@@ -42,6 +54,7 @@ def start_named_worker(app: Any, hostname: str, **kwargs: Any) -> Iterator[Any]:
     import celery
     from celery.contrib.testing import worker as testing
 
+    fresh_event_loop_for_old_celery()
     if tuple(celery.VERSION[:2]) >= (5, 5):
         with testing.start_worker(app, hostname=hostname, **kwargs) as worker:
             yield worker

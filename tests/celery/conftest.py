@@ -20,7 +20,7 @@ from typing import Any
 import amqp
 import kombu
 import pytest
-from _celery_helpers import CeleryEnv, start_named_worker
+from _celery_helpers import CeleryEnv, fresh_event_loop_for_old_celery, start_named_worker
 from _rabbitmq import RABBITMQ_URL, require_rabbitmq
 
 
@@ -36,6 +36,13 @@ def broker_url(kind: str, request: pytest.FixtureRequest) -> tuple[str, Any]:
         return sim.url, sim
     require_rabbitmq()
     return RABBITMQ_URL, None
+
+
+@pytest.fixture(autouse=True)
+def _fresh_event_loop_for_old_celery() -> None:
+    """Every test that starts a worker of its own gets a working timer on Celery < 5.7."""
+    pytest.importorskip("celery")
+    fresh_event_loop_for_old_celery()
 
 
 BROKERS = [
