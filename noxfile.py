@@ -220,20 +220,21 @@ def _truthy(value: str | None) -> bool:
 
 
 def _junit_results(report: Path) -> tuple[Counter[str], list[str]]:
+    """Outcome counts and the failed tests' ids, from pytest's JUnit XML report."""
     counts: Counter[str] = Counter()
     failed: list[str] = []
     for case in ET.parse(report).getroot().iter("testcase"):
-        outcome = next((child.tag for child in case if child.tag in _OUTCOMES), "passed")
-        if outcome == "skipped" and case.find("skipped").get("type") == "pytest.xfail":  # type: ignore[union-attr]
-            outcome = "xfailed"
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = child.tag
+            elif child.tag == "skipped":
+                outcome = "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
         counts[outcome] += 1
         if outcome in ("failure", "error"):
-            path = case.get("classname", "").replace(".", "/")
-            failed.append(f"{path}.py::{case.get('name')}")
+            module, name = case.get("classname", ""), case.get("name", "")
+            failed.append(f"{module.replace('.', '/')}.py::{name}" if module else name)
     return counts, failed
-
-
-_OUTCOMES = ("failure", "error", "skipped")
 
 
 def _summary(counts: Counter[str], failed: list[str]) -> str:
