@@ -149,7 +149,7 @@ def lower_bounds() -> dict[str, str]:
     specs = [*project["dependencies"], *project["optional-dependencies"]["test"]]
     bounds = {}
     for spec in specs:
-        found = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9.]*)", spec.strip())
+        found = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9.]*)\s*(,.*)?", spec.strip())
         if found and found[1].lower() in MATRIX_PACKAGES:
             bounds[found[1].lower()] = found[2]
     missing = set(MATRIX_PACKAGES) - set(bounds)
@@ -276,7 +276,7 @@ def package(session: nox.Session) -> None:
     in a fresh virtualenv and run the Quick start's first command with it."""
     session.install("build", "twine")
     dist = Path(tempfile.mkdtemp(prefix="simamqp-dist-"))
-    session.run("python", "-m", "build", "--outdir", str(dist), str(ROOT))
+    session.run("python", "-m", "build", "--outdir", str(dist), str(ROOT), silent=True)
     built = sorted(dist.iterdir())
     session.run("twine", "check", "--strict", *map(str, built))
     (wheel,) = [path for path in built if path.suffix == ".whl"]

@@ -1086,14 +1086,15 @@ def _fail_chain_before_celery_5_7(
     """Fail the tasks chained after a failed one, as Celery before 5.7 does it inline in
     ``Backend.mark_as_failure`` (it has no ``_fail_chain`` to reuse): without this, a chain's
     last result never arrives and its caller waits until its timeout."""
-    from celery.app.task import Context  # loaded: a Celery worker is driving us
+    # Looked up, never imported (as in _celery_backend_base): Celery's backend module has it.
+    context_class = sys.modules["celery.backends.base"].Context
 
     try:
         chain_data = iter(chain)
     except TypeError:
         return
     for element in chain_data:
-        ctx = Context(element)
+        ctx = context_class(element)
         ctx.update(ctx.options)
         ctx.id = ctx.options.get("task_id")
         ctx.group = ctx.options.get("group_id")
