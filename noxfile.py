@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
+import shutil
+import subprocess
+import tempfile
+import xml.etree.ElementTree as ET
 from collections import Counter
+from pathlib import Path
 
 import nox
 
+# The matrix cells are parametrised sessions with ids (``matrix-3.11(oldest)``): older nox
+# versions name and select them differently, so `nox -s matrix` would not list the cells.
+nox.needs_version = ">=2024.3.2"
 nox.options.sessions = ["lint", "typing", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = ["3.11", "3.12", "3.13"]
 RABBITMQ_URL = os.environ.get("SIMAMQP_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+ROOT = Path(__file__).resolve().parent
+
+
+def _let_pyenv_shims_find_every_python() -> None:
+    """pyenv installs 3.12 and 3.13 next to the selected 3.11, but its ``python3.12`` shim only
+    answers for the selected versions: select them all (the selected one first, so ``python3``
+    is unchanged) for this process and the sessions it starts."""
+    if "PYENV_VERSION" in os.environ or shutil.which("pyenv") is None:
+        return
+    pyenv = ["pyenv", "versions", "--bare"]
+    installed = subprocess.run(pyenv, capture_output=True, text=True, check=False).stdout.split()
+    current = subprocess.run(
+        ["pyenv", "version-name"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    chosen = [name for name in current.split(":") if name]
+    for wanted in PYTHON:
+        matches = [v for v in installed if re.fullmatch(re.escape(wanted) + r"\.\d+", v)]
+        if matches and not any(c.startswith(wanted) for c in chosen):
+            chosen.append(max(matches, key=lambda v: [int(p) for p in v.split(".")]))
+    if chosen:
+        os.environ["PYENV_VERSION"] = ":".join(chosen)
+
+
+_let_pyenv_shims_find_every_python()
 
 
 @nox.session(python=PYTHON[0])
@@ -82,6 +115,183 @@ def peers(session: nox.Session) -> None:
     # Celery's suite as Celery's CI runs it (prefork pool): on simamqp serve and on RabbitMQ.
     backends = ["--celery-backend", "rpc://", "--celery-backend", "rpcbackend.RPCBackend"]
     session.run("python", "tests/peers/run.py", "celery", "--broker", "served", *backends)
+
+
+# -- The version matrix (docs/matrix.md) ------------------------------------------------------
+
+#: What the matrix varies, by distribution name. The "oldest" stack is read from the lower bounds
+#: in pyproject.toml, so the declared ranges and the tested versions cannot drift apart.
+MATRIX_PACKAGES = ["kombu", "amqp", "celery", "pika", "aio-pika"]
+#: A middle stack: Celery 5.5 (quorum-queue support) with its kombu and py-amqp.
+MIDDLE = {"kombu": "5.5.4", "amqp": "5.3.1", "celery": "5.5.3"}
+#: The parts of the suite that depend on those versions: the transport and its boundary with
+#: py-amqp and kombu, the pytest plugin (Celery fixtures), Celery apps and in-thread workers,
+#: rpcbackend (Celery's rpc:// protocol), and the server's clients (pika, aio-pika, a Celery
+#: worker process). Each runs against RabbitMQ too, where the test compares with it.
+MATRIX_TESTS = [
+    "tests/kombu",
+    "tests/plugin",
+    "tests/celery",
+    "tests/rpcbackend",
+    "tests/server/test_pika.py",
+    "tests/server/test_aio_pika.py",
+    "tests/server/test_celery_worker.py",
+]
+MATRIX_DOC = ROOT / "docs" / "matrix.md"
+_BEGIN, _END = "<!-- matrix:begin -->", "<!-- matrix:end -->"
+
+
+def lower_bounds() -> dict[str, str]:
+    """The ``>=`` bound of each matrix package in pyproject.toml (dependencies and test extra)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    specs = [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    bounds = {}
+    for spec in specs:
+        found = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9][0-9.]*)\s*(,.*)?", spec.strip())
+        if found and found[1].lower() in MATRIX_PACKAGES:
+            bounds[found[1].lower()] = found[2]
+    missing = set(MATRIX_PACKAGES) - set(bounds)
+    if missing:
+        raise RuntimeError(f"pyproject.toml declares no >= bound for {sorted(missing)}")
+    return bounds
+
+
+def stack_requirements(stack: str) -> list[str]:
+    """pip arguments that install ``stack``: exact pins, or the newest releases."""
+    if stack == "oldest":
+        return [f"{name}=={version}" for name, version in lower_bounds().items()]
+    if stack == "middle":
+        # pika and aio-pika: the oldest supported and the newest are what the server tests need;
+        # the middle cell takes the newest, as a user upgrading Celery would.
+        return [f"{n}=={v}" for n, v in MIDDLE.items()] + ["--upgrade", "pika", "aio-pika"]
+    return ["--upgrade", *MATRIX_PACKAGES]
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("stack", [nox.param(s, id=s) for s in ("oldest", "middle", "newest")])
+def matrix(session: nox.Session, stack: str) -> None:
+    """A version-matrix cell: the version-dependent tests on one Python and dependency stack.
+
+    The stacks: the oldest supported (pyproject.toml's lower bounds), a middle and the newest
+    releases of kombu, py-amqp, Celery, pika and aio-pika.
+
+    `nox -s matrix` runs every cell (one at a time); `nox -s "matrix-3.11(oldest)"` one. Each
+    cell rewrites its row of the table in docs/matrix.md with the versions it installed and its
+    result. RabbitMQ must answer (``CI`` is set): the Celery and client tests compare with it.
+    Posargs replace the test selection.
+    """
+    session.install(".[test]", "pytest-timeout", *stack_requirements(stack))
+    versions = session.run(
+        "python",
+        "-c",
+        "import platform, importlib.metadata as m, sys; "
+        f"names = {MATRIX_PACKAGES!r}; "
+        "print(platform.python_version(), *[m.version(n) for n in names])",
+        silent=True,
+    )
+    installed = dict(zip(["python", *MATRIX_PACKAGES], str(versions).split(), strict=True))
+    session.env.setdefault("CI", os.environ.get("CI", "true"))
+    report = Path(tempfile.mkdtemp()) / "junit.xml"
+    selection = session.posargs or MATRIX_TESTS
+    session.run(
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--timeout=600",
+        f"--junitxml={report}",
+        *selection,
+        success_codes=range(6),  # recorded below, then the session fails on any failure
+    )
+    counts, failed = _junit_results(report)
+    # A developer's run records the cell in docs/matrix.md; CI (which runs two cells) leaves the
+    # checkout as it found it.
+    if not session.posargs and not _truthy(os.environ.get("CI")):
+        cell = f"matrix-{session.python}({stack})"
+        _record_cell(cell, installed, _summary(counts, failed))
+    session.log(f"{installed}: {_summary(counts, failed)}")
+    if failed or not counts["passed"]:
+        session.error(f"{len(failed)} tests failed on {installed}")
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _junit_results(report: Path) -> tuple[Counter[str], list[str]]:
+    """Outcome counts and the failed tests' ids, from pytest's JUnit XML report."""
+    counts: Counter[str] = Counter()
+    failed: list[str] = []
+    for case in ET.parse(report).getroot().iter("testcase"):
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = child.tag
+            elif child.tag == "skipped":
+                outcome = "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
+        counts[outcome] += 1
+        if outcome in ("failure", "error"):
+            module, name = case.get("classname", ""), case.get("name", "")
+            failed.append(f"{module.replace('.', '/')}.py::{name}" if module else name)
+    return counts, failed
+
+
+def _summary(counts: Counter[str], failed: list[str]) -> str:
+    words = {"passed": "passed", "failure": "failed", "error": "errors", "skipped": "skipped"}
+    text = ", ".join(f"{counts[k]} {w}" for k, w in words.items() if counts[k])
+    if counts["xfailed"]:
+        text += f", {counts['xfailed']} xfailed"
+    if failed:
+        shown = ", ".join(f"`{name}`" for name in failed[:8])
+        more = f" and {len(failed) - 8} more" if len(failed) > 8 else ""
+        text += f": {shown}{more}"
+    return text
+
+
+def _record_cell(cell: str, installed: dict[str, str], result: str) -> None:
+    """Rewrite ``cell``'s row of the table between the markers in docs/matrix.md."""
+    text = MATRIX_DOC.read_text(encoding="utf-8")
+    head, rest = text.split(_BEGIN, 1)
+    table, tail = rest.split(_END, 1)
+    rows = {}
+    for line in table.strip().splitlines()[2:]:
+        rows[line.split("|")[1].strip().strip("`")] = line
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    versions = " | ".join(installed[k] for k in ["python", *MATRIX_PACKAGES])
+    rows[cell] = f"| `{cell}` | {versions} | {result} | {when} |"
+    order = [f"matrix-{py}({stack})" for py in PYTHON for stack in ("oldest", "middle", "newest")]
+    ordered = [rows[c] for c in order if c in rows]
+    header = (
+        "| cell | Python | kombu | py-amqp | Celery | pika | aio-pika | result | run on |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
+    body = "\n".join([header, *ordered])
+    MATRIX_DOC.write_text(f"{head}{_BEGIN}\n{body}\n{_END}{tail}", encoding="utf-8")
+
+
+@nox.session(python=PYTHON[0])
+def package(session: nox.Session) -> None:
+    """Build the sdist and the wheel, `twine check` them, install the wheel (not the source tree)
+    in a fresh virtualenv and run the Quick start's first command with it."""
+    session.install("build", "twine")
+    dist = Path(tempfile.mkdtemp(prefix="simamqp-dist-"))
+    session.run("python", "-m", "build", "--outdir", str(dist), str(ROOT), silent=True)
+    built = sorted(dist.iterdir())
+    session.run("twine", "check", "--strict", *map(str, built))
+    (wheel,) = [path for path in built if path.suffix == ".whl"]
+    version = wheel.name.split("-")[1]
+    venv = Path(tempfile.mkdtemp(prefix="simamqp-wheel-")) / "venv"
+    session.run("python", "-m", "venv", str(venv))
+    python, simamqp = str(venv / "bin" / "python"), str(venv / "bin" / "simamqp")
+    session.run(python, "-m", "pip", "install", "--quiet", str(wheel), external=True)
+    shown = session.run(simamqp, "--version", silent=True, external=True)
+    if str(shown).strip() != f"simamqp {version}":
+        session.error(f"`simamqp --version` says {shown!r}, the wheel is {version}")
+    where = "import simamqp, sys; assert simamqp.__file__.startswith(sys.prefix), simamqp.__file__"
+    session.run(python, "-c", where, external=True)
+    with session.chdir(ROOT):
+        session.run(simamqp, "run", "scenarios/", external=True)
 
 
 @nox.session(python=PYTHON[0])

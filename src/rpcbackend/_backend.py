@@ -419,9 +419,13 @@ class RPCBackend:
             return
         # Chained tasks and errbacks are Celery canvas features; reuse Celery's own code for
         # them (only reachable when a Celery worker drives this backend, so Celery is loaded).
-        celery_base._fail_chain(
-            self, _field(request, "chain"), exc, traceback, store_result=store_result, state=state
-        )
+        chain = _field(request, "chain")
+        if hasattr(celery_base, "_fail_chain"):
+            celery_base._fail_chain(
+                self, chain, exc, traceback, store_result=store_result, state=state
+            )
+        else:
+            _fail_chain_before_celery_5_7(self, chain, exc, traceback, store_result, state)
         if call_errbacks and _field(request, "errbacks"):
             celery_base._call_task_errbacks(self, request, exc, traceback)
 
@@ -1074,6 +1078,30 @@ def _celery_backend_base() -> Any:
     # Looked up, never imported: present exactly when a Celery worker is driving us.
     module = sys.modules.get("celery.backends.base")
     return getattr(module, "Backend", None)
+
+
+def _fail_chain_before_celery_5_7(
+    backend: Any, chain: Any, exc: BaseException, traceback: str | None, store: bool, state: str
+) -> None:
+    """Fail the tasks chained after a failed one, as Celery before 5.7 does it inline in
+    ``Backend.mark_as_failure`` (it has no ``_fail_chain`` to reuse): without this, a chain's
+    last result never arrives and its caller waits until its timeout."""
+    # Looked up, never imported (as in _celery_backend_base): Celery's backend module has it.
+    context_class = sys.modules["celery.backends.base"].Context
+
+    try:
+        chain_data = iter(chain)
+    except TypeError:
+        return
+    for element in chain_data:
+        ctx = context_class(element)
+        ctx.update(ctx.options)
+        ctx.id = ctx.options.get("task_id")
+        ctx.group = ctx.options.get("group_id")
+        if store and state in _states.PROPAGATE_STATES and ctx.task_id is not None:
+            backend.store_result(ctx.task_id, exc, state, traceback=traceback, request=ctx)
+        if "chord" in ctx.options:
+            backend.on_chord_part_return(ctx, state, exc)
 
 
 def _check_backlog_limit(backlog_limit: Any) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import amqp
 import kombu
 import pytest
-from _celery_helpers import CeleryEnv
+from _celery_helpers import CeleryEnv, fresh_event_loop_for_old_celery, start_named_worker
 from _rabbitmq import RABBITMQ_URL, require_rabbitmq
 
 
@@ -38,6 +38,13 @@ def broker_url(kind: str, request: pytest.FixtureRequest) -> tuple[str, Any]:
     return RABBITMQ_URL, None
 
 
+@pytest.fixture(autouse=True)
+def _fresh_event_loop_for_old_celery() -> None:
+    """Every test that starts a worker of its own gets a working timer on Celery < 5.7."""
+    pytest.importorskip("celery")
+    fresh_event_loop_for_old_celery()
+
+
 BROKERS = [
     pytest.param("simamqp", id="simamqp"),
     pytest.param("rabbitmq", id="rabbitmq", marks=pytest.mark.rabbitmq),
@@ -47,7 +54,6 @@ BROKERS = [
 @pytest.fixture(scope="module", params=BROKERS)
 def celery_env(request: pytest.FixtureRequest) -> Iterator[CeleryEnv]:
     celery = pytest.importorskip("celery")
-    from celery.contrib.testing.worker import start_worker
     from kombu import Exchange, Queue
 
     url, sim = broker_url(request.param, request)
@@ -86,13 +92,13 @@ def celery_env(request: pytest.FixtureRequest) -> Iterator[CeleryEnv]:
     # A unique node name: revoke() is a broadcast on RabbitMQ's shared celery.pidbox exchange,
     # so the tests address their own worker only (other Celery workers may share RabbitMQ).
     env.hostname = f"simamqp-tests-{run}@localhost"
-    with start_worker(
+    with start_named_worker(
         app,
+        env.hostname,
         pool="solo",
         perform_ping_check=False,
         loglevel="WARNING",
         shutdown_timeout=15,
-        hostname=env.hostname,
     ):
         yield env
     with contextlib.suppress(Exception):

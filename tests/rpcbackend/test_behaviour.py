@@ -333,6 +333,7 @@ def test_evicted_result_fails_fast_with_a_clear_error(
 def test_celery_evicts_buffered_results_silently(
     broker: BrokerUnderTest, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import celery
     import celery.backends.base
 
     monkeypatch.setattr(celery.backends.base, "MESSAGE_BUFFER_MAX", 2)
@@ -341,7 +342,12 @@ def test_celery_evicts_buffered_results_silently(
     queue = declare_celery_reply_queue(app, conn, "x")
     ids = _fill(broker, conn, queue, 3)
     app.backend.get_task_meta(ids[-1])
-    assert app.backend.get_task_meta(ids[0])["status"] == "PENDING"  # Celery's bug: lost
+    if celery.VERSION >= (5, 7):
+        assert app.backend.get_task_meta(ids[0])["status"] == "PENDING"  # Celery's bug: lost
+    else:
+        # Before 5.7, get_task_meta keeps what it polls past in its out-of-band dict, which
+        # MESSAGE_BUFFER_MAX does not bound: nothing is lost (the bug came with 5.7's buffer).
+        assert app.backend.get_task_meta(ids[0])["status"] == "SUCCESS"
     broker.delete_queue(queue)
 
 

@@ -58,9 +58,16 @@ def test_result_message_is_the_one_celery_sends(broker: BrokerUnderTest, persist
                                                           theirs.content_encoding)
     assert mine.delivery_info["exchange"] == theirs.delivery_info["exchange"] == ""
     body, expected = mine.decode(), theirs.decode()
-    assert list(body) == list(expected)  # same keys, same order
-    body.pop("date_done"), expected.pop("date_done")
-    assert body == expected
+    if "date_done" in expected:  # Celery >= 5.7 sends its full result meta, as we do
+        assert list(body) == list(expected)  # same keys, same order
+        body.pop("date_done"), expected.pop("date_done")
+        assert body == expected
+    else:
+        # Celery < 5.7 sends five of those keys (task_id, status, result, traceback, children):
+        # ours carries the same values under them, and every Celery 5 client reads the rest
+        # (tests/rpcbackend/test_celery_interop.py runs such clients).
+        assert list(expected) == ["task_id", "status", "result", "traceback", "children"]
+        assert {key: body[key] for key in expected} == expected
     assert mine.properties["delivery_mode"] == (2 if persistent else 1)
     for name in (ours_queue, celery_queue):
         broker.delete_queue(name)

@@ -98,6 +98,13 @@ def test_version_and_schema(cli: CLI) -> None:
     assert status == 0 and json.loads(out)["title"].startswith("simamqp scenario")
 
 
+def test_the_package_version_is_simamqp_version() -> None:
+    # One source: pyproject.toml reads the version from simamqp.__version__ (CHANGELOG.md).
+    from importlib.metadata import version
+
+    assert version("simamqp") == simamqp.__version__
+
+
 def test_console_script_runs_the_library() -> None:
     library = Path(__file__).parents[2] / "scenarios"
     proc = subprocess.run(
