@@ -681,8 +681,8 @@ class FaultPlan:
             self._hold(message)
             self._hold_for_reorder(rule, ("enqueue", queue.vhost, queue.name), (queue, message))
             return True
-        # overflow: what the queue's x-overflow does when x-max-length is hit.
-        self._emit(rule, msg=message.id, queue=queue.name, overflow=queue.args.overflow)
+        # overflow: what the queue's overflow setting does when its length limit is hit.
+        self._emit(rule, msg=message.id, queue=queue.name, overflow=queue.overflow_mode)
         return queue.overflow(message, now)
 
     def _release_enqueue(self, queue: Queue, message: Message) -> None:

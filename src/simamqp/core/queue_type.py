@@ -203,6 +203,12 @@ class Queue(ABC):
     def enqueue(self, message: Message, now: float) -> bool:
         """Accept a routed message; False when the queue refused it (a publisher nack)."""
 
+    @property
+    def overflow_mode(self) -> str | None:
+        """The ``x-overflow`` setting the ``overflow`` fault applies, as its trace event names
+        it; None for a type without one (a stream never refuses a publish for length)."""
+        return None
+
     @abstractmethod
     def overflow(self, message: Message, now: float) -> bool:
         """Enqueue ``message`` as if the queue were at its length limit (the ``overflow``

@@ -518,6 +518,10 @@ class ClassicQueue(Queue):
         self.touch()
         self.drop_expired()
 
+    @property
+    def overflow_mode(self) -> str | None:
+        return self.args.overflow
+
     def overflow(self, message: Message, now: float) -> bool:
         overflow = self.args.overflow
         if overflow in ("reject-publish", "reject-publish-dlx"):

@@ -373,7 +373,8 @@ class StreamQueue(Queue):
         return True
 
     def overflow(self, message: Message, now: float) -> bool:
-        """A stream has no length limit to overflow: retention alone trims it."""
+        """A stream has no length limit to overflow and never refuses a publish for length
+        (retention alone trims it, a segment at a time): the message is appended."""
         return self.enqueue(message, now)
 
     def _write(self, messages: list[Message], now: float) -> int:
