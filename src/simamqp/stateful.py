@@ -449,6 +449,9 @@ class Ledger:
                 raise LedgerError(f"{name}: inspection {info} disagrees with the ledger")
             if queue.unacked != len(unacked_engine):
                 raise LedgerError(f"{name}: unacked counter {queue.unacked} != {unacked_engine}")
+            for consumer in queue.consumer_order:
+                if consumer.prefetch and consumer.unacked > consumer.prefetch:
+                    raise LedgerError(f"{name}: {consumer} holds more than its prefetch")
         held = sum(1 for c in self.copies.values() if c.state == "held")
         held += sum(1 for o in self.publish_outcome.values() if o == "held")
         held_engine = broker.faults.held_messages
