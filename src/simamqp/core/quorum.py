@@ -264,9 +264,7 @@ class QuorumQueue(ClassicQueue):
         else:
             consumers = len(self.consumer_order)
         if self._cancelled:
-            for key, consumer in list(self._cancelled.items()):
-                if consumer.unacked <= 0 or not consumer.channel.is_open:
-                    del self._cancelled[key]
+            self._forget_settled_consumers()
             live = {(id(c.channel), c.tag) for c in self.consumer_order}
             consumers += sum(1 for key in self._cancelled if key not in live)
         return consumers + len(self._getters)
@@ -416,6 +414,13 @@ class QuorumQueue(ClassicQueue):
     def _settled(self, entry: QueuedMessage) -> None:
         self.unacked -= 1
         self._getters.pop(id(entry), None)
+        if self._cancelled:
+            self._forget_settled_consumers()
+
+    def _forget_settled_consumers(self) -> None:
+        for key, consumer in list(self._cancelled.items()):
+            if consumer.unacked <= 0 or not consumer.channel.is_open:
+                del self._cancelled[key]
 
     def complete(self, entry: QueuedMessage) -> None:
         self._settled(entry)
