@@ -281,7 +281,7 @@ class Channel:
         for queue, entries in by_queue.values():
             entries.sort(key=lambda e: e.seq)
             self.broker.emit("requeue", queue=queue.name, msgs=[e.message.id for e in entries])
-            queue.requeue(entries)
+            queue.requeue(entries, channel_closed=True)
         for consumer in consumers:
             self.broker.maybe_auto_delete_queue(consumer.queue)
         self.connection.channel_closed(self, reason, notify=notify)
@@ -837,14 +837,18 @@ class Channel:
 
     def requeue_deliveries(self, delivery_tag: int, multiple: bool, kind: str) -> None:
         """Requeue deliveries as a basic.nack with requeue would, traced as ``kind`` (the
-        ``redeliver`` fault: an ack lost with its channel)."""
-        self._negative(delivery_tag, multiple, True, kind)
+        ``redeliver`` fault: an ack lost with its channel, so they come back as a closed
+        channel's deliveries do)."""
+        settled = self._collect(delivery_tag, multiple)
+        self._settle_negative(settled, True, kind, channel_closed=True)
 
     def _negative(self, delivery_tag: int, multiple: bool, requeue: bool, kind: str) -> None:
         settled = self._collect(delivery_tag, multiple)
         self._settle_negative(settled, requeue, kind)
 
-    def _settle_negative(self, settled: list[_Unacked], requeue: bool, kind: str) -> None:
+    def _settle_negative(
+        self, settled: list[_Unacked], requeue: bool, kind: str, *, channel_closed: bool = False
+    ) -> None:
         """Requeue or discard deliveries the way rabbit_channel's foreach_per_queue does.
 
         RabbitMQ settles per (queue, consumer tag) group, groups in Erlang term order of
@@ -875,7 +879,7 @@ class Channel:
             queue, entries = groups[key]
             entries.sort(key=_entry_seq)
             if requeue:
-                queue.requeue(entries)
+                queue.requeue(entries, channel_closed=channel_closed)
                 continue
             queue.discard(entries, "rejected")
         for queue in released:

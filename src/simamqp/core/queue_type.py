@@ -21,7 +21,7 @@ declare (arg checks)   ``parse_arguments(arguments, name, vhost)``
 consume / cancel       ``add_consumer(consumer)`` / ``remove_consumer(consumer)``
 deliver                the queue calls ``Channel.deliver(consumer, queue, entry)``
 settle complete        ``complete(entry)``
-settle requeue         ``requeue(entries)``
+settle requeue         ``requeue(entries, channel_closed=...)``
 settle discard         ``discard(entries, reason)``
 dequeue                ``dequeue(getter)`` (basic.get)
 stat                   ``message_count``, ``consumer_count``, ``unacked``
@@ -231,8 +231,9 @@ class Queue(ABC):
         """An acknowledged delivery leaves the queue."""
 
     @abstractmethod
-    def requeue(self, entries: list[QueuedMessage]) -> None:
-        """Unacknowledged deliveries come back (nack/reject requeue, recover, channel close)."""
+    def requeue(self, entries: list[QueuedMessage], *, channel_closed: bool = False) -> None:
+        """Unacknowledged deliveries come back: settled with requeue (nack, reject, recover),
+        or ``channel_closed`` (their channel or connection went away, a restart)."""
 
     @abstractmethod
     def discard(self, entries: list[QueuedMessage], reason: str) -> None:
