@@ -286,6 +286,61 @@ def test_with_a_delivery_limit_a_requeued_message_comes_first(env):
     assert delivery_counts(env, ch, qq) == [(b"a", True, 1), (b"b", False, 0), (b"c", False, 0)]
 
 
+@pytest.mark.parametrize("via", ["get", "consume"])
+@pytest.mark.parametrize("close", ["client", "error"])
+def test_a_closed_channels_deliveries_come_back_first_counted(env, via, close):
+    """rabbit_fifo returns a dead channel's checked-out messages to its returns queue."""
+    ch = env.channel()
+    qq = quorum(env, ch)
+    env.publish(ch, b"m0", "", qq)
+    env.eventually_count(qq, 1)
+    other = env.channel()
+    if via == "get":
+        get_ack(env, other, qq)
+    else:
+        other.basic_qos(0, 1, False)  # m1 stays ready
+        _, got = env.consume(other, qq)
+        env.drain(until=lambda: len(got) == 1)
+    env.publish(ch, b"m1", "", qq)
+    env.eventually_count(qq, 1)
+    if close == "client":
+        other.close()
+    else:
+        other.basic_ack(1000)  # an unknown delivery tag: 406, the channel closes
+        with pytest.raises(PreconditionFailed):
+            env.fence(other)
+    env.eventually_count(qq, 2)
+    assert delivery_counts(env, ch, qq) == [(b"m0", True, 1), (b"m1", False, 0)]
+
+
+def test_recover_returns_to_the_back(env):
+    ch = env.channel()
+    qq = quorum(env, ch)
+    for body in (b"m0", b"m1"):
+        env.publish(ch, body, "", qq)
+    env.eventually_count(qq, 2)
+    other = env.channel()
+    get_ack(env, other, qq)
+    other.basic_recover(requeue=True)
+    env.eventually_count(qq, 2)
+    assert delivery_counts(env, ch, qq) == [(b"m1", False, 0), (b"m0", True, 1)]
+
+
+def test_closing_a_channel_counts_towards_the_delivery_limit(env):
+    ch = env.channel()
+    qq = quorum(env, ch, **{"x-delivery-limit": 1})
+    env.publish(ch, b"m0", "", qq)
+    counts = []
+    for _ in range(2):
+        other = env.channel()
+        msg = get_ack(env, other, qq)
+        counts.append(msg.properties["application_headers"]["x-delivery-count"])
+        other.close()
+    assert counts == [0, 1]
+    env.eventually_count(qq, 0)
+    assert env.get_none(ch, qq) is None
+
+
 def test_nack_multiple_returns_in_delivery_order(env):
     ch = env.channel()
     qq = quorum(env, ch)

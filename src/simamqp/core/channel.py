@@ -282,7 +282,7 @@ class Channel:
         for queue, entries in by_queue.values():
             entries.sort(key=lambda e: e.seq)
             self.broker.emit("requeue", queue=queue.name, msgs=[e.message.id for e in entries])
-            queue.release(entries)
+            queue.requeue(entries, channel_closed=True)
         for consumer in consumers:
             self.broker.maybe_auto_delete_queue(consumer.queue)
         self.connection.channel_closed(self, reason, notify=notify)
@@ -844,8 +844,10 @@ class Channel:
 
     def requeue_deliveries(self, delivery_tag: int, multiple: bool, kind: str) -> None:
         """Requeue deliveries as a basic.nack with requeue would, traced as ``kind`` (the
-        ``redeliver`` fault: an ack lost with its channel)."""
-        self._settle_negative(self._collect(delivery_tag, multiple), True, kind, lost=True)
+        ``redeliver`` fault: an ack lost with its channel, so they come back as a closed
+        channel's deliveries do)."""
+        settled = self._collect(delivery_tag, multiple)
+        self._settle_negative(settled, True, kind, channel_closed=True)
 
     def _negative(self, delivery_tag: int, multiple: bool, requeue: bool, kind: str) -> None:
         settled = self._collect(delivery_tag, multiple)
@@ -857,7 +859,7 @@ class Channel:
         requeue: bool,
         kind: str,
         *,
-        lost: bool = False,
+        channel_closed: bool = False,
         recovering: bool = False,
     ) -> None:
         """Requeue or discard deliveries the way rabbit_channel's foreach_per_queue does.
@@ -889,14 +891,11 @@ class Channel:
         for key in sorted(groups):
             queue, entries = groups[key]
             entries.sort(key=_entry_seq)
-            if lost:
-                queue.release(entries)  # as if their channel had closed (a stream keeps them)
-                continue
             if recovering:
                 queue.recover_requeue(entries)
                 continue
             if requeue:
-                queue.requeue(entries)
+                queue.requeue(entries, channel_closed=channel_closed)
                 continue
             queue.discard(entries, "rejected")
         for queue in released:

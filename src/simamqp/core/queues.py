@@ -473,7 +473,7 @@ class ClassicQueue(Queue):
         self.ready.insert_sorted(entry)
         self.ready_bytes += len(entry.message.body)
 
-    def requeue(self, entries: list[QueuedMessage]) -> None:
+    def requeue(self, entries: list[QueuedMessage], *, channel_closed: bool = False) -> None:
         """Put unacknowledged messages back at their original positions, redelivered."""
         if self.deleted:
             return

@@ -12,9 +12,10 @@ The rules, each from rabbit_quorum_queue / rabbit_fifo (3.10.8) and measured on 
   basic.recover, the channel or connection closing) increments its delivery count; the
   message carries it as ``x-delivery-count`` on every delivery after the first, and on every
   basic.get-ok (0 included).
-- Requeue order: without ``x-delivery-limit`` a returned message goes to the back of the queue
-  (rabbit_fifo's ``requeue`` command re-enqueues it); with a limit it goes to the "returns"
-  queue, served before every other message. Returns are processed in delivery order.
+- Requeue order: a message returned by nack/reject/recover goes to the back of the queue
+  without ``x-delivery-limit`` (rabbit_fifo's ``requeue`` command re-enqueues it), and to the
+  "returns" queue, served before every other message, with a limit; a message returned because
+  its channel closed always goes to the returns queue. Returns keep delivery order.
 - ``x-delivery-limit: N``: a return that takes the count above N dead-letters the message with
   reason ``delivery_limit`` instead (dropped without a dead-letter exchange).
 - Length limits count ready messages (not unacknowledged ones) plus dead letters not yet
@@ -99,7 +100,7 @@ class QuorumArgs(QueueArgs):
             _check_non_negative(args, key, queue, vhost, positive=positive)
         # reject-publish-dlx is "an invalid overflow strategy for quorum queues": drop-head.
         self.effective_overflow = (
-            "reject-publish" if self.overflow == "reject-publish" else ("drop-head")
+            "reject-publish" if self.overflow == "reject-publish" else "drop-head"
         )
         self.at_least_once = (
             strategy == "at-least-once"
@@ -264,9 +265,7 @@ class QuorumQueue(ClassicQueue):
         else:
             consumers = len(self.consumer_order)
         if self._cancelled:
-            for key, consumer in list(self._cancelled.items()):
-                if consumer.unacked <= 0 or not consumer.channel.is_open:
-                    del self._cancelled[key]
+            self._forget_settled_consumers()
             live = {(id(c.channel), c.tag) for c in self.consumer_order}
             consumers += sum(1 for key in self._cancelled if key not in live)
         return consumers + len(self._getters)
@@ -416,6 +415,13 @@ class QuorumQueue(ClassicQueue):
     def _settled(self, entry: QueuedMessage) -> None:
         self.unacked -= 1
         self._getters.pop(id(entry), None)
+        if self._cancelled:
+            self._forget_settled_consumers()
+
+    def _forget_settled_consumers(self) -> None:
+        for key, consumer in list(self._cancelled.items()):
+            if consumer.unacked <= 0 or not consumer.channel.is_open:
+                del self._cancelled[key]
 
     def complete(self, entry: QueuedMessage) -> None:
         self._settled(entry)
@@ -425,13 +431,15 @@ class QuorumQueue(ClassicQueue):
             self._returns_and_messages.insert_sorted(entry)
             self.ready_bytes += len(entry.message.body)
             return
-        # Never checked out: count the return without settling anything.
+        # Never checked out: count the return, as its channel's death would, settling nothing.
         self.unacked += 1
-        self.requeue([entry])
+        self.requeue([entry], channel_closed=True)
 
-    def requeue(self, entries: list[QueuedMessage]) -> None:
+    def requeue(self, entries: list[QueuedMessage], *, channel_closed: bool = False) -> None:
         """Return deliveries (rabbit_fifo return_one): count, then dead-letter over the
-        delivery limit, else back of the queue (no limit) or the returns queue (a limit)."""
+        delivery limit; else to the returns queue, served first (the channel closed, or a
+        delivery limit is set), or to the back of the queue (a nack, reject or recover without
+        a delivery limit: rabbit_fifo's ``requeue`` command re-enqueues it)."""
         entries = sorted(entries, key=_checkout_order)
         if self.deleted:
             for entry in entries:
@@ -442,9 +450,9 @@ class QuorumQueue(ClassicQueue):
             self._settled(entry)
             entry.delivery_count += 1
             entry.redelivered = True
-            if not args.has_delivery_limit:
+            if not args.has_delivery_limit and not channel_closed:
                 self._returns_and_messages.append(entry)
-            elif entry.delivery_count > args.delivery_limit:
+            elif args.has_delivery_limit and entry.delivery_count > args.delivery_limit:
                 self.broker.emit(
                     "delivery-limit", queue=self.name, vhost=self.vhost, msg=entry.message.id
                 )
