@@ -241,6 +241,27 @@ def test_a_cancelled_consumer_counts_until_its_deliveries_are_settled(env):
     )
 
 
+def test_a_consumer_is_its_tag_and_channel(env):
+    """Re-consuming under a cancelled consumer's tag is the same rabbit_fifo consumer: settling
+    the old delivery settles it, and after the second cancel nothing is left to count."""
+    ch = env.channel()
+    qq = quorum(env, ch)
+    env.publish(ch, b"m", "", qq)
+    consumer_ch = env.channel()
+    got: list[amqp.Message] = []
+    consumer_ch.basic_consume(qq, consumer_tag="c", callback=got.append)
+    env.drain(until=lambda: len(got) == 1)
+    consumer_ch.basic_cancel("c")
+    consumer_ch.basic_consume(qq, consumer_tag="c", callback=got.append)
+    consumer_ch.basic_ack(got[0].delivery_tag)
+    consumer_ch.basic_cancel("c")
+    assert env.eventually(lambda: tuple(ch.queue_declare(qq, passive=True)), (qq, 0, 0)) == (
+        qq,
+        0,
+        0,
+    )
+
+
 def test_single_active_consumer_counts_only_the_active_consumer(env):
     ch = env.channel()
     qq = quorum(env, ch, **{"x-single-active-consumer": True})

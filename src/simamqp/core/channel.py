@@ -744,7 +744,7 @@ class Channel:
             self.unacked[tag] = _Unacked(queue, entry, consumer)
             consumer.unacked += 1
             self.global_unacked += 1
-            queue.checkout(entry)
+            queue.checkout(entry, consumer)
         message = queue.message_for(entry)
         broker = self.broker
         if broker.tracing:

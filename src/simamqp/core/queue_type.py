@@ -240,7 +240,7 @@ class Queue(ABC):
         acknowledged (None for no_ack)."""
 
     @abstractmethod
-    def checkout(self, entry: QueuedMessage) -> None:
+    def checkout(self, entry: QueuedMessage, consumer: Consumer) -> None:
         """A delivery to a consumer now waits for its acknowledgement."""
 
     @abstractmethod

@@ -466,7 +466,7 @@ class ClassicQueue(Queue):
             self.drop_expired()
         return entry
 
-    def checkout(self, entry: QueuedMessage) -> None:
+    def checkout(self, entry: QueuedMessage, consumer: Consumer) -> None:
         self.unacked += 1
 
     def put_back(self, entry: QueuedMessage, *, returned: bool) -> None:

@@ -225,9 +225,11 @@ class QuorumQueue(ClassicQueue):
         #: Checkouts so far: the order unsettled deliveries are returned in (rabbit_fifo's
         #: per-consumer message ids).
         self._checkouts = 0
-        #: Cancelled consumers that still have unacknowledged deliveries: rabbit_fifo keeps
-        #: them (status cancelled) until those are settled, and counts them.
-        self._cancelled: dict[tuple[int, str], Consumer] = {}
+        #: Unsettled consumer deliveries (by id(): the entry, and its consumer's identity,
+        #: rabbit_fifo's consumer id {tag, channel}) and how many each identity holds: a
+        #: cancelled consumer stays (and counts) until its deliveries are settled.
+        self._holders: dict[int, tuple[QueuedMessage, tuple[int, str]]] = {}
+        self._held: dict[tuple[int, str], int] = {}
         #: reject-publish: refusing publishes until back under the soft limit.
         self.blocked = False
         #: at-least-once dead letters not yet taken by every target: (message, reason).
@@ -264,16 +266,10 @@ class QuorumQueue(ClassicQueue):
             consumers = 1 if self.active_consumer is not None else 0
         else:
             consumers = len(self.consumer_order)
-        if self._cancelled:
-            self._forget_settled_consumers()
+        if self._held:
             live = {(id(c.channel), c.tag) for c in self.consumer_order}
-            consumers += sum(1 for key in self._cancelled if key not in live)
+            consumers += sum(1 for key in self._held if key not in live)
         return consumers + len(self._getters)
-
-    def remove_consumer(self, consumer: Consumer) -> None:
-        super().remove_consumer(consumer)
-        if consumer.unacked > 0 and consumer.channel.is_open:
-            self._cancelled[(id(consumer.channel), consumer.tag)] = consumer
 
     def delivery_count(self, entry: QueuedMessage) -> int:
         return entry.delivery_count
@@ -386,10 +382,13 @@ class QuorumQueue(ClassicQueue):
 
     # -- delivery and settlement ------------------------------------------------------------
 
-    def checkout(self, entry: QueuedMessage) -> None:
+    def checkout(self, entry: QueuedMessage, consumer: Consumer) -> None:
         self.unacked += 1
         self._checkouts += 1
         entry.checkout = self._checkouts
+        key = (id(consumer.channel), consumer.tag)
+        self._holders[id(entry)] = (entry, key)
+        self._held[key] = self._held.get(key, 0) + 1
 
     def dequeue(self, getter: Channel | None) -> QueuedMessage | None:
         entry = super().dequeue(getter)
@@ -415,13 +414,14 @@ class QuorumQueue(ClassicQueue):
     def _settled(self, entry: QueuedMessage) -> None:
         self.unacked -= 1
         self._getters.pop(id(entry), None)
-        if self._cancelled:
-            self._forget_settled_consumers()
-
-    def _forget_settled_consumers(self) -> None:
-        for key, consumer in list(self._cancelled.items()):
-            if consumer.unacked <= 0 or not consumer.channel.is_open:
-                del self._cancelled[key]
+        holder = self._holders.pop(id(entry), None)
+        if holder is not None:
+            key = holder[1]
+            left = self._held[key] - 1
+            if left:
+                self._held[key] = left
+            else:
+                del self._held[key]
 
     def complete(self, entry: QueuedMessage) -> None:
         self._settled(entry)
@@ -443,7 +443,7 @@ class QuorumQueue(ClassicQueue):
         entries = sorted(entries, key=_checkout_order)
         if self.deleted:
             for entry in entries:
-                self._getters.pop(id(entry), None)
+                self._settled(entry)
             return
         args = self.qargs
         for entry in entries:
@@ -480,7 +480,8 @@ class QuorumQueue(ClassicQueue):
     def clear(self) -> None:
         super().clear()
         self._getters.clear()
-        self._cancelled.clear()
+        self._holders.clear()
+        self._held.clear()
         self.dead_letters.clear()
 
     # -- expiry -----------------------------------------------------------------------------
