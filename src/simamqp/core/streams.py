@@ -531,7 +531,7 @@ class StreamQueue(Queue):
     def dequeue(self, getter: Channel | None) -> QueuedMessage | None:
         raise AMQPNotImplemented(replies.stream_get(self.name, self.vhost))
 
-    def checkout(self, entry: QueuedMessage) -> None:
+    def checkout(self, entry: QueuedMessage, consumer: Consumer) -> None:
         self.unacked += 1
 
     def put_back(self, entry: QueuedMessage, *, returned: bool) -> None:
