@@ -24,18 +24,23 @@ from ._util import Row, best_of, fmt_rate, fmt_us
 _clock = time.process_time
 
 
-def _consumer_setup(trace: bool | TraceMode) -> tuple[Broker, object, object]:
+def _consumer_setup(
+    trace: bool | TraceMode, queue_type: str = "classic"
+) -> tuple[Broker, object, object]:
     broker = Broker(seed=1, trace=trace)
     conn = broker.connect()
     ch = conn.channel()
-    ch.queue_declare("bench")
+    if queue_type == "classic":
+        ch.queue_declare("bench")
+    else:
+        ch.queue_declare("bench", durable=True, arguments={"x-queue-type": queue_type})
     ch.basic_consume("bench")
     return broker, conn, ch
 
 
-def core_round_trips(n: int, trace: bool | TraceMode) -> float:
+def core_round_trips(n: int, trace: bool | TraceMode, queue_type: str = "classic") -> float:
     """Seconds for ``n`` x (publish → deliver into the outbox → pop the frame → ack)."""
-    broker, conn, ch = _consumer_setup(trace)
+    broker, conn, ch = _consumer_setup(trace, queue_type)
     outbox = conn.outbox  # type: ignore[attr-defined]
     publish = ch.basic_publish  # type: ignore[attr-defined]
     ack = ch.basic_ack  # type: ignore[attr-defined]
@@ -58,7 +63,9 @@ def row_core(quick: bool) -> list[Row]:
     off = best_of(lambda: core_round_trips(n, trace=False), repeat)
     window = best_of(lambda: core_round_trips(n, trace="window"), repeat)
     on = best_of(lambda: core_round_trips(n, trace="full"), repeat)
+    quorum = best_of(lambda: core_round_trips(n, trace="window", queue_type="quorum"), repeat)
     rate_off, rate_window, rate_on = n / off, n / window, n / on
+    rate_quorum = n / quorum
     return [
         Row(
             2,
@@ -87,6 +94,16 @@ def row_core(quick: bool) -> list[Row]:
             None,
             f"{fmt_us(on / n)} per message; every event kept, {on / off:.2f}x trace off",
             extra={"rate": rate_on},
+        ),
+        Row(
+            2,
+            "core publish+deliver+ack, quorum queue",
+            fmt_rate(rate_quorum),
+            "(reported)",
+            None,
+            f"{fmt_us(quorum / n)} per message, default trace; {quorum / window:.2f}x a classic "
+            "queue's",
+            extra={"rate": rate_quorum},
         ),
     ]
 

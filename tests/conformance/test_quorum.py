@@ -241,6 +241,27 @@ def test_a_cancelled_consumer_counts_until_its_deliveries_are_settled(env):
     )
 
 
+def test_a_consumer_is_its_tag_and_channel(env):
+    """Re-consuming under a cancelled consumer's tag is the same rabbit_fifo consumer: settling
+    the old delivery settles it, and after the second cancel nothing is left to count."""
+    ch = env.channel()
+    qq = quorum(env, ch)
+    env.publish(ch, b"m", "", qq)
+    consumer_ch = env.channel()
+    got: list[amqp.Message] = []
+    consumer_ch.basic_consume(qq, consumer_tag="c", callback=got.append)
+    env.drain(until=lambda: len(got) == 1)
+    consumer_ch.basic_cancel("c")
+    consumer_ch.basic_consume(qq, consumer_tag="c", callback=got.append)
+    consumer_ch.basic_ack(got[0].delivery_tag)
+    consumer_ch.basic_cancel("c")
+    assert env.eventually(lambda: tuple(ch.queue_declare(qq, passive=True)), (qq, 0, 0)) == (
+        qq,
+        0,
+        0,
+    )
+
+
 def test_single_active_consumer_counts_only_the_active_consumer(env):
     ch = env.channel()
     qq = quorum(env, ch, **{"x-single-active-consumer": True})
@@ -284,6 +305,61 @@ def test_with_a_delivery_limit_a_requeued_message_comes_first(env):
     ch.basic_reject(get_ack(env, ch, qq).delivery_tag, requeue=True)
     env.eventually_count(qq, 3)
     assert delivery_counts(env, ch, qq) == [(b"a", True, 1), (b"b", False, 0), (b"c", False, 0)]
+
+
+@pytest.mark.parametrize("via", ["get", "consume"])
+@pytest.mark.parametrize("close", ["client", "error"])
+def test_a_closed_channels_deliveries_come_back_first_counted(env, via, close):
+    """rabbit_fifo returns a dead channel's checked-out messages to its returns queue."""
+    ch = env.channel()
+    qq = quorum(env, ch)
+    env.publish(ch, b"m0", "", qq)
+    env.eventually_count(qq, 1)
+    other = env.channel()
+    if via == "get":
+        get_ack(env, other, qq)
+    else:
+        other.basic_qos(0, 1, False)  # m1 stays ready
+        _, got = env.consume(other, qq)
+        env.drain(until=lambda: len(got) == 1)
+    env.publish(ch, b"m1", "", qq)
+    env.eventually_count(qq, 1)
+    if close == "client":
+        other.close()
+    else:
+        other.basic_ack(1000)  # an unknown delivery tag: 406, the channel closes
+        with pytest.raises(PreconditionFailed):
+            env.fence(other)
+    env.eventually_count(qq, 2)
+    assert delivery_counts(env, ch, qq) == [(b"m0", True, 1), (b"m1", False, 0)]
+
+
+def test_recover_returns_to_the_back(env):
+    ch = env.channel()
+    qq = quorum(env, ch)
+    for body in (b"m0", b"m1"):
+        env.publish(ch, body, "", qq)
+    env.eventually_count(qq, 2)
+    other = env.channel()
+    get_ack(env, other, qq)
+    other.basic_recover(requeue=True)
+    env.eventually_count(qq, 2)
+    assert delivery_counts(env, ch, qq) == [(b"m1", False, 0), (b"m0", True, 1)]
+
+
+def test_closing_a_channel_counts_towards_the_delivery_limit(env):
+    ch = env.channel()
+    qq = quorum(env, ch, **{"x-delivery-limit": 1})
+    env.publish(ch, b"m0", "", qq)
+    counts = []
+    for _ in range(2):
+        other = env.channel()
+        msg = get_ack(env, other, qq)
+        counts.append(msg.properties["application_headers"]["x-delivery-count"])
+        other.close()
+    assert counts == [0, 1]
+    env.eventually_count(qq, 0)
+    assert env.get_none(ch, qq) is None
 
 
 def test_nack_multiple_returns_in_delivery_order(env):

@@ -236,3 +236,48 @@ def test_a_refused_settlement_leaves_no_unacked_count_behind(
             reader.basic_recover(True)
     assert not other.is_open
     assert broker.queue("s").messages_unacknowledged == 0
+
+
+@pytest.mark.parametrize("kind", ["stream", "classic"])
+def test_a_delayed_delivery_takes_the_consumers_credit_while_held(
+    broker: Broker, conn: Connection, ch: Channel, kind: str
+) -> None:
+    """Found by BrokerStateMachine: deliveries held by a deliver-point ``delay`` did not count
+    against the prefetch, so a stream sent every chunk and the consumer held more unacked
+    deliveries than its prefetch. Measured on 3.10.8: a stream consumer with prefetch 2 and six
+    one-message chunks gets 2, then one more per ack."""
+    arguments = STREAM if kind == "stream" else {}
+    ch.queue_declare("q", durable=True, arguments=arguments)
+    broker.faults.add(point="deliver", action="delay", delay=1.0, queue="q")
+    reader = conn.channel()
+    reader.basic_qos(0, 2, False)
+    reader.basic_consume("q", arguments={"x-stream-offset": "first"} if kind == "stream" else {})
+    for n in range(6):
+        publish(ch, f"m{n}", routing_key="q")
+    assert deliveries(conn) == []
+    broker.advance(1.0)
+    got = deliveries(conn)
+    assert [d.message.body for d in got] == [b"m0", b"m1"]
+    reader.basic_ack(got[0].delivery_tag)
+    broker.advance(1.0)
+    assert [d.message.body for d in deliveries(conn)] == [b"m2"]
+    (consumer,) = reader.consumers.values()
+    assert consumer.unacked == 2
+
+
+def test_an_overflow_fault_on_a_stream_appends_the_message(
+    broker: Broker, conn: Connection, ch: Channel
+) -> None:
+    """Found by BrokerStateMachine (the fault read a classic queue's x-overflow). A stream has
+    no overflow setting and never refuses a publish for length: the message is appended, the
+    publisher's confirm is an ack, nothing is dropped or dead-lettered (docs/faults.md)."""
+    declare(ch)
+    publish(ch, "m0", routing_key="s")
+    broker.faults.add(point="enqueue", action="overflow", queue="s")
+    ch.confirm_select()
+    publish(ch, "m1", routing_key="s")
+    frames = drain(conn)
+    assert [type(f).__name__ for f in frames] == ["BasicAck"]
+    assert broker.queue("s").bodies == (b"m0", b"m1")
+    fault = [e for e in broker.trace if e.kind == "fault"][-1]
+    assert (fault.attrs["action"], fault.attrs["overflow"]) == ("overflow", None)

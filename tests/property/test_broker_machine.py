@@ -7,7 +7,7 @@ import pathlib
 import pytest
 from _property_budget import property_settings
 
-from simamqp.stateful import BrokerStateMachine
+from simamqp.stateful import BrokerStateMachine, LedgerError
 
 TestBrokerStateMachine = BrokerStateMachine.TestCase
 TestBrokerStateMachine.settings = property_settings(stateful_step_count=30)
@@ -96,3 +96,72 @@ def test_a_held_route_that_loses_one_queue_to_a_restart_still_routes_to_the_othe
     state.rabbitmq_possible_faults_lose_nothing()
     assert state.broker.queue("q1").messages_ready == 1
     state.teardown()
+
+
+def _stream_machine(plan_rules: list[dict[str, object]]) -> BrokerStateMachine:
+    state = BrokerStateMachine()
+    state.setup(
+        seed=0,
+        queues=(("classic", {}, False), ("classic", {"x-message-ttl": 0}, False)),
+        bindings=("a", ""),
+        plan={"version": 1, "rules": plan_rules},
+        consumers=[("q0", False, 0)],
+        stream={"x-queue-type": "stream"},
+    )
+    state.ledger_agrees_with_engine()
+    return state
+
+
+def test_a_delayed_stream_delivery_keeps_the_reader_within_its_prefetch() -> None:
+    """Found by the machine: deliveries held by a deliver ``delay`` did not take credit, so
+    the stream sent every chunk and its consumer held more than its prefetch."""
+    state = _stream_machine([{"point": "deliver", "action": "delay", "delay": 0.0, "name": "r1"}])
+    state.read_stream(offset="47s", prefetch=2)
+    state.publish(body=b"", count=6, direct="s0", key="", mandatory=False, persistent=False)
+    state.ledger_agrees_with_engine()
+    state.settle(how="ack", index=18)
+    state.ledger_agrees_with_engine()
+    state.teardown()
+    (consumer,) = [
+        c for ch, _ in state.consumers for c in ch.consumers.values() if c.queue.name == "s0"
+    ]
+    assert consumer.unacked == 2
+
+
+def test_an_overflow_fault_on_the_stream_after_a_delayed_publish() -> None:
+    """Found by the machine: the overflow fault crashed on a stream inside the delayed
+    publish's timer."""
+    state = _stream_machine(
+        [
+            {"point": "publish", "action": "delay", "delay": 0.0, "name": "r1"},
+            {"point": "enqueue", "action": "overflow", "name": "r2"},
+        ]
+    )
+    state.publish(body=b"", count=2, direct=None, key="a", mandatory=False, persistent=False)
+    state.ledger_agrees_with_engine()
+    state.teardown()
+    assert state.broker.queue("s0").messages_ready == 0  # a stream reports 0 ready
+    assert len(state.ledger.stream_logs["s0"]) == 2
+
+
+def test_a_failing_timer_fails_the_rule_before_its_publish_is_counted() -> None:
+    """A timer that raises fires at the start of the next publish: the ledger must not count
+    that publish (it never reached the broker), and teardown must not replace the error."""
+    state = _stream_machine([{"point": "publish", "action": "delay", "delay": 5.0, "name": "r1"}])
+
+    def boom() -> None:
+        raise RuntimeError("timer failed")
+
+    broker = state.broker
+    broker.scheduler.call_at(broker.clock.now(), boom, label="test")
+    with pytest.raises(RuntimeError, match="timer failed"):
+        try:
+            state.publish(body=b"", count=2, direct=None, key="", mandatory=False, persistent=False)
+        finally:
+            state.teardown()  # as Hypothesis calls it: skipped, the RuntimeError stands
+    assert state.ledger.client_publishes == 0
+    state.ledger_agrees_with_engine()
+    state.publish(body=b"", count=1, direct=None, key="", mandatory=False, persistent=False)
+    state.ledger.client_publishes += 1  # a miscount: teardown outside a failure must see it
+    with pytest.raises(LedgerError, match="2 basic_publish calls but 1 publish events"):
+        state.teardown()

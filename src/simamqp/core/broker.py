@@ -336,7 +336,10 @@ class Broker:
         )
 
     def declare_queue(self, vhost: VHost, queue: Queue) -> None:
+        """Add a new queue to ``vhost`` (its event names the type unless it is classic, so
+        classic-only traces keep their digests)."""
         vhost.queues[queue.name] = queue
+        extra = {} if queue.type_name == "classic" else {"type": queue.type_name}
         self._emit(
             "queue-declare",
             vhost=vhost.name,
@@ -344,6 +347,7 @@ class Broker:
             durable=queue.durable,
             exclusive=queue.exclusive,
             auto_delete=queue.auto_delete,
+            **extra,
         )
 
     def bind(

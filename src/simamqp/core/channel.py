@@ -298,7 +298,7 @@ class Channel:
         for queue, entries in by_queue.values():
             entries.sort(key=lambda e: e.seq)
             self.broker.emit("requeue", queue=queue.name, msgs=[e.message.id for e in entries])
-            queue.release(entries)
+            queue.requeue(entries, channel_closed=True)
         for consumer in consumers:
             self.broker.maybe_auto_delete_queue(consumer.queue)
         self.connection.channel_closed(self, reason, notify=notify)
@@ -760,7 +760,7 @@ class Channel:
             self.unacked[tag] = _Unacked(queue, entry, consumer)
             consumer.unacked += 1
             self.global_unacked += 1
-            queue.checkout(entry)
+            queue.checkout(entry, consumer)
         message = queue.message_for(entry)
         broker = self.broker
         if broker.tracing:
@@ -867,8 +867,10 @@ class Channel:
 
     def requeue_deliveries(self, delivery_tag: int, multiple: bool, kind: str) -> None:
         """Requeue deliveries as a basic.nack with requeue would, traced as ``kind`` (the
-        ``redeliver`` fault: an ack lost with its channel)."""
-        self.settle_negative(self.collect_unacked(delivery_tag, multiple), True, kind, lost=True)
+        ``redeliver`` fault: an ack lost with its channel, so they come back as a closed
+        channel's deliveries do)."""
+        settled = self.collect_unacked(delivery_tag, multiple)
+        self.settle_negative(settled, True, kind, channel_closed=True)
 
     def _negative(self, delivery_tag: int, multiple: bool, requeue: bool, kind: str) -> None:
         if self.tx is not None:
@@ -883,7 +885,7 @@ class Channel:
         requeue: bool,
         kind: str,
         *,
-        lost: bool = False,
+        channel_closed: bool = False,
         recovering: bool = False,
     ) -> None:
         """Requeue or discard deliveries the way rabbit_channel's foreach_per_queue does.
@@ -915,14 +917,11 @@ class Channel:
         for key in sorted(groups):
             queue, entries = groups[key]
             entries.sort(key=_entry_seq)
-            if lost:
-                queue.release(entries)  # as if their channel had closed (a stream keeps them)
-                continue
             if recovering:
                 queue.recover_requeue(entries)
                 continue
             if requeue:
-                queue.requeue(entries)
+                queue.requeue(entries, channel_closed=channel_closed)
                 continue
             queue.discard(entries, "rejected")
         for queue in released:

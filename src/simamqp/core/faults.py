@@ -681,8 +681,8 @@ class FaultPlan:
             self._hold(message)
             self._hold_for_reorder(rule, ("enqueue", queue.vhost, queue.name), (queue, message))
             return True
-        # overflow: what the queue's x-overflow does when x-max-length is hit.
-        self._emit(rule, msg=message.id, queue=queue.name, overflow=queue.args.overflow)
+        # overflow: what the queue's overflow setting does when its length limit is hit.
+        self._emit(rule, msg=message.id, queue=queue.name, overflow=queue.overflow_mode)
         return queue.overflow(message, now)
 
     def _release_enqueue(self, queue: Queue, message: Message) -> None:
@@ -790,6 +790,12 @@ class FaultPlan:
             assert rule.delay is not None
             self._emit(rule, delay=rule.delay, **attrs)
             self._hold(message)
+            if not consumer.no_ack:
+                # In flight: the queue sent it, so it takes the consumer's credit now (a
+                # prefetch limit holds however slow the way to the client is; rabbit_limiter
+                # and a stream's credit count at send). _release_delivery gives it back.
+                consumer.unacked += 1
+                channel.global_unacked += 1
             broker.scheduler.call_at(
                 broker.clock.now() + rule.delay,
                 self._release_delivery,
@@ -828,6 +834,9 @@ class FaultPlan:
     def _release_delivery(self, consumer: Consumer, queue: Queue, entry: QueuedMessage) -> None:
         self._unhold(entry.message)
         channel = consumer.channel
+        if not consumer.no_ack:
+            consumer.unacked -= 1  # the in-flight credit on_deliver took; deliver retakes it
+            channel.global_unacked -= 1
         self.broker.emit("fault-release", msg=entry.message.id, queue=queue.name)
         if (
             channel.is_open

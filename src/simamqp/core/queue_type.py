@@ -21,9 +21,9 @@ declare (arg checks)   ``parse_arguments(arguments, name, vhost)``
 consume / cancel       ``check_consumer(...)``, ``add_consumer(consumer)`` / ``remove_consumer``
 deliver                the queue calls ``Channel.deliver(consumer, queue, entry)``
 settle complete        ``complete(entry)``
-settle requeue         ``requeue(entries)``
+settle requeue         ``requeue(entries, channel_closed=...)``
 settle discard         ``discard(entries, reason)``
-(channel down)         ``release(entries)`` (requeue, unless the type keeps nothing to return)
+(channel down)         ``requeue(entries, channel_closed=True)`` (a stream only forgets them)
 dequeue                ``dequeue(getter)`` (basic.get)
 stat                   ``message_count``, ``consumer_count``, ``unacked``
 =====================  ================================================================
@@ -203,6 +203,12 @@ class Queue(ABC):
     def enqueue(self, message: Message, now: float) -> bool:
         """Accept a routed message; False when the queue refused it (a publisher nack)."""
 
+    @property
+    def overflow_mode(self) -> str | None:
+        """The ``x-overflow`` setting the ``overflow`` fault applies, as its trace event names
+        it; None for a type without one (a stream never refuses a publish for length)."""
+        return None
+
     @abstractmethod
     def overflow(self, message: Message, now: float) -> bool:
         """Enqueue ``message`` as if the queue were at its length limit (the ``overflow``
@@ -234,7 +240,7 @@ class Queue(ABC):
         acknowledged (None for no_ack)."""
 
     @abstractmethod
-    def checkout(self, entry: QueuedMessage) -> None:
+    def checkout(self, entry: QueuedMessage, consumer: Consumer) -> None:
         """A delivery to a consumer now waits for its acknowledgement."""
 
     @abstractmethod
@@ -250,16 +256,12 @@ class Queue(ABC):
         """An acknowledged delivery leaves the queue."""
 
     @abstractmethod
-    def requeue(self, entries: list[QueuedMessage]) -> None:
-        """Unacknowledged deliveries come back (nack/reject requeue, recover, channel close)."""
+    def requeue(self, entries: list[QueuedMessage], *, channel_closed: bool = False) -> None:
+        """Unacknowledged deliveries come back: settled with requeue (nack, reject, recover),
+        or ``channel_closed`` (their channel or connection went away, a restart)."""
 
     def recover_requeue(self, entries: list[QueuedMessage]) -> None:
         """basic.recover returns these deliveries (a stream's channel crashes instead)."""
-        self.requeue(entries)
-
-    def release(self, entries: list[QueuedMessage]) -> None:
-        """The channel holding these deliveries closed (not a client's nack): a queue that
-        consumes messages on delivery gets them back; a stream only forgets them."""
         self.requeue(entries)
 
     @abstractmethod

@@ -466,14 +466,14 @@ class ClassicQueue(Queue):
             self.drop_expired()
         return entry
 
-    def checkout(self, entry: QueuedMessage) -> None:
+    def checkout(self, entry: QueuedMessage, consumer: Consumer) -> None:
         self.unacked += 1
 
     def put_back(self, entry: QueuedMessage, *, returned: bool) -> None:
         self.ready.insert_sorted(entry)
         self.ready_bytes += len(entry.message.body)
 
-    def requeue(self, entries: list[QueuedMessage]) -> None:
+    def requeue(self, entries: list[QueuedMessage], *, channel_closed: bool = False) -> None:
         """Put unacknowledged messages back at their original positions, redelivered."""
         if self.deleted:
             return
@@ -517,6 +517,10 @@ class ClassicQueue(Queue):
         self.cancel_timers()
         self.touch()
         self.drop_expired()
+
+    @property
+    def overflow_mode(self) -> str | None:
+        return self.args.overflow
 
     def overflow(self, message: Message, now: float) -> bool:
         overflow = self.args.overflow

@@ -12,9 +12,10 @@ The rules, each from rabbit_quorum_queue / rabbit_fifo (3.10.8) and measured on 
   basic.recover, the channel or connection closing) increments its delivery count; the
   message carries it as ``x-delivery-count`` on every delivery after the first, and on every
   basic.get-ok (0 included).
-- Requeue order: without ``x-delivery-limit`` a returned message goes to the back of the queue
-  (rabbit_fifo's ``requeue`` command re-enqueues it); with a limit it goes to the "returns"
-  queue, served before every other message. Returns are processed in delivery order.
+- Requeue order: a message returned by nack/reject/recover goes to the back of the queue
+  without ``x-delivery-limit`` (rabbit_fifo's ``requeue`` command re-enqueues it), and to the
+  "returns" queue, served before every other message, with a limit; a message returned because
+  its channel closed always goes to the returns queue. Returns keep delivery order.
 - ``x-delivery-limit: N``: a return that takes the count above N dead-letters the message with
   reason ``delivery_limit`` instead (dropped without a dead-letter exchange).
 - Length limits count ready messages (not unacknowledged ones) plus dead letters not yet
@@ -99,7 +100,7 @@ class QuorumArgs(QueueArgs):
             _check_non_negative(args, key, queue, vhost, positive=positive)
         # reject-publish-dlx is "an invalid overflow strategy for quorum queues": drop-head.
         self.effective_overflow = (
-            "reject-publish" if self.overflow == "reject-publish" else ("drop-head")
+            "reject-publish" if self.overflow == "reject-publish" else "drop-head"
         )
         self.at_least_once = (
             strategy == "at-least-once"
@@ -224,9 +225,11 @@ class QuorumQueue(ClassicQueue):
         #: Checkouts so far: the order unsettled deliveries are returned in (rabbit_fifo's
         #: per-consumer message ids).
         self._checkouts = 0
-        #: Cancelled consumers that still have unacknowledged deliveries: rabbit_fifo keeps
-        #: them (status cancelled) until those are settled, and counts them.
-        self._cancelled: dict[tuple[int, str], Consumer] = {}
+        #: Unsettled consumer deliveries (by id(): the entry, and its consumer's identity,
+        #: rabbit_fifo's consumer id {tag, channel}) and how many each identity holds: a
+        #: cancelled consumer stays (and counts) until its deliveries are settled.
+        self._holders: dict[int, tuple[QueuedMessage, tuple[int, str]]] = {}
+        self._held: dict[tuple[int, str], int] = {}
         #: reject-publish: refusing publishes until back under the soft limit.
         self.blocked = False
         #: at-least-once dead letters not yet taken by every target: (message, reason).
@@ -263,18 +266,10 @@ class QuorumQueue(ClassicQueue):
             consumers = 1 if self.active_consumer is not None else 0
         else:
             consumers = len(self.consumer_order)
-        if self._cancelled:
-            for key, consumer in list(self._cancelled.items()):
-                if consumer.unacked <= 0 or not consumer.channel.is_open:
-                    del self._cancelled[key]
+        if self._held:
             live = {(id(c.channel), c.tag) for c in self.consumer_order}
-            consumers += sum(1 for key in self._cancelled if key not in live)
+            consumers += sum(1 for key in self._held if key not in live)
         return consumers + len(self._getters)
-
-    def remove_consumer(self, consumer: Consumer) -> None:
-        super().remove_consumer(consumer)
-        if consumer.unacked > 0 and consumer.channel.is_open:
-            self._cancelled[(id(consumer.channel), consumer.tag)] = consumer
 
     def delivery_count(self, entry: QueuedMessage) -> int:
         return entry.delivery_count
@@ -387,10 +382,13 @@ class QuorumQueue(ClassicQueue):
 
     # -- delivery and settlement ------------------------------------------------------------
 
-    def checkout(self, entry: QueuedMessage) -> None:
+    def checkout(self, entry: QueuedMessage, consumer: Consumer) -> None:
         self.unacked += 1
         self._checkouts += 1
         entry.checkout = self._checkouts
+        key = (id(consumer.channel), consumer.tag)
+        self._holders[id(entry)] = (entry, key)
+        self._held[key] = self._held.get(key, 0) + 1
 
     def dequeue(self, getter: Channel | None) -> QueuedMessage | None:
         entry = super().dequeue(getter)
@@ -416,6 +414,14 @@ class QuorumQueue(ClassicQueue):
     def _settled(self, entry: QueuedMessage) -> None:
         self.unacked -= 1
         self._getters.pop(id(entry), None)
+        holder = self._holders.pop(id(entry), None)
+        if holder is not None:
+            key = holder[1]
+            left = self._held[key] - 1
+            if left:
+                self._held[key] = left
+            else:
+                del self._held[key]
 
     def complete(self, entry: QueuedMessage) -> None:
         self._settled(entry)
@@ -425,26 +431,28 @@ class QuorumQueue(ClassicQueue):
             self._returns_and_messages.insert_sorted(entry)
             self.ready_bytes += len(entry.message.body)
             return
-        # Never checked out: count the return without settling anything.
+        # Never checked out: count the return, as its channel's death would, settling nothing.
         self.unacked += 1
-        self.requeue([entry])
+        self.requeue([entry], channel_closed=True)
 
-    def requeue(self, entries: list[QueuedMessage]) -> None:
+    def requeue(self, entries: list[QueuedMessage], *, channel_closed: bool = False) -> None:
         """Return deliveries (rabbit_fifo return_one): count, then dead-letter over the
-        delivery limit, else back of the queue (no limit) or the returns queue (a limit)."""
+        delivery limit; else to the returns queue, served first (the channel closed, or a
+        delivery limit is set), or to the back of the queue (a nack, reject or recover without
+        a delivery limit: rabbit_fifo's ``requeue`` command re-enqueues it)."""
         entries = sorted(entries, key=_checkout_order)
         if self.deleted:
             for entry in entries:
-                self._getters.pop(id(entry), None)
+                self._settled(entry)
             return
         args = self.qargs
         for entry in entries:
             self._settled(entry)
             entry.delivery_count += 1
             entry.redelivered = True
-            if not args.has_delivery_limit:
+            if not args.has_delivery_limit and not channel_closed:
                 self._returns_and_messages.append(entry)
-            elif entry.delivery_count > args.delivery_limit:
+            elif args.has_delivery_limit and entry.delivery_count > args.delivery_limit:
                 self.broker.emit(
                     "delivery-limit", queue=self.name, vhost=self.vhost, msg=entry.message.id
                 )
@@ -472,7 +480,8 @@ class QuorumQueue(ClassicQueue):
     def clear(self) -> None:
         super().clear()
         self._getters.clear()
-        self._cancelled.clear()
+        self._holders.clear()
+        self._held.clear()
         self.dead_letters.clear()
 
     # -- expiry -----------------------------------------------------------------------------

@@ -373,7 +373,8 @@ class StreamQueue(Queue):
         return True
 
     def overflow(self, message: Message, now: float) -> bool:
-        """A stream has no length limit to overflow: retention alone trims it."""
+        """A stream has no length limit to overflow and never refuses a publish for length
+        (retention alone trims it, a segment at a time): the message is appended."""
         return self.enqueue(message, now)
 
     def _write(self, messages: list[Message], now: float) -> int:
@@ -530,7 +531,7 @@ class StreamQueue(Queue):
     def dequeue(self, getter: Channel | None) -> QueuedMessage | None:
         raise AMQPNotImplemented(replies.stream_get(self.name, self.vhost))
 
-    def checkout(self, entry: QueuedMessage) -> None:
+    def checkout(self, entry: QueuedMessage, consumer: Consumer) -> None:
         self.unacked += 1
 
     def put_back(self, entry: QueuedMessage, *, returned: bool) -> None:
@@ -543,11 +544,13 @@ class StreamQueue(Queue):
         """An ack: one credit back to the consumer (the channel's accounting gives it)."""
         self.unacked -= 1
 
-    def requeue(self, entries: list[QueuedMessage]) -> None:
+    def requeue(self, entries: list[QueuedMessage], *, channel_closed: bool = False) -> None:
         """basic.nack/reject with requeue: refused, and the connection closes (the channel has
-        already let go of these deliveries)."""
+        already let go of these deliveries). ``channel_closed`` (the channel went away, or a
+        lost-ack fault): nothing goes back, nothing is lost; the log keeps the messages."""
         self.unacked -= len(entries)
-        raise AMQPNotImplemented(replies.stream_settle(self.name, self.vhost))
+        if not channel_closed:
+            raise AMQPNotImplemented(replies.stream_settle(self.name, self.vhost))
 
     def discard(self, entries: list[QueuedMessage], reason: str) -> None:
         self.unacked -= len(entries)
@@ -558,10 +561,6 @@ class StreamQueue(Queue):
         the stream's error and the channel crashes (541, measured on 3.10.8)."""
         self.unacked -= len(entries)
         raise _crash()
-
-    def release(self, entries: list[QueuedMessage]) -> None:
-        """The channel holding these deliveries closed: nothing goes back, nothing is lost."""
-        self.unacked -= len(entries)
 
     def purge(self) -> int:
         raise AMQPNotImplemented(replies.stream_purge(self.name, self.vhost))

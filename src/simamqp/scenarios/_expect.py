@@ -131,6 +131,8 @@ def check_expectations(run: Run, expect: Mapping[str, Any]) -> list[str]:
         actual: dict[str, Any] = {k: getattr(info, k) for k in _QUEUE_KEYS}
         actual["bodies"] = [body_text(b) for b in info.bodies]
         actual["arguments"] = dict(info.arguments)
+        actual["type"] = info.type
+        actual["delivery_counts"] = list(info.delivery_counts)
         for key, want in state.items():
             if key == "vhost":
                 continue

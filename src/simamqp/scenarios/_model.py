@@ -324,7 +324,8 @@ EXPECT_FIELDS: dict[str, Field] = {
     "queues": Field(
         "mapping",
         "queue -> 'absent' or a mapping of messages_ready, messages_unacknowledged, messages, "
-        "consumers, bodies, durable, exclusive, auto_delete, arguments, vhost",
+        "consumers, bodies, durable, exclusive, auto_delete, arguments, type, delivery_counts, "
+        "vhost",
     ),
     "exchanges": Field("mapping", "exchange -> 'absent' or a mapping of type, durable, ..."),
     "errors": Field("list", "every error in order: mappings of client, code, text (substring)"),
@@ -666,6 +667,8 @@ EXPECT_KEYS: dict[str, tuple[str, ...]] = {
         "exclusive",
         "auto_delete",
         "arguments",
+        "type",
+        "delivery_counts",
         "vhost",
     ),
     "exchanges": ("type", "durable", "auto_delete", "internal", "arguments", "vhost"),
