@@ -26,8 +26,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# This module is loaded in every pytest process (``pytest11``) and importing simamqp imports the
+# ``kombu`` package. pytester's in-process runs restore ``sys.modules`` afterwards but not the
+# attributes a run set on a package that was already there: a kombu submodule first imported
+# inside one run stays reachable as ``kombu.messaging`` (``from . import messaging``) or through
+# kombu's lazy ``kombu.Connection`` while the next run imports a fresh copy, and kombu's
+# ``isinstance(obj, Connection)`` checks fail between the two. So import kombu's public modules,
+# and our transport with py-amqp, here: no run imports them for the first time.
+import kombu.common
+import kombu.connection
+import kombu.entity
+import kombu.messaging
+import kombu.pools
+import kombu.simple  # noqa: F401
 import pytest
 
+from . import transport as _transport  # noqa: F401
 from ._broker import Broker, register, unregister
 from .core.clock import Clock
 
