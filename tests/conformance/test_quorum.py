@@ -334,6 +334,37 @@ def test_a_closed_channels_deliveries_come_back_first_counted(env, via, close):
     assert delivery_counts(env, ch, qq) == [(b"m0", True, 1), (b"m1", False, 0)]
 
 
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_recover_credits_a_consumer_with_its_own_deliveries(env, queue_type):
+    """basic.recover settles per (queue, consumer): the basic.get delivery is requeued before
+    the consumer's prefetch credit comes back, so with x-max-length 2 the order decides what
+    the head drop takes (found by the differential machine)."""
+    ch = env.channel()
+    arguments = {"x-max-length": 2}
+    if queue_type == "quorum":
+        queue = quorum(env, ch, **arguments)
+    else:
+        queue = env.queue(ch, arguments=arguments)
+    env.publish(ch, b"m0", "", queue)
+    env.eventually_count(queue, 1)
+    other = env.channel()
+    get_ack(env, other, queue)
+    other.basic_qos(0, 1, False)
+    _, got = env.consume(other, queue)
+    env.publish(ch, b"m1", "", queue)
+    env.drain(until=lambda: len(got) == 1)
+    env.publish(ch, b"m2", "", queue)
+    env.eventually_count(queue, 1)
+    other.basic_recover(requeue=True)
+    env.drain(until=lambda: len(got) == 2)
+    assert [(m.body, m.delivery_info["redelivered"]) for m in got] == [
+        (b"m1", False),
+        # classic: m0's requeue drops it at the head, then m1 comes back; quorum: the
+        # consumer takes the head (m2) before the length limit is evaluated
+        (b"m1", True) if queue_type == "classic" else (b"m2", False),
+    ]
+
+
 def test_recover_returns_to_the_back(env):
     ch = env.channel()
     qq = quorum(env, ch)

@@ -169,6 +169,10 @@ class _Unacked:
         self.consumer = consumer
 
 
+#: One (queue, consumer) group of a negative settlement: the queue, its entries, the deliveries.
+_SettleGroup = tuple[Queue, list[QueuedMessage], list[_Unacked]]
+
+
 class Channel:
     def __init__(self, connection: Connection, channel_id: int) -> None:
         self.connection = connection
@@ -896,7 +900,7 @@ class Channel:
         basic.get message can be redelivered before an older consumer delivery.
         """
         broker = self.broker
-        groups: dict[tuple[int, int, bytes], tuple[Queue, list[QueuedMessage]]] = {}
+        groups: dict[tuple[int, int, bytes], _SettleGroup] = {}
         for item in settled:
             broker.emit(
                 kind,
@@ -912,10 +916,17 @@ class Channel:
                 0 if consumer is None else 1,
                 b"" if consumer is None else consumer.tag.encode(),
             )
-            groups.setdefault(key, (item.queue, []))[1].append(item.entry)
-        released = self._release(settled)
+            groups.setdefault(key, (item.queue, [], []))[1].append(item.entry)
+            groups[key][2].append(item)
+        # A group's consumer gets its prefetch credit back with that group's settlement, not
+        # before: an earlier group's requeue cannot be delivered to a consumer whose own
+        # deliveries are still out (measured: with x-max-length 2 its requeued message is
+        # then dropped at the head instead).
+        released: dict[int, Queue] = {}
         for key in sorted(groups):
-            queue, entries = groups[key]
+            queue, entries, items = groups[key]
+            for freed in self._release(items):
+                released[id(freed)] = freed
             entries.sort(key=_entry_seq)
             if recovering:
                 queue.recover_requeue(entries)
@@ -924,7 +935,7 @@ class Channel:
                 queue.requeue(entries, channel_closed=channel_closed)
                 continue
             queue.discard(entries, "rejected")
-        for queue in released:
+        for queue in released.values():
             queue.dispatch()
 
     def basic_recover(self, requeue: bool = True) -> None:

@@ -310,9 +310,10 @@ class QuorumQueue(ClassicQueue):
                 return True
         self.ready.append(entry)
         self.ready_bytes += len(message.body)
-        self._evaluate_limit()
+        # rabbit_fifo apply_enqueue: checkout to consumers, then evaluate the length limit.
         self.drop_expired()
         self.dispatch()
+        self._evaluate_limit()
         return True
 
     def overflow(self, message: Message, now: float) -> bool:
@@ -461,9 +462,10 @@ class QuorumQueue(ClassicQueue):
             else:
                 self._returns_and_messages.append_return(entry)
             self.ready_bytes += len(entry.message.body)
-        self._evaluate_limit()
+        # rabbit_fifo checks out to consumers first, then evaluates the length limit.
         self.drop_expired()
         self.dispatch()
+        self._evaluate_limit()
 
     def discard(self, entries: list[QueuedMessage], reason: str) -> None:
         for entry in sorted(entries, key=_checkout_order):
