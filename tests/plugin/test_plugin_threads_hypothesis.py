@@ -131,6 +131,7 @@ def test_report_says_only_the_replay_file_reproduces_a_threaded_run(
 
 HYPOTHESIS_FAILING = """
 from hypothesis import given, settings, strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 @settings(max_examples=50, deadline=None{database})
 @given(n=st.integers(min_value=0, max_value=10))
@@ -147,7 +148,9 @@ def test_small(sim_broker_factory, n):
 def test_hypothesis_report_names_the_example_database(pytester: pytest.Pytester) -> None:
     """The seed does not choose Hypothesis' examples: a re-run replays the failing one from
     Hypothesis' example database, and the reproduce line says so (and where it is)."""
-    pytester.makepyfile(test_hyp=HYPOTHESIS_FAILING.format(database=""))
+    # An explicit database: Hypothesis' "ci" profile (CI=true) turns the default one off.
+    database = ', database=DirectoryBasedExampleDatabase(".hypothesis/examples")'
+    pytester.makepyfile(test_hyp=HYPOTHESIS_FAILING.format(database=database))
     result = pytester.runpytest("--simamqp-seed=5")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
