@@ -11,6 +11,7 @@ import pytest
 from _core_helpers import deliveries, drain, publish
 
 from simamqp.core import Broker, Channel, Connection
+from simamqp.core.arguments import Long
 from simamqp.core.errors import AMQPNotImplemented, InternalError, PreconditionFailed
 from simamqp.core.streams import StreamQueue, parse_max_age
 
@@ -80,6 +81,8 @@ def test_deliveries_carry_the_offset_header_and_keep_the_message_id(
     consume(conn.channel(), "s", "first")
     (delivery,) = deliveries(conn)
     assert delivery.message.headers == {"k": 1, "x-stream-offset": 0}
+    # RabbitMQ sends the offset as a long ('l'); Long is what the wire codecs encode so.
+    assert type(delivery.message.headers["x-stream-offset"]) is Long
     assert delivery.redelivered is False
     assert broker.queue("s").bodies == (b"m0",)
 

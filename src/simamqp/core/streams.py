@@ -44,7 +44,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import replies
-from .arguments import amqp_type
+from .arguments import Long, amqp_type
 from .errors import AMQPNotImplemented, InternalError, PreconditionFailed
 from .message import Message, QueuedMessage
 from .queue_type import Queue, register_queue_type
@@ -347,7 +347,7 @@ class StreamQueue(Queue):
         message = entry.message
         properties = dict(message.properties)
         headers = dict(properties.get("application_headers") or {})
-        headers["x-stream-offset"] = entry.seq
+        headers["x-stream-offset"] = Long(entry.seq)
         properties["application_headers"] = headers
         return Message(
             message.id,

@@ -55,7 +55,19 @@ _CHANNEL_STEPS = {
 
 def plain(value: Any) -> Any:
     """A value ``yaml.safe_dump`` writes and ``safe_load`` reads back equal."""
-    if value is None or isinstance(value, bool | int | float | str | bytes | _dt.datetime):
+    if type(value) in (int, float, str, bytes) or value is None or isinstance(value, bool):
+        return value
+    # A subclass (the engine's 64-bit Long in x-death or x-stream-offset): YAML writes only
+    # the exact types, and the value is what a client sees.
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, _dt.datetime):
         return value
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
