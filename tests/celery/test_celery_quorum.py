@@ -25,7 +25,15 @@ import simamqp
 
 celery = pytest.importorskip("celery")
 
-pytestmark = pytest.mark.celery
+pytestmark = [
+    pytest.mark.celery,
+    # Quorum queues (task_default_queue_type) and native delayed delivery came with Celery 5.5:
+    # before it the settings do not exist, so there is no topology to compare.
+    pytest.mark.skipif(
+        tuple(int(part) for part in celery.__version__.split(".")[:2]) < (5, 5),
+        reason=f"Celery {celery.__version__} has no quorum queues (Celery >= 5.5)",
+    ),
+]
 
 BACKENDS = ["rpc://", "rpcbackend.RPCBackend"]
 #: kombu.transport.native_delayed_delivery's levels: celery_delayed_0 .. celery_delayed_27.
